@@ -1,0 +1,229 @@
+"""The TabularResNet encoder: a residual MLP for mixed numerical and categorical rows.
+
+The block layout follows the ResNet baseline of Gorishniy et al. (2021), "Revisiting deep
+learning models for tabular data", which itself adapts the pre-activation residual block of
+He et al. (2016). Chapter "The TabularResNet model" walks through this file.
+
+Reserved categorical indices
+----------------------------
+Every categorical column is stored as integer indices into its own embedding table. The first
+``NUM_RESERVED_INDICES`` rows of every table are reserved, and every module of the package uses
+this one scheme, so that a mask or a missing value can never collide with a real category:
+
+====================  =====  ===========================================================
+name                  index  meaning
+====================  =====  ===========================================================
+``PADDING_INDEX``     0      value missing in the record (absent field, null)
+``MASK_INDEX``        1      value hidden on purpose by masked feature prediction
+``UNKNOWN_INDEX``     2      value present but not seen when the preprocessor was fitted
+real categories       3 ...  the k-th real category (k = 0, 1, ...) is stored as ``k + 3``
+====================  =====  ===========================================================
+
+A column with cardinality ``c`` (``c`` real categories) therefore has an embedding table of
+``c + NUM_RESERVED_INDICES`` rows and accepts indices ``0 .. c + 2``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+PADDING_INDEX = 0
+MASK_INDEX = 1
+UNKNOWN_INDEX = 2
+NUM_RESERVED_INDICES = 3
+
+
+def encode_category_codes(codes: torch.Tensor) -> torch.Tensor:
+    """Shift zero-based real category codes past the reserved indices (code ``k`` -> ``k + 3``)."""
+    return codes + NUM_RESERVED_INDICES
+
+
+@dataclass
+class TabularResNetConfig:
+    """Every hyperparameter of a :class:`TabularResNet`; round-trips through plain JSON."""
+
+    num_numerical_features: int
+    categorical_cardinalities: list[int] = field(default_factory=list)
+    d_model: int = 256
+    num_blocks: int = 6
+    dropout: float = 0.1
+    num_classes: int | None = None
+    categorical_embedding_dim: int = 16
+    hidden_factor: float = 2.0
+    normalization: str = "layernorm"
+
+    def __post_init__(self) -> None:
+        self.categorical_cardinalities = [int(c) for c in self.categorical_cardinalities]
+        if self.num_numerical_features < 0:
+            raise ValueError(f"num_numerical_features must be >= 0, got {self.num_numerical_features}")
+        if any(c < 1 for c in self.categorical_cardinalities):
+            raise ValueError(
+                f"categorical_cardinalities must all be >= 1, got {self.categorical_cardinalities}"
+            )
+        if self.num_numerical_features == 0 and not self.categorical_cardinalities:
+            raise ValueError("a TabularResNet needs at least one numerical or categorical feature")
+        if self.normalization not in ("layernorm", "batchnorm"):
+            raise ValueError(f"normalization must be 'layernorm' or 'batchnorm', got {self.normalization!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TabularResNetConfig":
+        return cls(**values)
+
+
+def make_norm(kind: str, width: int) -> nn.Module:
+    """The normalisation layer used throughout the network: ``LayerNorm`` or ``BatchNorm1d``."""
+    return nn.LayerNorm(width) if kind == "layernorm" else nn.BatchNorm1d(width)
+
+
+class ResidualBlock(nn.Module):
+    """``x + Dropout(Linear(Dropout(ReLU(Linear(Norm(x))))))``: Gorishniy et al.'s ResNet block."""
+
+    def __init__(self, d_model: int, d_hidden: int, dropout: float, normalization: str) -> None:
+        super().__init__()
+        self.norm = make_norm(normalization, d_model)
+        self.linear_in = nn.Linear(d_model, d_hidden)
+        self.linear_out = nn.Linear(d_hidden, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, d_model)
+        h = self.dropout(torch.relu(self.linear_in(self.norm(x))))  # (B, d_hidden)
+        return x + self.dropout(self.linear_out(h))  # (B, d_model)
+
+
+class TabularResNet(nn.Module):
+    """Residual MLP encoder that maps one table row to a ``d_model``-dimensional embedding.
+
+    Args:
+        num_numerical_features: number of numerical columns (may be 0).
+        categorical_cardinalities: number of *real* categories per categorical column (may be
+            empty); each table gets ``NUM_RESERVED_INDICES`` extra rows, see the module docstring.
+        d_model: width of the residual stream, which is also the embedding size.
+        num_blocks: number of residual blocks.
+        dropout: dropout inside the blocks.
+        num_classes: ``None`` for an embedding model, or the number of classes of a
+            classification head ``Linear(ReLU(embedding))``.
+        categorical_embedding_dim: width of each categorical column's embedding.
+        hidden_factor: the hidden width of a block is ``hidden_factor * d_model``.
+        normalization: ``"layernorm"`` (default; per-row, batch-independent) or ``"batchnorm"``
+            (the paper's choice).
+    """
+
+    def __init__(
+        self,
+        num_numerical_features: int,
+        categorical_cardinalities: Sequence[int] = (),
+        d_model: int = 256,
+        num_blocks: int = 6,
+        dropout: float = 0.1,
+        num_classes: int | None = None,
+        *,
+        categorical_embedding_dim: int = 16,
+        hidden_factor: float = 2.0,
+        normalization: str = "layernorm",
+    ) -> None:
+        super().__init__()
+        self.config = TabularResNetConfig(
+            num_numerical_features=num_numerical_features,
+            categorical_cardinalities=list(categorical_cardinalities),
+            d_model=d_model,
+            num_blocks=num_blocks,
+            dropout=dropout,
+            num_classes=num_classes,
+            categorical_embedding_dim=categorical_embedding_dim,
+            hidden_factor=hidden_factor,
+            normalization=normalization,
+        )
+        self.d_model = d_model
+        self.num_numerical_features = num_numerical_features
+        self.categorical_cardinalities = list(self.config.categorical_cardinalities)
+        table_sizes = torch.tensor(
+            [c + NUM_RESERVED_INDICES for c in self.categorical_cardinalities], dtype=torch.long
+        )
+        # All categorical columns share one embedding matrix; column j's rows start at offsets[j].
+        offsets = torch.cumsum(table_sizes, 0) - table_sizes
+        self.register_buffer("table_sizes", table_sizes, persistent=False)
+        self.register_buffer("category_offsets", offsets, persistent=False)
+        self.category_embedding = nn.Embedding(int(table_sizes.sum()), categorical_embedding_dim)
+        input_width = num_numerical_features + len(self.categorical_cardinalities) * categorical_embedding_dim
+        self.input_projection = nn.Linear(input_width, d_model)
+        d_hidden = int(hidden_factor * d_model)
+        self.blocks = nn.Sequential(
+            *[ResidualBlock(d_model, d_hidden, dropout, normalization) for _ in range(num_blocks)]
+        )
+        self.output_norm = make_norm(normalization, d_model)
+        self.classifier = nn.Linear(d_model, num_classes) if num_classes is not None else None
+
+    @classmethod
+    def from_config(cls, config: TabularResNetConfig | dict[str, Any]) -> "TabularResNet":
+        """Build a model from a :class:`TabularResNetConfig` or its ``to_dict()`` form."""
+        if isinstance(config, dict):
+            config = TabularResNetConfig.from_dict(config)
+        values = config.to_dict()
+        return cls(
+            values.pop("num_numerical_features"),
+            values.pop("categorical_cardinalities"),
+            **values,
+        )
+
+    def get_num_params(self) -> int:
+        """Number of trainable parameters."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def check_inputs(self, numerical: torch.Tensor, categorical: torch.Tensor) -> None:
+        """Raise ``ValueError`` naming the column when a batch does not fit this model."""
+        if numerical.dim() != 2 or numerical.shape[1] != self.num_numerical_features:
+            raise ValueError(
+                f"numerical must have shape (batch, {self.num_numerical_features}), "
+                f"got {tuple(numerical.shape)}"
+            )
+        num_cat = len(self.categorical_cardinalities)
+        if categorical.dim() != 2 or categorical.shape[1] != num_cat:
+            raise ValueError(f"categorical must have shape (batch, {num_cat}), got {tuple(categorical.shape)}")
+        if numerical.shape[0] != categorical.shape[0]:
+            raise ValueError(
+                f"numerical and categorical disagree on the batch size: "
+                f"{numerical.shape[0]} != {categorical.shape[0]}"
+            )
+        if categorical.is_floating_point():
+            raise ValueError("categorical must hold integer indices, got a floating-point tensor")
+        if categorical.numel():
+            bad = (categorical < 0) | (categorical >= self.table_sizes)
+            if bad.any():
+                column = int(bad.any(dim=0).nonzero()[0])
+                raise ValueError(
+                    f"categorical column {column} holds index "
+                    f"{int(categorical[:, column][bad[:, column]][0])}, outside "
+                    f"0..{int(self.table_sizes[column]) - 1} (cardinality "
+                    f"{self.categorical_cardinalities[column]} + {NUM_RESERVED_INDICES} reserved)"
+                )
+
+    def embed(self, numerical: torch.Tensor, categorical: torch.Tensor | None) -> torch.Tensor:
+        """Map a batch to embeddings of shape ``(batch, d_model)``."""
+        if categorical is None:
+            categorical = torch.zeros(numerical.shape[0], 0, dtype=torch.long, device=numerical.device)
+        self.check_inputs(numerical, categorical)
+        batch = numerical.shape[0]
+        cat_vectors = self.category_embedding(categorical + self.category_offsets)  # (B, n_cat, d_cat)
+        x = torch.cat([numerical, cat_vectors.reshape(batch, -1)], dim=1)  # (B, n_num + n_cat * d_cat)
+        x = self.blocks(self.input_projection(x))  # (B, d_model)
+        return self.output_norm(x)  # (B, d_model)
+
+    def forward(
+        self,
+        numerical: torch.Tensor,
+        categorical: torch.Tensor | None = None,
+        return_embedding: bool = False,
+    ) -> torch.Tensor:
+        """Embeddings ``(batch, d_model)``, or class logits ``(batch, num_classes)`` when the model
+        has a classifier and ``return_embedding`` is false."""
+        embedding = self.embed(numerical, categorical)
+        if self.classifier is None or return_embedding:
+            return embedding
+        return self.classifier(torch.relu(embedding))  # (B, num_classes)
