@@ -8,7 +8,6 @@ mkdir -p "$out"
 name="$(basename "${chapter%.md}")"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 python="${PYTHON:-$root/.venv/bin/python}"
-start=$(date +%s.%N)
-(cd "$(dirname "$chapter")" && "$python" -m jupytext --to ipynb --execute -o "$out/$name.ipynb" "$(basename "$chapter")")
-end=$(date +%s.%N)
-printf '%s executed in %.1f s -> %s\n' "$chapter" "$(echo "$end - $start" | bc)" "$out/$name.ipynb"
+start=$(date +%s%N)
+(cd "$(dirname "$chapter")" && MPLBACKEND=agg "$python" -m jupytext --to ipynb --execute -o "$out/$name.ipynb" "$(basename "$chapter")")
+echo "$chapter executed in $(( ($(date +%s%N) - start) / 1000000 )) ms -> $out/$name.ipynb"

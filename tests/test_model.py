@@ -1,0 +1,106 @@
+"""Tests for tabresnet_course.model (chapter "The TabularResNet model")."""
+
+import pytest
+import torch
+
+from tabresnet_course import NUM_RESERVED_INDICES, TabularResNet, TabularResNetConfig
+from tabresnet_course.model import encode_category_codes
+
+CARDINALITIES = [5, 3, 11]
+
+
+def make_batch(batch_size: int = 8, num_numerical: int = 4, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    numerical = torch.randn(batch_size, num_numerical, generator=generator)
+    codes = torch.stack(
+        [torch.randint(0, c, (batch_size,), generator=generator) for c in CARDINALITIES], dim=1
+    )
+    return numerical, encode_category_codes(codes)
+
+
+@pytest.mark.parametrize("normalization", ["layernorm", "batchnorm"])
+def test_embedding_and_classification_shapes(normalization):
+    numerical, categorical = make_batch()
+    encoder = TabularResNet(4, CARDINALITIES, d_model=32, num_blocks=2, normalization=normalization)
+    assert encoder(numerical, categorical).shape == (8, 32)
+    assert encoder.d_model == 32
+    classifier = TabularResNet(4, CARDINALITIES, d_model=32, num_blocks=2, num_classes=5)
+    assert classifier(numerical, categorical).shape == (8, 5)
+    assert classifier(numerical, categorical, return_embedding=True).shape == (8, 32)
+
+
+def test_gradients_reach_every_parameter():
+    numerical, categorical = make_batch()
+    model = TabularResNet(4, CARDINALITIES, d_model=16, num_blocks=2, num_classes=3)
+    model(numerical, categorical).sum().backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    # Only embedding rows that were looked up get a gradient, but the matrix as a whole must.
+    assert missing == []
+
+
+def test_seeded_construction_and_forward_are_deterministic():
+    numerical, categorical = make_batch()
+    outputs = []
+    for _ in range(2):
+        torch.manual_seed(123)
+        model = TabularResNet(4, CARDINALITIES, d_model=16, num_blocks=2).train()
+        torch.manual_seed(7)  # dropout draws
+        outputs.append(model(numerical, categorical))
+    assert torch.equal(outputs[0], outputs[1])
+
+
+def test_zero_numerical_and_zero_categorical_features():
+    only_cat = TabularResNet(0, [4, 2], d_model=8, num_blocks=1)
+    out = only_cat(torch.empty(3, 0), encode_category_codes(torch.zeros(3, 2, dtype=torch.long)))
+    assert out.shape == (3, 8)
+    only_num = TabularResNet(2, [], d_model=8, num_blocks=1)
+    assert only_num(torch.randn(3, 2)).shape == (3, 8)
+    assert only_num(torch.randn(3, 2), torch.empty(3, 0, dtype=torch.long)).shape == (3, 8)
+    with pytest.raises(ValueError, match="at least one"):
+        TabularResNet(0, [])
+
+
+@pytest.mark.parametrize("normalization", ["layernorm", "batchnorm"])
+def test_batch_of_one_in_eval_mode(normalization):
+    numerical, categorical = make_batch()
+    model = TabularResNet(4, CARDINALITIES, d_model=16, num_blocks=2, normalization=normalization)
+    model.train()
+    model(numerical, categorical)  # populate batch-norm running statistics
+    model.eval()
+    single = model(numerical[:1], categorical[:1])
+    assert single.shape == (1, 16)
+    assert torch.allclose(single, model(numerical, categorical)[:1], atol=1e-5)
+
+
+def test_reserved_indices_are_accepted_and_out_of_range_rejected():
+    numerical, categorical = make_batch()
+    model = TabularResNet(4, CARDINALITIES, d_model=8, num_blocks=1)
+    model(numerical, torch.zeros_like(categorical))  # all missing
+    model(numerical, categorical.clamp(max=CARDINALITIES[1] - 1 + NUM_RESERVED_INDICES))
+    bad = categorical.clone()
+    bad[2, 1] = CARDINALITIES[1] + NUM_RESERVED_INDICES  # one past the end of column 1
+    with pytest.raises(ValueError, match="categorical column 1"):
+        model(numerical, bad)
+    with pytest.raises(ValueError, match=r"shape \(batch, 4\)"):
+        model(numerical[:, :3], categorical)
+    with pytest.raises(ValueError, match="integer"):
+        model(numerical, categorical.float())
+
+
+def test_config_round_trip_rebuilds_an_identical_model():
+    torch.manual_seed(0)
+    model = TabularResNet(4, CARDINALITIES, d_model=16, num_blocks=2, normalization="batchnorm")
+    config = TabularResNetConfig.from_dict(model.config.to_dict())
+    rebuilt = TabularResNet.from_config(config)
+    rebuilt.load_state_dict(model.state_dict())
+    numerical, categorical = make_batch()
+    model.eval(), rebuilt.eval()
+    assert torch.equal(model(numerical, categorical), rebuilt(numerical, categorical))
+    assert TabularResNet.from_config(model.config.to_dict()).config == model.config
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_runs_on_cuda():
+    numerical, categorical = make_batch()
+    model = TabularResNet(4, CARDINALITIES, d_model=16, num_blocks=2).cuda()
+    assert model(numerical.cuda(), categorical.cuda()).device.type == "cuda"
