@@ -1,0 +1,168 @@
+"""The built book (_build/html) checked as a reader meets it: API reference, links, a browser.
+
+The site is built by tools/book.sh; when _build/html/index.html is missing these tests build it
+first, so `bash tools/test.sh` works on a fresh checkout. The browser is the system Chromium
+(Debian package `chromium`, installed by .ci/run) driven by Playwright; tools/site_check.py does
+the work and can be run on its own (`.venv/bin/python tools/site_check.py`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+import sys
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import site_check  # noqa: E402
+from sphinx_site import assigned_names, is_constant  # noqa: E402
+from toc_chapters import toc_files  # noqa: E402
+
+API_PAGE = ROOT / "book" / "api.md"
+PAGES = site_check.toc_pages()
+
+
+# ------------------------------------------------------------------------- API reference
+
+
+def package_modules() -> list[str]:
+    """Every module file of the package, as dotted names (not __init__ / __main__)."""
+    return sorted(
+        f"tabresnet_course.{path.stem}"
+        for path in (ROOT / "tabresnet_course").glob("*.py")
+        if path.stem not in {"__init__", "__main__"}
+    )
+
+
+def documented_modules() -> list[str]:
+    return re.findall(r"^\.\. automodule:: (\S+)", API_PAGE.read_text(), flags=re.M)
+
+
+def test_api_reference_has_an_entry_for_every_module():
+    documented = documented_modules()
+    missing = sorted(set(package_modules()) - set(documented))
+    assert not missing, (
+        f"book/api.md has no `.. automodule::` entry for {missing}: add a section for each "
+        "(a heading, the chapter that teaches it, and an eval-rst automodule block)"
+    )
+    assert len(documented) == len(set(documented)), "a module is documented twice in book/api.md"
+
+
+def public_names(modname: str) -> list[str]:
+    """What autodoc documents for a module: __all__, or its own classes, functions, constants."""
+    module = importlib.import_module(modname)
+    if hasattr(module, "__all__"):
+        return list(module.__all__)
+    names = []
+    for name, obj in vars(module).items():
+        if name.startswith("_"):
+            continue
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            if obj.__module__ == modname:
+                names.append(name)
+        elif is_constant(obj) and not inspect.ismodule(obj) and name in assigned_names(modname):
+            names.append(name)
+    return names
+
+
+@pytest.fixture(scope="module")
+def html() -> Path:
+    return site_check.ensure_built()
+
+
+def test_api_reference_documents_every_public_name(html):
+    ids = site_check.parse_page(html / "book" / "api.html").ids
+    missing = [
+        f"{modname}.{name}"
+        for modname in documented_modules()
+        if modname != "tabresnet_course"
+        for name in public_names(modname)
+        if f"{modname}.{name}" not in ids
+    ]
+    assert not missing, f"not in the built API reference (rebuild the book if it is stale): {missing}"
+
+
+LITERALINCLUDE = re.compile(
+    r"```\{literalinclude\}\s+\S*?tabresnet_course/(\w+)\.py[^\n]*\n((?:[ \t]*:[^\n]*\n)*)"
+)
+
+
+def introduced_objects() -> dict[str, str]:
+    """Package object shown with literalinclude :pyobject: -> the first chapter that shows it."""
+    first: dict[str, str] = {}
+    for chapter in toc_files():
+        for module, options in LITERALINCLUDE.findall((ROOT / chapter).read_text()):
+            match = re.search(r":pyobject:\s*(\S+)", options)
+            if match and not any(part.startswith("_") for part in match.group(1).split(".")):
+                first.setdefault(f"tabresnet_course.{module}.{match.group(1)}", chapter)
+    return first
+
+
+def test_chapters_link_the_api_entries_they_introduce(html):
+    unlinked = []
+    for fullname, chapter in introduced_objects().items():
+        page = html / Path(chapter).with_suffix(".html")
+        linked = {
+            unquote(urlsplit(link).fragment)
+            for tag, link in site_check.parse_page(page).links
+            if tag == "a" and urlsplit(link).path.endswith("api.html")
+        }
+        # A link to the class is enough for one of its methods.
+        if not any(fullname == target or fullname.startswith(target + ".") for target in linked if target):
+            unlinked.append(f"{chapter}: {fullname}")
+    assert not unlinked, (
+        "a chapter shows package code without linking its API entry; add a role such as "
+        "{py:class}`~tabresnet_course.model.TabularResNet` (or {py:func}, {py:meth}, {py:data}) "
+        f"near the code: {unlinked}"
+    )
+
+
+# ------------------------------------------------------------------------- links
+
+
+def test_every_internal_link_and_anchor_resolves(html):
+    report = site_check.internal_link_problems(html)
+    assert report.pages >= len(PAGES) and report.internal > 0
+    assert not report.problems, f"{len(report.problems)} broken internal links:\n" + "\n".join(report.problems)
+
+
+# ------------------------------------------------------------------------- the browser
+
+
+@pytest.fixture(scope="module")
+def walk(html):
+    """Walk every toc page in headless Chromium once; results per chapter, plus a search."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.fail("playwright is not installed: pip install -e '.[test]' (tools/setup.sh does)")
+    try:
+        site_check.find_chromium()
+    except FileNotFoundError as error:
+        pytest.fail(str(error))
+    with site_check.serve(html) as base_url:
+        check = site_check.BrowserCheck(base_url, html)
+        results = {result.chapter: result for result in check.run()}
+        term, path = site_check.search_term(html)
+        hits = check.search(term)
+    return {"results": results, "search": (term, path, hits)}
+
+
+@pytest.mark.parametrize("chapter,path", PAGES, ids=[chapter for chapter, _ in PAGES])
+def test_page_in_a_real_browser(walk, chapter, path):
+    """No console errors, images loaded, no error outputs, citations resolve, 'next' works,
+    executed notebook downloadable, launch buttons present; screenshot saved."""
+    result = walk["results"][chapter]
+    assert not result.problems, f"{path}:\n" + "\n".join(result.problems)
+    assert result.screenshot is not None and result.screenshot.stat().st_size > 10_000
+
+
+def test_search_page_finds_a_chapter_term(walk):
+    term, path, hits = walk["search"]
+    found = [hit for hit in hits if urlsplit(hit).path.endswith(path)]
+    assert found, f"searching {term!r} did not list {path}; results: {hits}"
