@@ -1,0 +1,710 @@
+"""Reading and writing OCSF events (JSON Lines, JSON arrays, Parquet) with error reports.
+
+Chapter "The OCSF pipeline" teaches this file. :func:`read_events` turns a file of events into
+the *flat table* the rest of the package works on: one row per event, one column per dotted
+attribute path (``http_response.latency``). Bad records (malformed JSON, values that are not
+objects, events without ``class_uid``) are skipped, counted and reported with their line
+numbers; ``strict=True`` stops at the first one instead. :func:`write_events` writes JSON
+Lines, JSON or Parquet atomically and never overwrites a file unless asked to.
+
+Speed: a clean JSON Lines file is parsed by Arrow's C++ JSON reader (faster than calling
+``json.loads`` on every line); a file with bad lines is parsed line by line with :mod:`json` to
+locate them, and its good lines go back through Arrow. Both paths give the same table.
+
+Column conventions of the flat table: integer columns are ``int64`` (``Int64`` when some
+events lack the attribute), booleans ``bool`` (``boolean``), numbers with a fraction
+``float64`` (NaN when missing), and everything else, strings included, ``object`` columns with
+``None`` for missing values (converting to pandas' ``str`` dtype would cost more than parsing).
+A list becomes its compact JSON text (``'["a","b"]'``).
+"""
+
+from __future__ import annotations
+
+import json
+import json.scanner
+import os
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
+import pyarrow.parquet as pq
+
+from tabresnet_course.errors import InputError
+from tabresnet_course.ocsf import GeneratedEvents, frame_to_events, gc_paused
+
+JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
+JSON_SUFFIXES = (".json",)
+PARQUET_SUFFIXES = (".parquet",)
+SUPPORTED_SUFFIXES = JSON_LINES_SUFFIXES + JSON_SUFFIXES + PARQUET_SUFFIXES
+
+_NoneType = type(None)
+
+# --------------------------------------------------------------------------------------------
+# Records (nested dicts) -> flat frame
+# --------------------------------------------------------------------------------------------
+
+
+def records_to_frame(records: Sequence[dict], sep: str = ".") -> pd.DataFrame:
+    """The flat table of a list of nested event dicts (one row each, dotted column names).
+
+    Chapter "The OCSF pipeline".
+
+    Works column by column rather than record by record: records whose objects have the same
+    keys are handled together (one ``itemgetter`` call per object instead of a Python loop per
+    attribute). Absent attributes and explicit ``null`` both become missing values; lists
+    become JSON text. Columns come in the order their attribute first appears, grouped under
+    their parent object.
+    """
+    n = len(records)
+    pieces: dict[str, list[tuple[np.ndarray, list, set]]] = {}
+    if n:
+        with gc_paused():
+            _collect(list(records), np.arange(n), "", pieces, sep)
+    first_row = {name: min(int(rows[0]) for rows, _, _ in parts if len(rows)) for name, parts in pieces.items()
+                 if any(len(rows) for rows, _, _ in parts)}
+    names = _tree_order(sorted(first_row, key=first_row.__getitem__), sep)
+    data = {name: _column_from_pieces(pieces[name], n) for name in names}
+    return pd.DataFrame(data, index=pd.RangeIndex(n), columns=names, copy=False)
+
+
+def _tree_order(names: list[str], sep: str) -> list[str]:
+    """Dotted names grouped under their parents, each level in the order given.
+
+    With ``names`` sorted by the record they first appear in, this is the order Arrow's JSON
+    reader gives, so both reading paths of :func:`read_events` produce the same columns in the
+    same order (exactly so when the records come in a few shapes, as OCSF classes do).
+    """
+    tree: dict = {}
+    for name in names:
+        node = tree
+        for part in name.split(sep):
+            node = node.setdefault(part, {})
+        node[None] = name  # the column that ends here
+    out: list[str] = []
+
+    def walk(node: dict) -> None:
+        for key, child in node.items():
+            if key is None:
+                out.append(child)
+            else:
+                walk(child)
+
+    walk(tree)
+    return out
+
+
+def _uniform_columns(items: list[dict]) -> tuple[list, list] | None:
+    """Keys and value columns when every dict has exactly the keys of the first one."""
+    keys = list(items[0])
+    if len(set(map(len, items))) != 1:
+        return None
+    try:
+        if not keys:
+            return keys, []
+        if len(keys) == 1:
+            return keys, [list(map(itemgetter(keys[0]), items))]
+        return keys, list(zip(*map(itemgetter(*keys), items)))
+    except KeyError:
+        return None
+
+
+def _collect(items: list[dict], rows: np.ndarray, prefix: str,
+             out: dict[str, list[tuple[np.ndarray, list, set]]], sep: str) -> None:
+    """Append the leaf columns found under ``prefix`` in ``items`` (rows ``rows``) to ``out``."""
+    uniform = _uniform_columns(items)
+    if uniform is None:
+        codes_of: dict[tuple, int] = {}
+        codes = [codes_of.setdefault(s, len(codes_of)) for s in map(tuple, items)]
+        if len(codes_of) <= max(16, len(items) // 50):  # a few shapes: handle each one together
+            codes_array = np.array(codes)
+            for g in range(len(codes_of)):
+                idx = np.flatnonzero(codes_array == g)
+                _collect([items[i] for i in idx], rows[idx], prefix, out, sep)
+            return
+        keys = list(dict.fromkeys(chain.from_iterable(items)))  # many shapes: one pass per key
+        uniform = keys, [[d.get(k) for d in items] for k in keys]
+    for key, column in zip(*uniform):
+        name = f"{prefix}{key}"
+        kinds = set(map(type, column))
+        if dict in kinds:
+            if len(kinds) == 1:  # the usual case: an object in every row
+                _collect(column, rows, name + sep, out, sep)
+                continue
+            is_dict = np.array([type(v) is dict for v in column], dtype=bool)
+            idx = np.flatnonzero(is_dict)
+            _collect([column[i] for i in idx], rows[idx], name + sep, out, sep)
+            if kinds - {dict, _NoneType}:  # scalars next to objects under the same name
+                rest = np.flatnonzero(~is_dict)
+                out.setdefault(name, []).append((rows[rest], [column[i] for i in rest], kinds - {dict}))
+            continue
+        if list in kinds or tuple in kinds:
+            column = [_json_text(v) if type(v) in (list, tuple) else v for v in column]
+            kinds = (kinds - {list, tuple}) | {str}
+        out.setdefault(name, []).append((rows, column, kinds))
+
+
+def _json_text(value: Any) -> str:
+    """Compact JSON text of a list (how lists are stored in the flat table)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _object_array(values: list | tuple) -> np.ndarray:
+    """A 1-D object array holding exactly these Python values."""
+    return np.fromiter(values, dtype=object, count=len(values))  # never unpacks nested sequences
+
+
+def _column_from_pieces(pieces: list[tuple[np.ndarray, list, set]], n: int) -> Any:
+    """One typed column (see the module docstring) from the pieces found for one name."""
+    kinds: set = set().union(*(p[2] for p in pieces))
+    if len(pieces) == 1 and len(pieces[0][0]) == n:
+        values = _object_array(pieces[0][1])
+        missing = None
+    else:
+        values = np.full(n, None, dtype=object)
+        filled = np.zeros(n, dtype=bool)
+        for rows, column, _ in pieces:
+            values[rows] = _object_array(column)
+            filled[rows] = True
+        missing = ~filled
+    if _NoneType in kinds:
+        nulls = np.equal(values, None)
+        missing = nulls if missing is None else missing | nulls
+    return _typed(values, missing, kinds - {_NoneType})
+
+
+def _typed(values: np.ndarray, missing: np.ndarray | None, kinds: set) -> Any:
+    """Convert an object array to int64/Int64, bool/boolean or float64 when the kinds allow."""
+    any_missing = missing is not None and bool(missing.any())
+    try:
+        if kinds == {int}:
+            if not any_missing:
+                return values.astype(np.int64)
+            values[missing] = 0
+            return pd.arrays.IntegerArray(values.astype(np.int64), missing)
+        if kinds == {bool}:
+            if not any_missing:
+                return values.astype(bool)
+            values[missing] = False
+            return pd.arrays.BooleanArray(values.astype(bool), missing)
+        if kinds and kinds <= {int, float}:
+            if any_missing:
+                values[missing] = np.nan
+            return values.astype(np.float64)
+    except OverflowError:  # an integer beyond 64 bits: keep the Python objects
+        if any_missing:
+            values[missing] = None
+    return pd.Series(values, dtype=object, copy=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReadProblem:
+    """One skipped record: where it was (line, array element or row) and why (chapter "The OCSF pipeline")."""
+
+    line: int
+    kind: str  # "invalid_json", "invalid_utf8", "not_object" or "no_class_uid"
+    message: str
+
+    def describe(self, unit: str = "line") -> str:
+        """``"line 3: invalid JSON (...)"``."""
+        return f"{unit} {self.line}: {self.message}"
+
+
+@dataclass
+class ReadResult:
+    """What :func:`read_events` found in a file (chapter "The OCSF pipeline").
+
+    ``frame`` holds the good records as a flat table of dotted columns; ``lines`` the source
+    position of each of its rows (line of a JSON Lines file, element of a JSON array, row of a
+    Parquet file; 1-based); ``problems`` every skipped record; ``num_records`` the records
+    seen (blank lines are not records).
+    """
+
+    path: Path
+    frame: pd.DataFrame
+    lines: np.ndarray
+    problems: list[ReadProblem] = field(default_factory=list)
+    num_records: int = 0
+    unit: str = "line"
+
+    @property
+    def num_read(self) -> int:
+        """Records kept."""
+        return len(self.frame)
+
+    @property
+    def num_skipped(self) -> int:
+        """Records skipped (one problem each)."""
+        return len(self.problems)
+
+    @property
+    def problem_counts(self) -> dict[str, int]:
+        """Skipped records per kind of problem."""
+        return dict(Counter(p.kind for p in self.problems))
+
+    @property
+    def uids(self) -> pd.Series | None:
+        """``metadata.uid`` of each kept record, when the file has that attribute."""
+        return self.frame["metadata.uid"] if "metadata.uid" in self.frame.columns else None
+
+    def to_events(self) -> list[dict[str, Any]]:
+        """The kept records as nested dicts again."""
+        return frame_to_events(self.frame)
+
+    def summary(self, max_listed: int = 5) -> str:
+        """One line: ``read 998 of 1000 records from x.jsonl; skipped 2 (line 3: ..., line 7: ...)``."""
+        text = f"read {self.num_read} of {self.num_records} records from {self.path.name}"
+        if not self.problems:
+            return text + "; skipped 0"
+        listed = ", ".join(p.describe(self.unit) for p in self.problems[:max_listed])
+        more = len(self.problems) - max_listed
+        if more > 0:
+            counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in self.problem_counts.items())
+            listed += f", ... {more} more; by kind: {counts}"
+        return f"{text}; skipped {self.num_skipped} ({listed})"
+
+
+def read_events(path: str | os.PathLike, strict: bool = False) -> ReadResult:
+    """Read OCSF events from ``.jsonl``/``.ndjson``, ``.json`` (an array) or ``.parquet``.
+
+    Chapter "The OCSF pipeline".
+
+    Parquet files may hold nested structs (as pyarrow writes nested dicts) or flat columns
+    with dotted names. Malformed JSON lines, values that are not objects and records without
+    ``class_uid`` are skipped and listed in ``problems``; with ``strict=True`` the first one
+    raises :class:`~tabresnet_course.errors.InputError` naming the file and line. A missing,
+    unreadable or empty file, or an unknown extension, always raises ``InputError``.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise InputError(f"{path}: unknown extension {path.suffix!r}; expected one of {', '.join(SUPPORTED_SUFFIXES)}")
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if not path.is_file():
+        raise InputError(f"{path}: not a regular file")
+    if suffix in PARQUET_SUFFIXES:
+        return _read_parquet(path, strict)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise InputError(f"{path}: cannot read ({error.strerror or error})") from error
+    if not data or data.isspace():
+        raise InputError(f"{path}: file is empty")
+    if suffix in JSON_LINES_SUFFIXES:
+        return _read_json_lines(path, data, strict)
+    return _read_json_array(path, data, strict)
+
+
+def _problem(path: Path, strict: bool, line: int, kind: str, message: str, unit: str = "line") -> ReadProblem:
+    """Record a problem, or raise it at once in strict mode."""
+    if strict:
+        raise InputError(f"{path} {unit} {line}: {message}")
+    return ReadProblem(line, kind, message)
+
+
+def _decode_lines(data: bytes) -> list[str | UnicodeDecodeError]:
+    """Split a JSON Lines file into text lines (the decoding error for a line that is not UTF-8)."""
+    try:
+        return data.decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        pass
+    lines: list[str | UnicodeDecodeError] = []
+    for raw in data.split(b"\n"):
+        try:
+            lines.append(raw.decode("utf-8"))
+        except UnicodeDecodeError as error:
+            lines.append(error)
+    return lines
+
+
+_SCAN = json.scanner.make_scanner(json.JSONDecoder())
+
+
+def _parse_line(line: str) -> Any:
+    """``json.loads(line)`` through the C scanner directly (skips the per-call Python wrapper)."""
+    try:
+        value, end = _SCAN(line, 0)
+    except StopIteration:
+        return json.loads(line)  # leading whitespace or not JSON at all: let json explain
+    if end != len(line) and not line[end:].isspace():
+        return json.loads(line)  # raises "Extra data"
+    return value
+
+
+def _read_json_lines(path: Path, data: bytes, strict: bool) -> ReadResult:
+    """Parse JSON Lines: Arrow's C++ reader when it can, Python line by line when it must.
+
+    A clean file goes straight through ``pyarrow.json`` (several times faster than
+    ``json.loads``). Otherwise every line is parsed with :mod:`json` to find and report the bad
+    ones, and the good lines go through Arrow again (or, if Arrow still cannot take them, for
+    example because one attribute mixes types, through :func:`records_to_frame`).
+    """
+    if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark is not part of line 1
+        data = data[3:]
+    num_lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    table = _arrow_json_table(data)
+    if table is not None and table.num_rows == num_lines:  # one row per line: nothing skipped
+        return _arrow_table_to_result(path, table, strict, "line")
+    lines = _decode_lines(data)
+    records: list[dict] = []
+    good_lines: list[str] = []
+    numbers: list[int] = []
+    problems: list[ReadProblem] = []
+    num_records = 0
+    with gc_paused():
+        for number, line in enumerate(lines, start=1):
+            if isinstance(line, UnicodeDecodeError):
+                num_records += 1
+                message = f"not UTF-8 text ({line.reason} at byte {line.start})"
+                problems.append(_problem(path, strict, number, "invalid_utf8", message))
+                continue
+            if not line or line.isspace():
+                continue
+            num_records += 1
+            try:
+                value = _parse_line(line)
+            except ValueError as error:  # json.JSONDecodeError is a ValueError
+                message = getattr(error, "msg", str(error))
+                column = getattr(error, "colno", None)
+                where = f" at column {column}" if column is not None else ""
+                problems.append(_problem(path, strict, number, "invalid_json", f"invalid JSON ({message}{where})"))
+                continue
+            except RecursionError:
+                problems.append(_problem(path, strict, number, "invalid_json", "invalid JSON (nested too deeply)"))
+                continue
+            if type(value) is not dict:
+                problems.append(_problem(path, strict, number, "not_object", f"a JSON {_json_kind(value)}, not an object"))
+            elif value.get("class_uid") is None:
+                problems.append(_problem(path, strict, number, "no_class_uid", "no class_uid"))
+            else:
+                records.append(value)
+                good_lines.append(line)
+                numbers.append(number)
+    frame = None
+    if records and len(records) < num_lines:  # skipped or blank lines may be all Arrow tripped on
+        table = _arrow_json_table("\n".join(good_lines).encode("utf-8"))
+        if table is not None and table.num_rows == len(records):
+            frame = _arrow_table_to_frame(table)
+    if frame is None:
+        frame = records_to_frame(records)
+    return ReadResult(path, frame, np.asarray(numbers, dtype=np.int64), problems, num_records, "line")
+
+
+def _parse_line(line: str) -> Any:
+    """``json.loads(line)`` through the C scanner directly (skips the per-call Python wrapper)."""
+    try:
+        value, end = _SCAN(line, 0)
+    except StopIteration:
+        return json.loads(line)  # leading whitespace or not JSON at all: let json explain
+    if end != len(line) and not line[end:].isspace():
+        return json.loads(line)  # raises "Extra data"
+    return value
+
+
+_SCAN = json.scanner.make_scanner(json.JSONDecoder())
+# One thread: with several, the order of the inferred columns depends on which block of the
+# file finishes first, and the same file must always give the same table.
+_ARROW_READ_OPTIONS = pa_json.ReadOptions(use_threads=False)
+_ARROW_LEAF_TYPES = (pa.int64(), pa.float64(), pa.bool_(), pa.string(), pa.null())
+
+
+def _arrow_schema_ok(kind: pa.DataType) -> bool | None:
+    """True: kept as is; None: holds timestamps to re-read as text; False: not for Arrow."""
+    if pa.types.is_struct(kind):
+        verdicts = [_arrow_schema_ok(kind.field(i).type) for i in range(kind.num_fields)]
+        return False if False in verdicts else (None if None in verdicts else True)
+    if pa.types.is_timestamp(kind):
+        return None
+    if pa.types.is_list(kind):  # lists become JSON text; only simple items give the same text
+        return kind.value_type in (pa.int64(), pa.bool_(), pa.string(), pa.null())
+    return kind in _ARROW_LEAF_TYPES
+
+
+def _timestamps_as_text(kind: pa.DataType) -> pa.DataType:
+    """The same type with every inferred timestamp turned back into a string."""
+    if pa.types.is_struct(kind):
+        return pa.struct([pa.field(f.name, _timestamps_as_text(f.type)) for f in kind])
+    return pa.string() if pa.types.is_timestamp(kind) else kind
+
+
+def _arrow_json_table(data: bytes) -> pa.Table | None:
+    """JSON Lines parsed by ``pyarrow.json`` and flattened to dotted columns, or None.
+
+    None means "use the Python path": Arrow rejected the text (malformed or non-object lines,
+    one attribute with two JSON types, duplicate keys), or would read it differently from
+    :func:`records_to_frame` (lists of objects, keys containing dots, integers beyond 2**53).
+    Strings Arrow takes for timestamps are read again as text.
+    """
+    try:
+        table = pa_json.read_json(pa.BufferReader(data), read_options=_ARROW_READ_OPTIONS)
+        verdict = _arrow_schema_ok(pa.struct(list(table.schema)))
+        if verdict is False:
+            return None
+        if verdict is None:
+            schema = pa.schema(list(_timestamps_as_text(pa.struct(list(table.schema)))))
+            options = pa_json.ParseOptions(explicit_schema=schema)
+            table = pa_json.read_json(pa.BufferReader(data), read_options=_ARROW_READ_OPTIONS, parse_options=options)
+        table.validate(full=True)  # Arrow's parser does not check that strings are UTF-8
+    except (pa.ArrowException, ValueError):
+        return None
+    while any(pa.types.is_struct(f.type) for f in table.schema):
+        table = table.flatten()
+    if len(set(table.column_names)) != table.num_columns:
+        return None
+    for name in table.column_names:
+        column = table.column(name)
+        if pa.types.is_floating(column.type) and column.null_count < len(column):
+            largest = pc.max(pc.abs(column)).as_py()
+            if largest is not None and 2**53 <= largest < float("inf"):
+                return None  # maybe integers too large for float64: keep them exact
+    return table
+
+
+def _json_kind(value: Any) -> str:
+    """JSON's name for the type of a decoded value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return type(value).__name__
+
+
+def _read_json_array(path: Path, data: bytes, strict: bool) -> ReadResult:
+    try:
+        with gc_paused():
+            value = json.loads(data)
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from error
+    except json.JSONDecodeError as error:
+        raise InputError(f"{path} line {error.lineno}: invalid JSON ({error.msg} at column {error.colno})") from error
+    except RecursionError as error:
+        raise InputError(f"{path}: invalid JSON (nested too deeply)") from error
+    if isinstance(value, dict):
+        value = [value]  # a single event
+    if not isinstance(value, list):
+        raise InputError(f"{path}: expected a JSON array of events, found a JSON {_json_kind(value)}")
+    if not value:
+        raise InputError(f"{path}: file is empty (an empty array)")
+    records, numbers, problems = [], [], []
+    for number, item in enumerate(value, start=1):
+        if type(item) is not dict:
+            problems.append(_problem(path, strict, number, "not_object", f"a JSON {_json_kind(item)}, not an object", "element"))
+        elif item.get("class_uid") is None:
+            problems.append(_problem(path, strict, number, "no_class_uid", "no class_uid", "element"))
+        else:
+            records.append(item)
+            numbers.append(number)
+    frame = records_to_frame(records)
+    return ReadResult(path, frame, np.asarray(numbers, dtype=np.int64), problems, len(value), "element")
+
+
+def _read_parquet(path: Path, strict: bool) -> ReadResult:
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as error:
+        raise InputError(f"{path}: not a readable Parquet file ({error})") from error
+    if table.num_rows == 0:
+        raise InputError(f"{path}: file is empty (no rows)")
+    while any(pa.types.is_struct(f.type) for f in table.schema):
+        table = table.flatten()  # nested structs -> "parent.child" columns
+    return _arrow_table_to_result(path, table, strict, "row")
+
+
+def _arrow_table_to_result(path: Path, table: pa.Table, strict: bool, unit: str) -> ReadResult:
+    """Drop (and report) rows without ``class_uid``; convert the rest to the flat frame."""
+    if "class_uid" in table.column_names:
+        has_class = table.column("class_uid").is_valid().to_numpy(zero_copy_only=False)
+    else:
+        has_class = np.zeros(table.num_rows, dtype=bool)
+    problems = [
+        _problem(path, strict, int(row) + 1, "no_class_uid", "no class_uid", unit)
+        for row in np.flatnonzero(~has_class)
+    ]
+    keep = np.flatnonzero(has_class)
+    if len(keep) < table.num_rows:
+        table = table.take(pa.array(keep))
+    frame = _arrow_table_to_frame(table)
+    return ReadResult(path, frame, keep.astype(np.int64) + 1, problems, len(has_class), unit)
+
+
+def _arrow_table_to_frame(table: pa.Table) -> pd.DataFrame:
+    """A flat Arrow table as the flat frame (column conventions in the module docstring)."""
+    data = {name: _arrow_to_pandas(table.column(name)) for name in table.column_names}
+    return pd.DataFrame(data, index=pd.RangeIndex(table.num_rows), columns=table.column_names, copy=False)
+
+
+def _arrow_to_pandas(column: pa.ChunkedArray) -> Any:
+    """One Arrow column in the flat table's conventions (see the module docstring)."""
+    kind = column.type
+    if pa.types.is_dictionary(kind):
+        column = column.cast(kind.value_type)
+        kind = column.type
+    has_nulls = column.null_count > 0
+    if pa.types.is_integer(kind) or pa.types.is_boolean(kind):
+        target = np.int64 if pa.types.is_integer(kind) else bool
+        values = pc.fill_null(column, 0 if target is np.int64 else False).to_numpy().astype(target)
+        if not has_nulls:
+            return values
+        mask = column.is_null().to_numpy(zero_copy_only=False)
+        return (pd.arrays.IntegerArray if target is np.int64 else pd.arrays.BooleanArray)(values, mask)
+    if pa.types.is_floating(kind):
+        return column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        return pd.Series([None if v is None else _json_text(v) for v in column.to_pylist()], dtype=object)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind):
+        return pd.Series(column.to_numpy(zero_copy_only=False), dtype=object, copy=False)
+    return column.to_pandas()
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+
+EventsLike = GeneratedEvents | pd.DataFrame | Iterable[dict]
+
+
+def write_events(events: EventsLike, path: str | os.PathLike, overwrite: bool = False,
+                 layout: str = "nested") -> Path:
+    """Write events to ``.jsonl``/``.ndjson``, ``.json`` or ``.parquet``, atomically.
+
+    Chapter "The OCSF pipeline".
+
+    ``events`` may be a :class:`~tabresnet_course.ocsf.GeneratedEvents`, a flat frame of dotted
+    columns, or nested dicts. Parquet files hold nested structs (``layout="nested"``) or flat
+    dotted columns (``layout="flat"``). The data go to a temporary file in the same directory
+    that replaces ``path`` only when complete; an existing ``path`` raises
+    :class:`~tabresnet_course.errors.InputError` unless ``overwrite=True``.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise InputError(f"{path}: unknown extension {path.suffix!r}; expected one of {', '.join(SUPPORTED_SUFFIXES)}")
+    if layout not in ("nested", "flat"):
+        raise ValueError(f"layout must be 'nested' or 'flat', got {layout!r}")
+    if path.exists() and not overwrite:
+        raise InputError(f"{path}: file exists; pass overwrite=True to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix in PARQUET_SUFFIXES:
+        frame = _as_frame(events)
+        table = _frame_to_table(frame, layout)
+        _atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+        return path
+    records = _as_records(events)
+    chunks = []
+    for number, record in enumerate(records, start=1):
+        try:
+            chunks.append(json.dumps(record, separators=(",", ":"), ensure_ascii=False, allow_nan=False))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"event {number} cannot be written as JSON: {error}") from error
+    if suffix in JSON_LINES_SUFFIXES:
+        text = "".join(c + "\n" for c in chunks)
+    else:
+        text = "[\n" + ",\n".join(chunks) + "\n]\n"
+    _atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return path
+
+
+def _as_frame(events: EventsLike) -> pd.DataFrame:
+    if isinstance(events, GeneratedEvents):
+        return events.frame
+    if isinstance(events, ReadResult):
+        return events.frame
+    if isinstance(events, pd.DataFrame):
+        return events
+    return records_to_frame(_check_records(events))
+
+
+def _as_records(events: EventsLike) -> list[dict]:
+    if isinstance(events, (GeneratedEvents, ReadResult)):
+        return events.to_events()
+    if isinstance(events, pd.DataFrame):
+        return frame_to_events(events)
+    return _check_records(events)
+
+
+def _check_records(events: Iterable[dict]) -> list[dict]:
+    records = list(events)
+    for number, record in enumerate(records, start=1):
+        if not isinstance(record, dict):
+            raise ValueError(f"event {number} is a {type(record).__name__}, not a dict")
+    return records
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Call ``write(temporary_path)`` then move the finished file onto ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _arrow_array(name: str, column: pd.Series) -> pa.Array:
+    """One flat column as an Arrow array (a column mixing types cannot go to Parquet)."""
+    try:
+        return pa.Array.from_pandas(column)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        raise ValueError(f"column {name!r} cannot be written to Parquet (mixed types?): {error}") from error
+
+
+def _frame_to_table(frame: pd.DataFrame, layout: str) -> pa.Table:
+    """A flat frame as an Arrow table, nested back into structs or kept flat."""
+    names = [str(c) for c in frame.columns]
+    arrays = [_arrow_array(name, frame.iloc[:, i]) for i, name in enumerate(names)]
+    if layout == "flat":
+        return pa.table(dict(zip(names, arrays)))
+    keys, nested = _nest_arrays([tuple(n.split(".")) for n in names], arrays)
+    return pa.table(dict(zip(keys, nested)))
+
+
+def _nest_arrays(paths: list[tuple[str, ...]], arrays: list[pa.Array]) -> tuple[list[str], list[pa.Array]]:
+    """Group dotted columns into struct arrays; a struct is null where all its fields are."""
+    keys: list[str] = []
+    leaves: dict[str, pa.Array] = {}
+    children: dict[str, tuple[list, list]] = {}
+    for path, array in zip(paths, arrays):
+        head = path[0]
+        if head not in leaves and head not in children:
+            keys.append(head)
+        if (len(path) == 1 and head in children) or (len(path) > 1 and head in leaves):
+            raise ValueError(f"column {head!r} is both a value and an object; use layout='flat'")
+        if len(path) == 1:
+            leaves[head] = array
+        else:
+            children.setdefault(head, ([], []))
+            children[head][0].append(path[1:])
+            children[head][1].append(array)
+    out = []
+    for key in keys:
+        if key in leaves:
+            out.append(leaves[key])
+            continue
+        sub_keys, sub_arrays = _nest_arrays(*children[key])
+        valid = sub_arrays[0].is_valid()
+        for array in sub_arrays[1:]:
+            valid = pc.or_(valid, array.is_valid())
+        out.append(pa.StructArray.from_arrays(sub_arrays, names=sub_keys, mask=pc.invert(valid)))
+    return keys, out
