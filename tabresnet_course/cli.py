@@ -1,27 +1,371 @@
-"""The ``tabresnet-course`` command line (also ``python -m tabresnet_course``)."""
+"""The ``tabresnet-course`` command line (also ``python -m tabresnet_course``).
+
+Four commands follow the pipeline of chapter "The OCSF pipeline": ``generate`` writes seeded
+OCSF events and their labels, ``train`` fits a detector on a (clean) baseline file, ``score``
+writes one anomaly score per readable record and ``evaluate`` compares scores with labels.
+Bad input (a missing file, a malformed record in ``--strict`` mode, a bad option) ends with
+one line ``tabresnet-course: error: ...`` on stderr and exit status 2; nothing is overwritten
+without ``--overwrite``. Progress bars and notes go to stderr, results to files or stdout.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Sequence
+import datetime as dt
+import io
+import sys
+from pathlib import Path
+from typing import Any, NoReturn, Sequence
+
+import numpy as np
+import pandas as pd
 
 from tabresnet_course import __version__
+from tabresnet_course.errors import InputError
+
+PROG = "tabresnet-course"
+MAX_LISTED_PROBLEMS = 5
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse`` with usage errors reported as a single line (and exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``message`` as one line on stderr and exit with status 2."""
+        self.exit(2, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
+
+
+def positive_int(text: str) -> int:
+    """``argparse`` type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def budget_fraction(text: str) -> float:
+    """``argparse`` type: a fraction in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction such as 0.01, got {text!r}") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got {value}")
+    return value
+
+
+def utc_datetime(text: str) -> dt.datetime:
+    """``argparse`` type: an ISO 8601 date or time; without a time zone it is taken as UTC."""
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO 8601 time such as 2026-03-02T00:00:00Z, got {text!r}") from None
+    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value
+
+
+# --------------------------------------------------------------------------- the parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tabresnet-course",
+    """The argument parser of all four commands."""
+    parser = ArgumentParser(
+        prog=PROG,
         description="Generate OCSF events, train TabularResNet encoders, score and evaluate anomalies.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_generate(commands)
+    add_train(commands)
+    add_score(commands)
+    add_evaluate(commands)
     return parser
 
 
+def add_generate(commands: Any) -> None:
+    """The ``generate`` command: seeded events and labels."""
+    command = commands.add_parser(
+        "generate",
+        help="write seeded synthetic OCSF events and their labels",
+        description="Write seeded synthetic OCSF 1.8.0 events (JSON Lines, JSON or Parquet, by extension) "
+        "and a labels CSV (uid, is_anomaly, scenario). About 2%% of the events belong to injected "
+        "attack campaigns unless --no-anomalies is given.",
+    )
+    command.add_argument("--events", type=positive_int, required=True, metavar="N", help="number of events")
+    command.add_argument("--days", type=positive_int, default=7, metavar="D", help="length of the period in days (default 7)")
+    command.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    command.add_argument("--out", type=Path, required=True, metavar="PATH", help="events file: .jsonl, .json or .parquet")
+    command.add_argument("--labels", type=Path, required=True, metavar="CSV", help="labels file to write")
+    command.add_argument("--no-anomalies", action="store_true", help="a clean period (for a training baseline)")
+    command.add_argument("--start", type=utc_datetime, default=None, metavar="ISO8601",
+                         help="first instant of the period (default 2026-03-02T00:00Z; no time zone means UTC)")
+    command.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    command.set_defaults(handler=run_generate)
+
+
+def add_train(commands: Any) -> None:
+    """The ``train`` command: fit and save a detector."""
+    command = commands.add_parser(
+        "train",
+        help="train a detector on a clean baseline file",
+        description="Train a self-supervised TabularResNet on the events of PATH and save the detector "
+        "(weights, configuration and reference embeddings) to DIR. The events are also the kNN "
+        "reference set, so they must come from a clean period: attacks in them are learned as "
+        "normal. Also runs under 'torchrun --nproc_per_node=K -m tabresnet_course train ...' "
+        "(only rank 0 writes).",
+    )
+    command.add_argument("--events", type=Path, required=True, metavar="PATH", help="events: .jsonl, .json or .parquet")
+    command.add_argument("--out", type=Path, required=True, metavar="DIR", help="detector directory to write")
+    command.add_argument("--epochs", type=positive_int, default=20, metavar="E", help="maximum epochs (default 20)")
+    command.add_argument("--objective", choices=("contrastive", "mfp", "both"), default="contrastive",
+                         help="self-supervised objective (default contrastive)")
+    command.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    command.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto")
+    command.add_argument("--spec", type=Path, default=None, metavar="FILE",
+                         help="feature specification (.json, .yaml or .yml; default: the built-in one)")
+    command.add_argument("--batch-size", type=positive_int, default=256, metavar="B", help="default 256")
+    command.add_argument("--d-model", type=positive_int, default=64, metavar="D", help="embedding size (default 64)")
+    command.add_argument("--num-blocks", type=positive_int, default=2, metavar="N", help="residual blocks (default 2)")
+    command.add_argument("--strict", action="store_true", help="stop at the first unreadable record instead of skipping it")
+    command.add_argument("--overwrite", action="store_true", help="replace an existing detector directory")
+    command.set_defaults(handler=run_train)
+
+
+def add_score(commands: Any) -> None:
+    """The ``score`` command: one score per readable record."""
+    command = commands.add_parser(
+        "score",
+        help="score events with a saved detector",
+        description="Score every readable record of PATH and write CSV with columns line, uid, score: one "
+        "row per readable record, in input order; 'line' is the record's line (JSON Lines), element "
+        "(JSON array) or row (Parquet) number, 1-based; 'uid' is metadata.uid (empty when absent); a "
+        "higher score is more anomalous. Records that cannot be read get NO row: their count and first "
+        "line numbers are printed to stderr (with --strict the first one is an error).",
+    )
+    command.add_argument("--model", type=Path, required=True, metavar="DIR", help="detector directory from 'train'")
+    command.add_argument("--events", type=Path, required=True, metavar="PATH", help="events: .jsonl, .json or .parquet")
+    command.add_argument("--out", type=Path, required=True, metavar="CSV", help="scores file to write")
+    command.add_argument("--strict", action="store_true", help="stop at the first unreadable record instead of skipping it")
+    command.add_argument("--overwrite", action="store_true", help="replace an existing scores file")
+    command.set_defaults(handler=run_score)
+
+
+def add_evaluate(commands: Any) -> None:
+    """The ``evaluate`` command: metrics from scores and labels."""
+    command = commands.add_parser(
+        "evaluate",
+        help="compare scores with labels",
+        description="Join scores (from 'score') and labels (from 'generate') on uid and print AUROC, "
+        "average precision and recall at the alert budget, overall and per attack scenario "
+        "(each scenario against all normal records).",
+    )
+    command.add_argument("--scores", type=Path, required=True, metavar="CSV", help="scores file from 'score'")
+    command.add_argument("--labels", type=Path, required=True, metavar="CSV", help="labels file from 'generate'")
+    command.add_argument("--budget", type=budget_fraction, default=0.01, metavar="FRACTION",
+                         help="share of records an analyst can review (default 0.01)")
+    command.set_defaults(handler=run_evaluate)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def note(message: str) -> None:
+    """An informational line on stderr."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def refuse_existing(path: Path, overwrite: bool) -> None:
+    """Raise unless ``path`` is free or ``--overwrite`` was given."""
+    if path.exists() and not overwrite:
+        raise InputError(f"{path} already exists; pass --overwrite to replace it")
+
+
+def write_text_atomic(path: Path, text: str, overwrite: bool) -> None:
+    """Write ``text`` to ``path`` atomically, refusing an existing file without ``--overwrite``."""
+    from tabresnet_course.artifacts import atomic_write_bytes
+
+    refuse_existing(path, overwrite)
+    atomic_write_bytes(path, text.encode("utf-8"), overwrite=overwrite)
+
+
+def read_events_reported(path: Path, strict: bool) -> Any:
+    """Read events, telling stderr how many records were skipped and where."""
+    from tabresnet_course.events_io import read_events
+
+    result = read_events(path, strict=strict)
+    if result.num_skipped:
+        note(f"{PROG}: warning: {result.summary(MAX_LISTED_PROBLEMS)}")
+    if result.num_read == 0:
+        raise InputError(f"{path}: no readable events")
+    return result
+
+
+def read_csv_checked(path: Path, columns: Sequence[str]) -> pd.DataFrame:
+    """A CSV file with at least ``columns``; uids are read as text."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        frame = pd.read_csv(path, dtype={"uid": str}, keep_default_na=False, na_values={"score": [""]})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: not a readable CSV file ({' '.join(str(error).split())})") from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {missing} (found {list(frame.columns)})")
+    return frame
+
+
+def parse_labels(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """``is_anomaly`` as booleans (``True``/``False`` or ``1``/``0``), naming the first bad row."""
+    text = frame["is_anomaly"].astype(str).str.strip().str.lower()
+    mapping = {"true": True, "1": True, "false": False, "0": False}
+    bad = ~text.isin(list(mapping))
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputError(f"{path} line {row + 2}: is_anomaly must be true/false or 1/0, got {frame['is_anomaly'].iloc[row]!r}")
+    return frame.assign(is_anomaly=text.map(mapping).astype(bool))
+
+
+def distributed_rank() -> int:
+    """This process's rank under ``torchrun`` (0 otherwise)."""
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+# --------------------------------------------------------------------------- the commands
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    """``generate``: seeded events to ``--out``, their labels to ``--labels``."""
+    from tabresnet_course.events_io import SUPPORTED_SUFFIXES, write_events
+    from tabresnet_course.ocsf import DEFAULT_START, generate_ocsf_events
+
+    if args.out.suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise InputError(f"{args.out}: unknown extension {args.out.suffix!r}; expected one of {', '.join(SUPPORTED_SUFFIXES)}")
+    if args.out.resolve() == args.labels.resolve():
+        raise InputError(f"--out and --labels are the same file: {args.out}")
+    refuse_existing(args.out, args.overwrite)
+    refuse_existing(args.labels, args.overwrite)
+    start = args.start if args.start is not None else DEFAULT_START
+    generated = generate_ocsf_events(args.events, args.days, args.seed, not args.no_anomalies, start)
+    write_events(generated, args.out, overwrite=args.overwrite)
+    write_text_atomic(args.labels, generated.labels.to_csv(index=False), args.overwrite)
+    anomalous = int(generated.labels["is_anomaly"].sum())
+    note(f"wrote {len(generated)} events ({anomalous} anomalous) to {args.out} and labels to {args.labels}")
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """``train``: read, train, save (rank 0 only under torchrun)."""
+    from tabresnet_course.detector import check_replaceable, train_ocsf_anomaly_detector
+    from tabresnet_course.features import FeatureSpec
+    from tabresnet_course.training import cleanup_distributed
+
+    try:
+        check_replaceable(args.out, args.overwrite)
+    except FileExistsError as error:
+        raise InputError(str(error)) from None
+    spec = FeatureSpec.from_file(args.spec) if args.spec is not None else None
+    result = read_events_reported(args.events, args.strict)
+    try:
+        detector = train_ocsf_anomaly_detector(
+            result.frame,
+            feature_spec=spec,
+            objective=args.objective,
+            num_epochs=args.epochs,
+            d_model=args.d_model,
+            num_blocks=args.num_blocks,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            device=args.device,
+            progress=True,
+        )
+        if distributed_rank() == 0:
+            detector.save(args.out, overwrite=args.overwrite)
+            epochs = len(detector.training["history"]["epoch"])
+            note(f"trained on {result.num_read} events for {epochs} epoch(s); saved the detector to {args.out}")
+    finally:
+        cleanup_distributed()
+    return 0
+
+
+def run_score(args: argparse.Namespace) -> int:
+    """``score``: one CSV row per readable record, in input order."""
+    from tabresnet_course.detector import OCSFAnomalyDetector
+
+    refuse_existing(args.out, args.overwrite)
+    detector = OCSFAnomalyDetector.load(args.model)
+    result = read_events_reported(args.events, args.strict)
+    scores = detector.score(result.frame, progress=True)
+    uids = result.uids if result.uids is not None else pd.Series([None] * result.num_read)
+    table = pd.DataFrame(
+        {
+            "line": result.lines,
+            "uid": uids.astype(object).where(uids.notna(), "").to_numpy(),
+            "score": scores,
+        }
+    )
+    buffer = io.StringIO()
+    table.to_csv(buffer, index=False, float_format="%.8g")
+    write_text_atomic(args.out, buffer.getvalue(), args.overwrite)
+    note(f"wrote {len(table)} scores to {args.out}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """``evaluate``: join scores and labels on uid, print the metrics table."""
+    from tabresnet_course.evaluation import per_scenario_metrics
+
+    scores = read_csv_checked(args.scores, ("line", "uid", "score"))
+    labels = parse_labels(read_csv_checked(args.labels, ("uid", "is_anomaly", "scenario")), args.labels)
+    if labels["uid"].duplicated().any():
+        raise InputError(f"{args.labels}: uid {labels['uid'][labels['uid'].duplicated()].iloc[0]!r} appears twice")
+    if scores["score"].isna().any():
+        row = int(np.flatnonzero(scores["score"].isna().to_numpy())[0])
+        raise InputError(f"{args.scores} line {row + 2}: empty score")
+    joined = scores.merge(labels, on="uid", how="left", indicator=True)
+    unlabelled = int((joined["_merge"] == "left_only").sum())
+    if unlabelled == len(joined):
+        raise InputError(f"{args.scores}: none of the {len(joined)} scored uids appear in {args.labels}")
+    if unlabelled:
+        note(f"{PROG}: warning: {unlabelled} scored records have no label in {args.labels} and are left out")
+    joined = joined[joined["_merge"] == "both"].reset_index(drop=True)
+    unscored = len(labels) - joined["uid"].nunique()
+    if unscored:
+        note(f"{PROG}: warning: {unscored} labelled records have no score (unreadable or not scored)")
+    table = per_scenario_metrics(joined[["uid", "is_anomaly", "scenario"]], joined["score"].to_numpy(), args.budget)
+    alerts = int(np.ceil(args.budget * len(joined) - 1e-9))
+    print(f"{len(joined)} scored records, {int(joined['is_anomaly'].sum())} anomalous; "
+          f"alert budget {args.budget:g} = top {alerts} scores")
+    shown = table.drop(columns=["alert_budget"])
+    print(shown.to_string(index=False, float_format=lambda x: f"{x:.3f}", na_rep="nan"))
+    return 0
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def one_line(error: BaseException) -> str:
+    """An exception as one line; ``OSError`` as ``file: reason``."""
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.filename}: {error.strerror or error}"
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (2 for bad input or usage)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    return 0
+    try:
+        return args.handler(args)
+    except (InputError, ValueError, OSError) as error:
+        print(f"{PROG}: error: {one_line(error)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130

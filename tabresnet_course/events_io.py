@@ -8,7 +8,7 @@ numbers; ``strict=True`` stops at the first one instead. :func:`write_events` wr
 Lines, JSON or Parquet atomically and never overwrites a file unless asked to.
 
 Speed: a clean JSON Lines file is parsed by Arrow's C++ JSON reader (faster than calling
-``json.loads`` on every line); a file with bad lines is parsed line by line with :mod:`json` to
+``json.loads`` on every line); a file with bad lines is parsed line by line with ``json`` to
 locate them, and its good lines go back through Arrow. Both paths give the same table.
 
 Column conventions of the flat table: integer columns are ``int64`` (``Int64`` when some
@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import json.scanner
 import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import chain
@@ -38,6 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
+from tabresnet_course.artifacts import atomic_write
 from tabresnet_course.errors import InputError
 from tabresnet_course.ocsf import GeneratedEvents, frame_to_events, gc_paused
 
@@ -349,7 +349,7 @@ def _read_json_lines(path: Path, data: bytes, strict: bool) -> ReadResult:
     """Parse JSON Lines: Arrow's C++ reader when it can, Python line by line when it must.
 
     A clean file goes straight through ``pyarrow.json`` (several times faster than
-    ``json.loads``). Otherwise every line is parsed with :mod:`json` to find and report the bad
+    ``json.loads``). Otherwise every line is parsed with ``json`` to find and report the bad
     ones, and the good lines go through Arrow again (or, if Arrow still cannot take them, for
     example because one attribute mixes types, through :func:`records_to_frame`).
     """
@@ -607,7 +607,7 @@ def write_events(events: EventsLike, path: str | os.PathLike, overwrite: bool = 
     if suffix in PARQUET_SUFFIXES:
         frame = _as_frame(events)
         table = _frame_to_table(frame, layout)
-        _atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+        atomic_write(path, lambda tmp: pq.write_table(table, str(tmp)))
         return path
     records = _as_records(events)
     chunks = []
@@ -620,7 +620,7 @@ def write_events(events: EventsLike, path: str | os.PathLike, overwrite: bool = 
         text = "".join(c + "\n" for c in chunks)
     else:
         text = "[\n" + ",\n".join(chunks) + "\n]\n"
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return path
 
 
@@ -648,18 +648,6 @@ def _check_records(events: Iterable[dict]) -> list[dict]:
         if not isinstance(record, dict):
             raise ValueError(f"event {number} is a {type(record).__name__}, not a dict")
     return records
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(temporary_path)`` then move the finished file onto ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _arrow_array(name: str, column: pd.Series) -> pa.Array:

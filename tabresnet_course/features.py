@@ -12,7 +12,7 @@ which is the job of ``tabresnet_course.data.TabularPreprocessor``.
 Mixed-class OCSF data is full of holes (an HTTP event has no ``file.size``): an absent field,
 or a whole absent column, is a missing value, never an error. A value that cannot be read
 (text where a number belongs, an address that is not an IP) becomes missing too, and is counted
-in :attr:`OCSFFeaturizer.coercion_report_` so that nothing is lost silently.
+in ``OCSFFeaturizer.coercion_report_`` so that nothing is lost silently.
 """
 
 from __future__ import annotations
@@ -541,7 +541,7 @@ class OCSFFeaturizer:
     ``fit`` only decides, per categorical feature, whether its cardinality calls for hashing;
     ``transform`` returns a DataFrame with :attr:`numerical_columns` (``float64``, NaN when
     missing) then :attr:`categorical_columns` (text, ``None`` when missing), on the input's
-    index. After each call, :attr:`coercion_report_` counts per output column the values that
+    index. After each call, ``coercion_report_`` counts per output column the values that
     were present but unreadable (and therefore became missing).
     """
 

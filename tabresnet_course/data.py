@@ -1,0 +1,517 @@
+"""From a table of features to model-ready tensors, and from tensors to batches.
+
+- :class:`TabularPreprocessor` turns a ``pandas.DataFrame`` of numerical and categorical
+  columns into a float32 matrix and an int64 matrix of category indices, in the reserved-index
+  scheme of :mod:`tabresnet_course.model`. It follows scikit-learn's conventions (``fit``
+  returns ``self``, fitted attributes end in ``_``, ``get_params``/``set_params``) and uses scikit-learn's ``SimpleImputer``,
+  ``StandardScaler``/``RobustScaler`` and ``OrdinalEncoder`` to learn its statistics. It saves
+  itself as plain JSON-able data (:meth:`TabularPreprocessor.to_dict`), never as a pickle.
+- :class:`OCSFDataset` is the seed chapter's ``torch.utils.data.Dataset`` over the two matrices.
+- :class:`TensorBatchLoader` is the fast path: it slices whole batches out of the two tensors
+  with one permutation per epoch (no per-row ``__getitem__``, no collate), reshuffles
+  deterministically with :meth:`TensorBatchLoader.set_epoch`, and shards the same global
+  permutation across processes for distributed training, as ``DistributedSampler`` does.
+
+Chapters "The complete training loop" and "Training best practices" teach this file.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import warnings
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from tabresnet_course.model import NUM_RESERVED_INDICES, PADDING_INDEX, UNKNOWN_INDEX
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def derive_seed(*keys: int) -> int:
+    """A well-mixed 63-bit seed from integer keys, e.g. ``derive_seed(seed, epoch, step)``.
+
+    Distinct key tuples give unrelated seeds (``numpy.random.SeedSequence`` hashing), so
+    ``(seed=0, epoch=1)`` and ``(seed=1, epoch=0)`` do not collide as ``seed + epoch`` would.
+    """
+    state = np.random.SeedSequence([int(k) for k in keys]).generate_state(2, dtype=np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1]))
+
+
+def writable_array(values: Any) -> np.ndarray:
+    """``values`` as a numpy array PyTorch can share: copied only if it is read-only or not numeric."""
+    array = np.asarray(values)
+    if array.dtype == object:
+        raise ValueError("feature matrices must be numeric; run TabularPreprocessor on the table first")
+    return array if array.flags.writeable else array.copy()
+
+
+def as_feature_tensors(numerical: Any, categorical: Any) -> Batch:
+    """Check and convert the two feature matrices: float32 ``(N, n_num)`` and int64 ``(N, n_cat)``."""
+    numerical, categorical = (x if torch.is_tensor(x) else torch.from_numpy(writable_array(x)) for x in (numerical, categorical))
+    if numerical.dim() != 2 or categorical.dim() != 2:
+        raise ValueError(
+            f"numerical and categorical must be 2-D (rows, columns), got shapes "
+            f"{tuple(numerical.shape)} and {tuple(categorical.shape)}"
+        )
+    if numerical.shape[0] != categorical.shape[0]:
+        raise ValueError(
+            f"numerical has {numerical.shape[0]} rows but categorical has {categorical.shape[0]}"
+        )
+    if categorical.is_floating_point() or categorical.is_complex() or categorical.dtype == torch.bool:
+        raise ValueError(f"categorical must hold integer indices, got dtype {categorical.dtype}")
+    return numerical.to(torch.float32), categorical.to(torch.int64)
+
+
+class OCSFDataset(Dataset):
+    """The seed chapter's map-style dataset: row ``i`` is ``(numerical[i], categorical[i])``.
+
+    Accepts numpy arrays or tensors; stores float32 numerical and int64 categorical tensors.
+    Works with any ``torch.utils.data.DataLoader``; :class:`TensorBatchLoader` serves the same
+    data much faster. Taught in chapter "The complete training loop".
+    """
+
+    def __init__(self, numerical: Any, categorical: Any) -> None:
+        self.numerical, self.categorical = as_feature_tensors(numerical, categorical)
+
+    def __len__(self) -> int:
+        return self.numerical.shape[0]
+
+    def __getitem__(self, index: int) -> Batch:
+        return self.numerical[index], self.categorical[index]
+
+
+class TensorBatchLoader:
+    """Batches sliced from two pre-built tensors, one permutation per epoch.
+
+    Each epoch draws one permutation of all rows from ``(seed, epoch)`` and cuts it into global
+    batches of ``batch_size * world_size`` rows; process ``rank`` gets its own contiguous slice
+    of ``batch_size`` rows of every global batch. With ``world_size == 1`` that is an ordinary
+    shuffled loader. The shards are disjoint and cover every row once, like
+    ``DistributedSampler``; when the rows do not divide evenly among the processes and
+    ``drop_last`` is false, the permutation is padded with its own first rows so every process
+    gets the same number of rows (``DistributedSampler`` does the same).
+
+    Iterating uses the current epoch and then advances it, so a plain ``for`` loop over epochs
+    reshuffles every time, reproducibly; :meth:`set_epoch` fixes the epoch explicitly (the
+    trainer does, so that a resumed run sees the same batches as an uninterrupted one).
+
+    Args:
+        numerical: ``(N, n_num)`` array or tensor.
+        categorical: ``(N, n_cat)`` integer array or tensor.
+        batch_size: rows per batch on each process.
+        shuffle: draw a new permutation every epoch (else rows stay in order).
+        drop_last: drop the last, incomplete (global) batch.
+        seed: seed of the permutations.
+        rank, world_size: this process and the number of processes.
+        device: optionally move the two tensors to this device once, up front.
+
+    Taught in chapter "The complete training loop"; sharding in "Training best practices".
+    """
+
+    def __init__(
+        self,
+        numerical: Any,
+        categorical: Any,
+        batch_size: int = 256,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        device: str | torch.device | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+        self.numerical, self.categorical = as_feature_tensors(numerical, categorical)
+        if self.numerical.shape[0] == 0:
+            raise ValueError("cannot batch an empty table (0 rows)")
+        if device is not None:
+            self.numerical = self.numerical.to(device)
+            self.categorical = self.categorical.to(device)
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.seed = int(seed)
+        self.rank = int(rank)
+        self.world_size = int(world_size)
+        self.epoch = 0
+
+    @classmethod
+    def from_dataset(cls, dataset: OCSFDataset, **kwargs: Any) -> "TensorBatchLoader":
+        """A loader over the tensors of an :class:`OCSFDataset` (no copy)."""
+        return cls(dataset.numerical, dataset.categorical, **kwargs)
+
+    def shard(self, rank: int, world_size: int) -> "TensorBatchLoader":
+        """The same loader (same tensors, seed and batch size) for process ``rank`` of ``world_size``."""
+        loader = TensorBatchLoader(
+            self.numerical,
+            self.categorical,
+            batch_size=self.batch_size,
+            shuffle=self.shuffle,
+            drop_last=self.drop_last,
+            seed=self.seed,
+            rank=rank,
+            world_size=world_size,
+        )
+        loader.epoch = self.epoch
+        return loader
+
+    @property
+    def num_rows(self) -> int:
+        """Number of rows in the whole table (all shards)."""
+        return self.numerical.shape[0]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the permutation of ``epoch`` for the next iteration."""
+        self.epoch = int(epoch)
+
+    def epoch_indices(self, epoch: int | None = None) -> torch.Tensor:
+        """The row indices this process visits in ``epoch`` (default: the current one), in order."""
+        epoch = self.epoch if epoch is None else epoch
+        n, per_rank, ranks = self.num_rows, self.batch_size, self.world_size
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
+            order = torch.randperm(n, generator=generator)  # (N,)
+        else:
+            order = torch.arange(n)
+        global_batch = per_rank * ranks
+        if self.drop_last:
+            order = order[: (n // global_batch) * global_batch]
+        elif n % ranks:
+            pad = ranks - n % ranks  # repeat the first rows so every process gets as many rows
+            order = torch.cat([order, order.repeat(math.ceil(pad / n))[:pad]])
+        full = order.shape[0] // global_batch
+        head = order[: full * global_batch].view(full, ranks, per_rank)[:, self.rank].reshape(-1)
+        tail = order[full * global_batch :].view(ranks, -1)[self.rank]  # last, smaller global batch
+        return torch.cat([head, tail])
+
+    def __len__(self) -> int:
+        n, global_batch = self.num_rows, self.batch_size * self.world_size
+        if self.drop_last:
+            return n // global_batch
+        return math.ceil(math.ceil(n / self.world_size) * self.world_size / global_batch)
+
+    def __iter__(self) -> Iterator[Batch]:
+        indices = self.epoch_indices().to(self.numerical.device)
+        self.epoch += 1
+        for batch in indices.split(self.batch_size):
+            yield self.numerical[batch], self.categorical[batch]  # (B, n_num), (B, n_cat)
+
+
+def category_strings(values: pd.Series) -> np.ndarray:
+    """A column as an object array of strings, with ``np.nan`` where the value is missing.
+
+    Integral floats print without ``.0`` (a port read as ``443.0`` because its column had a
+    missing value is still category ``"443"``).
+    """
+    missing = values.isna().to_numpy()
+    out = np.full(len(values), np.nan, dtype=object)
+    present = values[~missing]
+    if pd.api.types.is_float_dtype(present.dtype) and np.all(np.mod(present.to_numpy(), 1) == 0):
+        present = present.astype(np.int64)
+    out[~missing] = present.astype(str).to_numpy()
+    return out
+
+
+def make_ordinal_encoder(
+    categories: Sequence[Sequence[str]] | str = "auto", min_frequency: int | None = None
+) -> "OrdinalEncoder":
+    """The encoder used for every categorical column: unseen -> -1, missing -> -2.
+
+    Explicit ``categories`` get ``np.nan`` appended, which is how ``OrdinalEncoder`` learns that
+    missing values exist (and encodes them as ``encoded_missing_value``, not as unknown).
+    """
+    from sklearn.preprocessing import OrdinalEncoder  # scikit-learn loads only when preprocessing
+
+    if not isinstance(categories, str):
+        categories = [np.array([*c, np.nan], dtype=object) for c in categories]
+    return OrdinalEncoder(
+        categories=categories,
+        handle_unknown="use_encoded_value",
+        unknown_value=-1,
+        encoded_missing_value=-2,
+        min_frequency=min_frequency,
+        dtype=np.float64,
+    )
+
+
+class TabularPreprocessor:
+    """Numerical and categorical columns of a DataFrame -> ``(float32 (N, n_num'), int64 (N, n_cat))``.
+
+    Numerical columns: non-numbers (strings) become NaN and are counted; infinities become
+    NaN; columns in ``log1p_cols`` get ``sign(x) * log1p(|x|)``; every column that had a missing
+    value during ``fit`` gets a 0/1 missing-indicator column (appended after the numerical
+    columns, names in ``numerical_feature_names_``); missing values are imputed with the fitted
+    median; values are scaled (``StandardScaler`` or ``RobustScaler``) and clipped to
+    ``[-clip_value, clip_value]``.
+
+    Categorical columns (values compared as strings): missing -> ``PADDING_INDEX``; a category
+    not seen during ``fit``, or seen fewer than ``min_category_count`` times -> ``UNKNOWN_INDEX``;
+    the k-th fitted category (sorted) -> ``k + NUM_RESERVED_INDICES``.
+
+    Fitted attributes: ``cardinalities_`` (real categories per column), ``categories_``,
+    ``numerical_feature_names_``, ``indicator_columns_``, ``median_``, ``center_``, ``scale_``,
+    and ``last_report_`` (counts from the latest ``fit``/``transform``: values coerced to NaN,
+    non-finite values, unseen or rare categories). Taught in chapter "Training best practices".
+
+    Args:
+        numerical_cols: numerical column names.
+        categorical_cols: categorical column names.
+        min_category_count: categories seen fewer times than this in ``fit`` map to ``UNKNOWN_INDEX``.
+        clip_value: bound on the absolute value of a scaled numerical feature (``None``: no clipping).
+        scaler: ``"standard"`` (mean / standard deviation) or ``"robust"`` (median / IQR).
+        log1p_cols: numerical columns to compress with ``sign(x) * log1p(|x|)`` before scaling.
+        missing_indicators: add the 0/1 missing-indicator columns (turn off when the features
+            already carry their own, as :class:`~tabresnet_course.features.OCSFFeaturizer`'s do).
+    """
+
+    def __init__(
+        self,
+        numerical_cols: Sequence[str] = (),
+        categorical_cols: Sequence[str] = (),
+        min_category_count: int = 1,
+        clip_value: float | None = 10.0,
+        scaler: str = "standard",
+        log1p_cols: Sequence[str] = (),
+        missing_indicators: bool = True,
+    ) -> None:
+        self.numerical_cols = numerical_cols
+        self.categorical_cols = categorical_cols
+        self.min_category_count = min_category_count
+        self.clip_value = clip_value
+        self.scaler = scaler
+        self.log1p_cols = log1p_cols
+        self.missing_indicators = missing_indicators
+
+    # -- scikit-learn's parameter protocol --------------------------------------------------
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor arguments, as scikit-learn's ``get_params``."""
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {name: getattr(self, name) for name in names}
+
+    def set_params(self, **params: Any) -> "TabularPreprocessor":
+        """Change constructor arguments (refit afterwards), as scikit-learn's ``set_params``."""
+        unknown = sorted(set(params) - set(self.get_params()))
+        if unknown:
+            raise ValueError(f"unknown TabularPreprocessor parameters: {unknown}")
+        for name, value in params.items():
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = type(self)().get_params()
+        changed = {k: v for k, v in self.get_params().items() if v != defaults[k]}
+        return f"TabularPreprocessor({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+
+    # -- validation -------------------------------------------------------------------------
+
+    def _check_params(self) -> None:
+        numerical, categorical = list(self.numerical_cols), list(self.categorical_cols)
+        if not numerical and not categorical:
+            raise ValueError("TabularPreprocessor needs at least one numerical or categorical column")
+        duplicated = sorted({c for c in numerical + categorical if (numerical + categorical).count(c) > 1})
+        if duplicated:
+            raise ValueError(f"columns listed more than once: {duplicated}")
+        unknown_log = sorted(set(self.log1p_cols) - set(numerical))
+        if unknown_log:
+            raise ValueError(f"log1p_cols {unknown_log} are not in numerical_cols")
+        if int(self.min_category_count) < 1:
+            raise ValueError(f"min_category_count must be >= 1, got {self.min_category_count}")
+        if self.clip_value is not None and not self.clip_value > 0:
+            raise ValueError(f"clip_value must be > 0 or None, got {self.clip_value}")
+        if self.scaler not in ("standard", "robust"):
+            raise ValueError(f"scaler must be 'standard' or 'robust', got {self.scaler!r}")
+
+    def _check_frame(self, df: pd.DataFrame) -> None:
+        if not isinstance(df, pd.DataFrame):
+            raise ValueError(f"expected a pandas DataFrame, got {type(df).__name__}")
+        for column in [*self.numerical_cols, *self.categorical_cols]:
+            if column not in df.columns:
+                raise ValueError(f"column {column!r} is missing from the DataFrame")
+
+    # -- the numerical half -----------------------------------------------------------------
+
+    def _numerical_matrix(self, df: pd.DataFrame, report: dict[str, Any]) -> np.ndarray:
+        """Raw float64 ``(N, n_num)`` with NaN for every unusable value, counted in ``report``."""
+        columns = []
+        for name in self.numerical_cols:
+            raw = df[name]
+            values = pd.to_numeric(raw, errors="coerce").astype(np.float64).to_numpy()
+            coerced = int((raw.notna().to_numpy() & np.isnan(values)).sum())
+            non_finite = int(np.isinf(values).sum())
+            if coerced:
+                report["coerced_to_nan"][name] = coerced
+            if non_finite:
+                report["non_finite"][name] = non_finite
+            if name in self.log1p_cols:
+                values = np.sign(values) * np.log1p(np.abs(values))
+            columns.append(values)
+        matrix = np.column_stack(columns) if columns else np.zeros((len(df), 0))
+        matrix[np.isinf(matrix)] = np.nan
+        return matrix
+
+    def _transform_numerical(self, matrix: np.ndarray) -> np.ndarray:
+        indicator_positions = [list(self.numerical_cols).index(c) for c in self.indicator_columns_]
+        indicators = np.isnan(matrix[:, indicator_positions]).astype(np.float64)  # (N, n_ind)
+        filled = np.where(np.isnan(matrix), np.asarray(self.median_), matrix)  # (N, n_num)
+        scaled = (filled - np.asarray(self.center_)) / np.asarray(self.scale_)
+        if self.clip_value is not None:
+            scaled = np.clip(scaled, -self.clip_value, self.clip_value)
+        return np.concatenate([scaled, indicators], axis=1).astype(np.float32)
+
+    # -- the categorical half ---------------------------------------------------------------
+
+    def _category_frame(self, df: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame({c: category_strings(df[c]) for c in self.categorical_cols}, index=df.index)
+
+    def _transform_categorical(self, strings: pd.DataFrame, report: dict[str, Any]) -> np.ndarray:
+        if not self.categorical_cols:
+            return np.zeros((len(strings), 0), dtype=np.int64)
+        codes = self._encoder.transform(strings)  # (N, n_cat): k, -1 unseen or rare, -2 missing
+        indices = np.where(codes >= 0, codes + NUM_RESERVED_INDICES, UNKNOWN_INDEX)
+        indices = np.where(codes == -2, PADDING_INDEX, indices).astype(np.int64)
+        for j, name in enumerate(self.categorical_cols):
+            unknown = int((codes[:, j] == -1).sum())
+            if unknown:
+                report["unknown_categories"][name] = unknown
+        return indices
+
+    def _build_encoder(self) -> None:
+        if self.categorical_cols:
+            sample = pd.DataFrame({c: [v[0]] for c, v in zip(self.categorical_cols, self.categories_)})
+            self._encoder = make_ordinal_encoder(self.categories_).fit(sample)
+
+    # -- the estimator API ------------------------------------------------------------------
+
+    @staticmethod
+    def _empty_report() -> dict[str, Any]:
+        return {"rows": 0, "coerced_to_nan": {}, "non_finite": {}, "unknown_categories": {}}
+
+    def _warn_coerced(self, report: dict[str, Any], stage: str) -> None:
+        if report["coerced_to_nan"]:
+            details = ", ".join(f"{c!r}: {n}" for c, n in report["coerced_to_nan"].items())
+            warnings.warn(
+                f"{stage}: non-numeric values in numerical columns were treated as missing ({details})",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    def fit(self, df: pd.DataFrame, y: Any = None) -> "TabularPreprocessor":
+        """Learn medians, scaling and categories from ``df``; returns ``self``."""
+        return self._fit(df, warn=True)
+
+    def _fit(self, df: pd.DataFrame, warn: bool) -> "TabularPreprocessor":
+        self._check_params()
+        self._check_frame(df)
+        report = self._empty_report()
+        report["rows"] = len(df)
+        if len(df) == 0:
+            raise ValueError("cannot fit a TabularPreprocessor on an empty DataFrame")
+        matrix = self._numerical_matrix(df, report)
+        had_missing = np.isnan(matrix).any(axis=0)
+        self.indicator_columns_ = [c for c, m in zip(self.numerical_cols, had_missing) if m and self.missing_indicators]
+        if matrix.shape[1]:
+            from sklearn.impute import SimpleImputer
+            from sklearn.preprocessing import RobustScaler, StandardScaler
+
+            imputer = SimpleImputer(strategy="median", keep_empty_features=True).fit(matrix)
+            self.median_ = imputer.statistics_.tolist()
+            scaler = (StandardScaler() if self.scaler == "standard" else RobustScaler()).fit(imputer.transform(matrix))
+            center = scaler.mean_ if self.scaler == "standard" else scaler.center_
+            self.center_, self.scale_ = center.tolist(), scaler.scale_.tolist()
+        else:
+            self.median_, self.center_, self.scale_ = [], [], []
+        self.numerical_feature_names_ = [*self.numerical_cols, *(f"{c}__missing" for c in self.indicator_columns_)]
+
+        strings = self._category_frame(df)
+        self.categories_: list[list[str]] = []
+        if self.categorical_cols:
+            finder = make_ordinal_encoder(min_frequency=int(self.min_category_count)).fit(strings)
+            rare_lists = getattr(finder, "infrequent_categories_", [None] * len(self.categorical_cols))
+            for name, found, rare in zip(self.categorical_cols, finder.categories_, rare_lists):
+                rare_set = set() if rare is None else set(rare.tolist())
+                kept = [c for c in found.tolist() if isinstance(c, str) and c not in rare_set]
+                if not kept:
+                    raise ValueError(
+                        f"categorical column {name!r} has no category seen at least "
+                        f"{self.min_category_count} time(s) in the fitted data; drop the column "
+                        f"or lower min_category_count"
+                    )
+                self.categories_.append(kept)
+        self.cardinalities_ = [len(c) for c in self.categories_]
+        self._build_encoder()
+        self._transform_categorical(strings, report)
+        self.last_report_ = report
+        if warn:
+            self._warn_coerced(report, "fit")
+        return self
+
+    def transform(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """``(numerical float32 (N, len(numerical_feature_names_)), categorical int64 (N, n_cat))``."""
+        if not hasattr(self, "cardinalities_"):
+            raise ValueError("this TabularPreprocessor is not fitted yet; call fit(df) first")
+        self._check_frame(df)
+        report = self._empty_report()
+        report["rows"] = len(df)
+        numerical = self._transform_numerical(self._numerical_matrix(df, report))
+        categorical = self._transform_categorical(self._category_frame(df), report)
+        self.last_report_ = report
+        self._warn_coerced(report, "transform")
+        return numerical, categorical
+
+    def fit_transform(self, df: pd.DataFrame, y: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """``fit(df)`` then ``transform(df)`` (coerced values are reported once, by ``transform``)."""
+        return self._fit(df, warn=False).transform(df)
+
+    # -- saving without pickle --------------------------------------------------------------
+
+    FITTED = ("indicator_columns_", "median_", "center_", "scale_", "numerical_feature_names_", "categories_", "cardinalities_")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Parameters and fitted state as plain JSON-able data; :meth:`from_dict` restores it."""
+        if not hasattr(self, "cardinalities_"):
+            raise ValueError("only a fitted TabularPreprocessor can be saved")
+        params = {k: (list(v) if isinstance(v, (tuple, list)) else v) for k, v in self.get_params().items()}
+        return {
+            "kind": "tabresnet_course.TabularPreprocessor",
+            "version": 1,
+            "params": params,
+            "fitted": {name: getattr(self, name) for name in self.FITTED},
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TabularPreprocessor":
+        """Rebuild a fitted preprocessor from :meth:`to_dict` output; transforms are identical."""
+        if not isinstance(values, dict) or values.get("kind") != "tabresnet_course.TabularPreprocessor":
+            raise ValueError("not a saved TabularPreprocessor (missing kind 'tabresnet_course.TabularPreprocessor')")
+        if values.get("version") != 1:
+            raise ValueError(f"unsupported TabularPreprocessor version {values.get('version')!r}")
+        missing = [name for name in cls.FITTED if name not in values.get("fitted", {})]
+        if missing:
+            raise ValueError(f"saved TabularPreprocessor lacks fitted fields {missing}")
+        preprocessor = cls(**values["params"])
+        preprocessor._check_params()
+        for name in cls.FITTED:
+            setattr(preprocessor, name, values["fitted"][name])
+        preprocessor._build_encoder()
+        return preprocessor
+
+
+def preprocess_ocsf_data(
+    df: pd.DataFrame, numerical_cols: Sequence[str], categorical_cols: Sequence[str], **kwargs: Any
+) -> tuple[np.ndarray, np.ndarray, TabularPreprocessor]:
+    """The seed's one-call preprocessing: fit a :class:`TabularPreprocessor` on ``df`` and
+    return ``(numerical, categorical, preprocessor)``. Keep ``preprocessor`` to transform new
+    events the same way: unlike the seed's ``LabelEncoder`` version, it maps unseen categories
+    to ``UNKNOWN_INDEX`` instead of crashing. ``kwargs`` go to :class:`TabularPreprocessor`."""
+    preprocessor = TabularPreprocessor(list(numerical_cols), list(categorical_cols), **kwargs)
+    numerical, categorical = preprocessor.fit_transform(df)
+    return numerical, categorical, preprocessor

@@ -1,0 +1,200 @@
+"""End-to-end tests of the ``tabresnet-course`` command line, run as a subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_TRAIN = ["--epochs", "1", "--d-model", "16", "--num-blocks", "1", "--batch-size", "128", "--device", "cpu"]
+
+
+def run(*args, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "tabresnet_course", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def run_here(*args, cwd, capsys, monkeypatch):
+    """The same command line called in this process (no interpreter start-up): faster for the
+    many error cases. Returns ``subprocess.CompletedProcess``-like results."""
+    from tabresnet_course.cli import main
+
+    monkeypatch.chdir(cwd)
+    capsys.readouterr()
+    try:
+        status = main([str(a) for a in args])
+    except SystemExit as exit_:  # argparse: --help, usage errors
+        status = exit_.code
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(args, status, captured.out, captured.err)
+
+
+def assert_usage_error(result, *fragments):
+    """Exit status 2 and exactly one line on stderr, naming what went wrong, no traceback."""
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if "it/s]" not in line and line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("tabresnet-course: error: ")
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """A baseline, an evaluation file and a detector trained on the baseline, via the CLI."""
+    work = tmp_path_factory.mktemp("cli")
+    steps = [
+        ("generate", "--events", 600, "--days", 2, "--seed", 0, "--out", "base.jsonl", "--labels", "base.csv", "--no-anomalies"),
+        ("generate", "--events", 2000, "--days", 1, "--seed", 1, "--out", "eval.jsonl", "--labels", "eval.csv",
+         "--start", "2026-03-04T00:00:00Z"),
+        ("train", "--events", "base.jsonl", "--out", "detector", *TINY_TRAIN),
+    ]
+    for step in steps:
+        result = run(*step, cwd=work)
+        assert result.returncode == 0, result.stderr
+    return work
+
+
+def test_end_to_end_generate_train_score_evaluate(work):
+    assert sorted(p.name for p in (work / "detector").iterdir()) == [
+        "config.json", "reference_embeddings.npy", "weights.pt"
+    ]
+    assert json.loads((work / "detector" / "config.json").read_text())["training"]["training_rows"] == 600
+    result = run("score", "--model", "detector", "--events", "eval.jsonl", "--out", "scores.csv", cwd=work)
+    assert result.returncode == 0, result.stderr
+    scores = pd.read_csv(work / "scores.csv", dtype={"uid": str})
+    labels = pd.read_csv(work / "eval.csv", dtype={"uid": str})
+    assert list(scores.columns) == ["line", "uid", "score"]
+    assert scores["line"].tolist() == list(range(1, 2001))
+    assert scores["uid"].tolist() == labels["uid"].tolist()  # events and labels share one order
+    result = run("evaluate", "--scores", "scores.csv", "--labels", "eval.csv", "--budget", "0.02", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert "overall" in result.stdout and "port_scan" in result.stdout and "auroc" in result.stdout
+    assert "2000 scored records" in result.stdout
+
+
+def test_score_skips_bad_lines_and_keeps_line_numbers(work, capsys, monkeypatch):
+    lines = (work / "eval.jsonl").read_text().splitlines()[:50]
+    lines[2] = '{"class_uid": 3002, "time": '  # truncated JSON on line 3
+    lines[6] = "[1, 2, 3]"  # not an object on line 7
+    (work / "bad.jsonl").write_text("\n".join(lines) + "\n")
+    result = run("score", "--model", "detector", "--events", "bad.jsonl", "--out", "bad_scores.csv", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert "skipped 2" in result.stderr and "line 3" in result.stderr and "line 7" in result.stderr
+    scores = pd.read_csv(work / "bad_scores.csv")
+    assert len(scores) == 48
+    assert scores["line"].tolist() == [n for n in range(1, 51) if n not in (3, 7)]
+
+    strict = run_here("score", "--model", "detector", "--events", "bad.jsonl", "--out", "strict.csv", "--strict",
+                      cwd=work, capsys=capsys, monkeypatch=monkeypatch)
+    assert_usage_error(strict, "bad.jsonl", "line 3")
+    assert not (work / "strict.csv").exists()
+
+
+def test_parquet_input_scores_by_row(work, capsys, monkeypatch):
+    here = dict(cwd=work, capsys=capsys, monkeypatch=monkeypatch)
+    result = run_here("generate", "--events", 300, "--days", 1, "--seed", 5, "--out", "small.parquet",
+                      "--labels", "small.csv", "--no-anomalies", **here)
+    assert result.returncode == 0, result.stderr
+    result = run_here("score", "--model", "detector", "--events", "small.parquet", "--out", "small_scores.csv", **here)
+    assert result.returncode == 0, result.stderr
+    scores = pd.read_csv(work / "small_scores.csv")
+    assert scores["line"].tolist() == list(range(1, 301))
+
+
+def test_nothing_is_overwritten_without_overwrite(work, capsys, monkeypatch):
+    here = dict(cwd=work, capsys=capsys, monkeypatch=monkeypatch)
+    before = (work / "eval.csv").read_bytes()
+    result = run_here("generate", "--events", 2000, "--out", "other.jsonl", "--labels", "eval.csv", **here)
+    assert_usage_error(result, "eval.csv", "--overwrite")
+    assert (work / "eval.csv").read_bytes() == before and not (work / "other.jsonl").exists()
+    result = run_here("train", "--events", "base.jsonl", "--out", "detector", *TINY_TRAIN, **here)
+    assert_usage_error(result, "detector", "overwrite")
+    (work / "taken.csv").write_text("x\n")
+    result = run_here("score", "--model", "detector", "--events", "eval.jsonl", "--out", "taken.csv", **here)
+    assert_usage_error(result, "taken.csv", "--overwrite")
+    assert (work / "taken.csv").read_text() == "x\n"
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (("score", "--model", "detector", "--events", "missing.jsonl", "--out", "s.csv"), ["missing.jsonl"]),
+        (("score", "--model", "no_detector", "--events", "eval.jsonl", "--out", "s.csv"), ["no_detector"]),
+        (("train", "--events", "missing.jsonl", "--out", "d2"), ["missing.jsonl"]),
+        (("train", "--events", "base.jsonl", "--out", "d2", "--spec", "missing.yaml"), ["missing.yaml"]),
+        (("evaluate", "--scores", "missing.csv", "--labels", "eval.csv"), ["missing.csv"]),
+        (("evaluate", "--scores", "eval.csv", "--labels", "eval.csv"), ["eval.csv", "line", "score"]),
+        (("train", "--events", "base.jsonl", "--out", "d2", "--objective", "magic"), ["--objective", "magic"]),
+        (("evaluate", "--scores", "s.csv", "--labels", "eval.csv", "--budget", "2"), ["--budget"]),
+        (("generate", "--events", "-5", "--out", "x.jsonl", "--labels", "x.csv"), ["--events"]),
+        (("generate", "--events", 100, "--out", "x.txt", "--labels", "x.csv", "--no-anomalies"), ["x.txt", "extension"]),
+        (("generate", "--events", 100, "--out", "x.jsonl", "--labels", "x.csv"), ["num_events=100", "2000"]),
+        (("generate", "--events", 100, "--out", "x.jsonl", "--labels", "x.csv", "--start", "yesterday"), ["--start"]),
+        (("frobnicate",), ["frobnicate"]),
+    ],
+)
+def test_bad_input_gives_one_line_and_status_2(work, args, fragments, capsys, monkeypatch):
+    assert_usage_error(run_here(*args, cwd=work, capsys=capsys, monkeypatch=monkeypatch), *fragments)
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (("score", "--model", "detector", "--events", "missing.jsonl", "--out", "s.csv"), ["missing.jsonl"]),
+        (("train", "--events", "base.jsonl", "--out", "d2", "--objective", "magic"), ["--objective", "magic"]),
+    ],
+)
+def test_bad_input_in_a_real_process(work, args, fragments):
+    assert_usage_error(run(*args, cwd=work), *fragments)
+
+
+def test_evaluate_names_a_bad_label(work, tmp_path, capsys, monkeypatch):
+    here = dict(cwd=work, capsys=capsys, monkeypatch=monkeypatch)
+    labels = pd.read_csv(work / "eval.csv", dtype={"uid": str})
+    labels["is_anomaly"] = labels["is_anomaly"].astype(object)
+    labels.loc[4, "is_anomaly"] = "maybe"
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    result = run_here("score", "--model", "detector", "--events", "eval.jsonl", "--out", tmp_path / "s.csv", **here)
+    assert result.returncode == 0, result.stderr
+    result = run_here("evaluate", "--scores", tmp_path / "s.csv", "--labels", tmp_path / "labels.csv", **here)
+    assert_usage_error(result, "labels.csv line 6", "maybe")
+
+
+def test_help_of_every_command(work, capsys, monkeypatch):
+    here = dict(cwd=work, capsys=capsys, monkeypatch=monkeypatch)
+    for command in ("generate", "train", "score", "evaluate"):
+        result = run_here(command, "--help", **here)
+        assert result.returncode == 0 and "usage:" in result.stdout
+    assert "NO row" in run_here("score", "--help", **here).stdout
+    assert "torchrun" in run_here("train", "--help", **here).stdout
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="torchrun with gloo on CPU is tested on Linux")
+def test_train_under_torchrun_writes_one_detector_from_rank_0(work):
+    import torch.distributed
+
+    if not torch.distributed.is_available():
+        pytest.skip("torch.distributed is not available")
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "tabresnet_course", "train", "--events", "base.jsonl", "--out", "ddp_detector", *TINY_TRAIN],
+        capture_output=True, text=True, cwd=work, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("saved the detector to ddp_detector") == 1  # rank 0 only
+    assert sorted(p.name for p in work.iterdir() if p.name.startswith(".")) == []  # no temporary leftovers
+    from tabresnet_course.detector import OCSFAnomalyDetector
+
+    assert OCSFAnomalyDetector.load(work / "ddp_detector").reference_embeddings.shape == (600, 16)

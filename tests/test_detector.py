@@ -1,0 +1,213 @@
+"""Tests for tabresnet_course.detector: training, row-aligned scoring, the saved artefact."""
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from tabresnet_course.detector import (
+    CONFIG_FILE,
+    REFERENCE_FILE,
+    WEIGHTS_FILE,
+    KNNScorer,
+    OCSFAnomalyDetector,
+    build_encoder,
+    events_to_frame,
+    split_rows,
+    train_ocsf_anomaly_detector,
+)
+from tabresnet_course.errors import InputError
+from tabresnet_course.ocsf import generate_ocsf_events
+
+TINY = dict(num_epochs=1, d_model=16, num_blocks=1, batch_size=128, device="cpu", seed=0)
+
+
+@pytest.fixture(scope="module")
+def baseline():
+    return generate_ocsf_events(600, days=2, seed=3, anomalies=False)
+
+
+@pytest.fixture(scope="module")
+def detector(baseline):
+    return train_ocsf_anomaly_detector(baseline, **TINY)
+
+
+@pytest.fixture(scope="module")
+def saved(detector, tmp_path_factory):
+    return detector.save(tmp_path_factory.mktemp("saved") / "detector")
+
+
+def test_training_records_how_it_was_trained(detector, baseline):
+    assert detector.reference_embeddings.shape == (len(baseline), 16)
+    assert detector.training["training_rows"] == len(baseline)
+    assert len(detector.training["history"]["train_loss"]) == 1
+    assert detector.training["history"]["val_loss"][0] is not None
+    assert detector.training["config"]["objective"] == "contrastive"
+
+
+def test_scores_are_one_per_record_in_input_order(detector):
+    frame = generate_ocsf_events(300, days=1, seed=9, anomalies=False).frame
+    scores = detector.score(frame)
+    assert scores.shape == (300,) and np.isfinite(scores).all() and (scores >= 0).all()
+    reversed_frame = frame.iloc[::-1]
+    np.testing.assert_allclose(detector.score(reversed_frame), scores[::-1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(detector.score(frame.iloc[[5, 0, 17]]), scores[[5, 0, 17]], rtol=1e-5, atol=1e-6)
+
+
+def test_nested_dicts_and_flat_frames_score_the_same(detector):
+    generated = generate_ocsf_events(100, days=1, seed=11, anomalies=False)
+    np.testing.assert_allclose(
+        detector.score(generated.to_events()), detector.score(generated.frame), rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(detector.score(generated), detector.score(generated.frame))
+
+
+def test_same_seed_trains_the_same_detector(baseline, detector):
+    again = train_ocsf_anomaly_detector(baseline, **TINY)
+    for name, tensor in detector.model.state_dict().items():
+        torch.testing.assert_close(again.model.state_dict()[name], tensor, rtol=0, atol=0)
+
+
+def test_mfp_objective_and_reference_subset(baseline):
+    detector = train_ocsf_anomaly_detector(baseline, objective="both", reference_size=100, **TINY)
+    assert detector.reference_embeddings.shape == (100, 16)
+    assert detector.score(baseline.frame.iloc[:10]).shape == (10,)
+
+
+def test_untrained_copy_starts_from_the_training_initialisation(detector):
+    untrained = detector.untrained_copy()
+    fresh = build_encoder(detector.model.config, seed=TINY["seed"])
+    for name, tensor in fresh.state_dict().items():
+        torch.testing.assert_close(untrained.model.state_dict()[name], tensor)
+    assert not torch.equal(untrained.model.input_projection.weight, detector.model.input_projection.weight)
+    with pytest.raises(ValueError, match="no reference set"):
+        untrained.score(events_to_frame(generate_ocsf_events(10, days=1, anomalies=False)))
+
+
+def test_save_and_load_give_identical_scores(detector, saved, baseline):
+    assert sorted(p.name for p in saved.iterdir()) == sorted([CONFIG_FILE, REFERENCE_FILE, WEIGHTS_FILE])
+    loaded = OCSFAnomalyDetector.load(saved)
+    frame = baseline.frame.iloc[:200]
+    np.testing.assert_array_equal(loaded.score(frame), detector.score(frame))
+    np.testing.assert_array_equal(loaded.reference_embeddings, detector.reference_embeddings)
+    assert loaded.k == detector.k
+
+
+def test_saved_files_are_plain_data(saved):
+    state = torch.load(saved / WEIGHTS_FILE, weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    config = json.loads((saved / CONFIG_FILE).read_text())
+    assert config["format_version"] >= 1 and config["package_version"]
+    for key in ("model_config", "feature_spec", "featurizer", "preprocessor", "training", "k"):
+        assert key in config
+    assert np.load(saved / REFERENCE_FILE, allow_pickle=False).dtype == np.float32
+
+
+def test_save_refuses_to_overwrite(detector, tmp_path):
+    target = detector.save(tmp_path / "d")
+    with pytest.raises(FileExistsError, match="already exists"):
+        detector.save(target)
+    detector.save(target, overwrite=True)
+    OCSFAnomalyDetector.load(target)
+    other = tmp_path / "precious"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="does not hold a saved detector"):
+        detector.save(other, overwrite=True)
+    assert (other / "notes.txt").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "precious"]  # no temporary leftovers
+
+
+@pytest.fixture
+def copy_of(saved, tmp_path):
+    import shutil
+
+    target = tmp_path / "copy"
+    shutil.copytree(saved, target)
+    return target
+
+
+def rewrite_config(directory, change):
+    config = json.loads((directory / CONFIG_FILE).read_text())
+    change(config)
+    (directory / CONFIG_FILE).write_text(json.dumps(config))
+
+
+def test_load_refuses_missing_directory_and_files(copy_of, tmp_path):
+    with pytest.raises(InputError, match="no such detector directory"):
+        OCSFAnomalyDetector.load(tmp_path / "nowhere")
+    (copy_of / REFERENCE_FILE).unlink()
+    with pytest.raises(InputError, match=f"{REFERENCE_FILE}: no such file"):
+        OCSFAnomalyDetector.load(copy_of)
+
+
+def test_load_detects_corrupted_weights(copy_of):
+    data = bytearray((copy_of / WEIGHTS_FILE).read_bytes())
+    (copy_of / WEIGHTS_FILE).write_bytes(bytes(data[: len(data) // 2]))
+    with pytest.raises(InputError, match=f"{WEIGHTS_FILE} is corrupted"):
+        OCSFAnomalyDetector.load(copy_of)
+
+
+def test_load_refuses_pickled_objects_even_with_a_matching_checksum(copy_of):
+    import hashlib
+
+    payload = pickle.dumps({"input_projection.weight": np.zeros(3)}, protocol=2)  # not a tensor: needs unpickling numpy
+    (copy_of / WEIGHTS_FILE).write_bytes(payload)
+    rewrite_config(copy_of, lambda c: c["files"].update({WEIGHTS_FILE: hashlib.sha256(payload).hexdigest()}))
+    with pytest.raises(InputError, match="not a weights-only state_dict"):
+        OCSFAnomalyDetector.load(copy_of)
+
+
+def test_load_refuses_another_format_version(copy_of):
+    rewrite_config(copy_of, lambda c: c.update(format_version=99))
+    with pytest.raises(InputError, match="format_version 99"):
+        OCSFAnomalyDetector.load(copy_of)
+
+
+def test_load_refuses_a_config_that_does_not_match_the_weights(copy_of):
+    rewrite_config(copy_of, lambda c: c["model_config"].update(d_model=32))
+    with pytest.raises(InputError, match="does not match the model"):
+        OCSFAnomalyDetector.load(copy_of)
+
+
+def test_load_refuses_a_model_config_that_does_not_match_the_preprocessor(copy_of):
+    def change(config):
+        config["model_config"]["categorical_cardinalities"][0] += 1
+
+    rewrite_config(copy_of, change)
+    with pytest.raises(InputError, match="preprocessor produces"):
+        OCSFAnomalyDetector.load(copy_of)
+
+
+def test_load_refuses_invalid_json(copy_of):
+    (copy_of / CONFIG_FILE).write_text("{not json")
+    with pytest.raises(InputError, match="not valid JSON"):
+        OCSFAnomalyDetector.load(copy_of)
+
+
+def test_knn_scorer_is_the_mean_distance_to_the_k_nearest():
+    reference = np.array([[0.0], [1.0], [3.0], [10.0]])
+    scores = KNNScorer(k=2).fit(reference).score(np.array([[0.0], [9.0]]))
+    np.testing.assert_allclose(scores, [(0 + 1) / 2, (1 + 6) / 2])
+    with pytest.raises(ValueError, match="fewer than k=5"):
+        KNNScorer(k=5).fit(reference)
+
+
+def test_split_rows_is_seeded_and_disjoint():
+    train, validation = split_rows(100, 0.2, seed=1)
+    assert len(validation) == 20 and not set(train) & set(validation)
+    np.testing.assert_array_equal(split_rows(100, 0.2, seed=1)[1], validation)
+    assert len(split_rows(5, 0.1, seed=0)[1]) == 0  # too few rows for a validation set
+
+
+def test_events_to_frame_refuses_other_inputs():
+    with pytest.raises(ValueError, match="expected a DataFrame"):
+        events_to_frame("events.jsonl")
+
+
+def test_load_refuses_a_bad_k(copy_of):
+    rewrite_config(copy_of, lambda c: c.update(k=0))
+    with pytest.raises(InputError, match="k must be a positive integer"):
+        OCSFAnomalyDetector.load(copy_of)
