@@ -22,7 +22,7 @@ from typing import Sequence
 
 import torch
 
-from tabresnet_course.model import NUM_RESERVED_INDICES
+from tabresnet_course.model import NUM_RESERVED_INDICES, check_batch
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -54,22 +54,6 @@ def free_columns(protected: Sequence[int], num_columns: int, device: torch.devic
             raise ValueError(f"protected column {column} is outside 0..{num_columns - 1}")
     free[list(protected)] = False
     return free
-
-
-def check_batch(numerical: torch.Tensor, categorical: torch.Tensor) -> None:
-    """Raise ``ValueError`` unless the two halves of a batch are 2-D and agree on the batch size."""
-    if numerical.dim() != 2 or categorical.dim() != 2:
-        raise ValueError(
-            f"numerical and categorical must be 2-D (batch, columns), got shapes "
-            f"{tuple(numerical.shape)} and {tuple(categorical.shape)}"
-        )
-    if numerical.shape[0] != categorical.shape[0]:
-        raise ValueError(
-            f"numerical and categorical disagree on the batch size: "
-            f"{numerical.shape[0]} != {categorical.shape[0]}"
-        )
-    if categorical.is_floating_point():
-        raise ValueError("categorical must hold integer indices, got a floating-point tensor")
 
 
 def cardinality_tensor(

@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_events_input(command: argparse.ArgumentParser) -> None:
+    """``--events PATH`` and ``--strict``, shared by the commands that read events."""
+    command.add_argument("--events", type=Path, required=True, metavar="PATH", help="events: .jsonl, .json or .parquet")
+    command.add_argument("--strict", action="store_true", help="stop at the first unreadable record instead of skipping it")
+
+
 def add_generate(commands: Any) -> None:
     """The ``generate`` command: seeded events and labels."""
     command = commands.add_parser(
@@ -116,7 +122,7 @@ def add_train(commands: Any) -> None:
         "normal. Also runs under 'torchrun --nproc_per_node=K -m tabresnet_course train ...' "
         "(only rank 0 writes).",
     )
-    command.add_argument("--events", type=Path, required=True, metavar="PATH", help="events: .jsonl, .json or .parquet")
+    add_events_input(command)
     command.add_argument("--out", type=Path, required=True, metavar="DIR", help="detector directory to write")
     command.add_argument("--epochs", type=positive_int, default=20, metavar="E", help="maximum epochs (default 20)")
     command.add_argument("--objective", choices=("contrastive", "mfp", "both"), default="contrastive",
@@ -128,7 +134,6 @@ def add_train(commands: Any) -> None:
     command.add_argument("--batch-size", type=positive_int, default=256, metavar="B", help="default 256")
     command.add_argument("--d-model", type=positive_int, default=64, metavar="D", help="embedding size (default 64)")
     command.add_argument("--num-blocks", type=positive_int, default=2, metavar="N", help="residual blocks (default 2)")
-    command.add_argument("--strict", action="store_true", help="stop at the first unreadable record instead of skipping it")
     command.add_argument("--overwrite", action="store_true", help="replace an existing detector directory")
     command.set_defaults(handler=run_train)
 
@@ -145,9 +150,8 @@ def add_score(commands: Any) -> None:
         "line numbers are printed to stderr (with --strict the first one is an error).",
     )
     command.add_argument("--model", type=Path, required=True, metavar="DIR", help="detector directory from 'train'")
-    command.add_argument("--events", type=Path, required=True, metavar="PATH", help="events: .jsonl, .json or .parquet")
+    add_events_input(command)
     command.add_argument("--out", type=Path, required=True, metavar="CSV", help="scores file to write")
-    command.add_argument("--strict", action="store_true", help="stop at the first unreadable record instead of skipping it")
     command.add_argument("--overwrite", action="store_true", help="replace an existing scores file")
     command.set_defaults(handler=run_score)
 

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from tabresnet_course.model import NUM_RESERVED_INDICES, PADDING_INDEX, UNKNOWN_INDEX
+from tabresnet_course.model import NUM_RESERVED_INDICES, PADDING_INDEX, UNKNOWN_INDEX, check_batch
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -53,17 +53,7 @@ def writable_array(values: Any) -> np.ndarray:
 def as_feature_tensors(numerical: Any, categorical: Any) -> Batch:
     """Check and convert the two feature matrices: float32 ``(N, n_num)`` and int64 ``(N, n_cat)``."""
     numerical, categorical = (x if torch.is_tensor(x) else torch.from_numpy(writable_array(x)) for x in (numerical, categorical))
-    if numerical.dim() != 2 or categorical.dim() != 2:
-        raise ValueError(
-            f"numerical and categorical must be 2-D (rows, columns), got shapes "
-            f"{tuple(numerical.shape)} and {tuple(categorical.shape)}"
-        )
-    if numerical.shape[0] != categorical.shape[0]:
-        raise ValueError(
-            f"numerical has {numerical.shape[0]} rows but categorical has {categorical.shape[0]}"
-        )
-    if categorical.is_floating_point() or categorical.is_complex() or categorical.dtype == torch.bool:
-        raise ValueError(f"categorical must hold integer indices, got dtype {categorical.dtype}")
+    check_batch(numerical, categorical)
     return numerical.to(torch.float32), categorical.to(torch.int64)
 
 

@@ -404,18 +404,6 @@ def _read_json_lines(path: Path, data: bytes, strict: bool) -> ReadResult:
     return ReadResult(path, frame, np.asarray(numbers, dtype=np.int64), problems, num_records, "line")
 
 
-def _parse_line(line: str) -> Any:
-    """``json.loads(line)`` through the C scanner directly (skips the per-call Python wrapper)."""
-    try:
-        value, end = _SCAN(line, 0)
-    except StopIteration:
-        return json.loads(line)  # leading whitespace or not JSON at all: let json explain
-    if end != len(line) and not line[end:].isspace():
-        return json.loads(line)  # raises "Extra data"
-    return value
-
-
-_SCAN = json.scanner.make_scanner(json.JSONDecoder())
 # One thread: with several, the order of the inferred columns depends on which block of the
 # file finishes first, and the same file must always give the same table.
 _ARROW_READ_OPTIONS = pa_json.ReadOptions(use_threads=False)

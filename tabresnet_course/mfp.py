@@ -16,8 +16,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tabresnet_course.augment import check_batch, draw_uniform
-from tabresnet_course.model import MASK_INDEX, NUM_RESERVED_INDICES, TabularResNet, TabularResNetConfig
+from tabresnet_course.augment import draw_uniform
+from tabresnet_course.model import MASK_INDEX, NUM_RESERVED_INDICES, TabularResNet, TabularResNetConfig, check_batch
 
 
 class TabularResNetWithMFP(nn.Module):

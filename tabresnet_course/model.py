@@ -37,6 +37,23 @@ UNKNOWN_INDEX = 2
 NUM_RESERVED_INDICES = 3
 
 
+def check_batch(numerical: torch.Tensor, categorical: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless a batch is two 2-D tensors with the same number of rows and
+    integer categorical indices; every module that takes a batch calls this first."""
+    if numerical.dim() != 2 or categorical.dim() != 2:
+        raise ValueError(
+            f"numerical and categorical must be 2-D (rows, columns), got shapes "
+            f"{tuple(numerical.shape)} and {tuple(categorical.shape)}"
+        )
+    if numerical.shape[0] != categorical.shape[0]:
+        raise ValueError(
+            f"numerical and categorical disagree on the number of rows: "
+            f"{numerical.shape[0]} != {categorical.shape[0]}"
+        )
+    if categorical.is_floating_point() or categorical.is_complex() or categorical.dtype == torch.bool:
+        raise ValueError(f"categorical must hold integer indices, got dtype {categorical.dtype}")
+
+
 def encode_category_codes(codes: torch.Tensor) -> torch.Tensor:
     """Shift zero-based real category codes past the reserved indices (code ``k`` -> ``k + 3``)."""
     return codes + NUM_RESERVED_INDICES
@@ -178,21 +195,15 @@ class TabularResNet(nn.Module):
 
     def check_inputs(self, numerical: torch.Tensor, categorical: torch.Tensor) -> None:
         """Raise ``ValueError`` naming the column when a batch does not fit this model."""
-        if numerical.dim() != 2 or numerical.shape[1] != self.num_numerical_features:
+        check_batch(numerical, categorical)
+        if numerical.shape[1] != self.num_numerical_features:
             raise ValueError(
                 f"numerical must have shape (batch, {self.num_numerical_features}), "
                 f"got {tuple(numerical.shape)}"
             )
         num_cat = len(self.categorical_cardinalities)
-        if categorical.dim() != 2 or categorical.shape[1] != num_cat:
+        if categorical.shape[1] != num_cat:
             raise ValueError(f"categorical must have shape (batch, {num_cat}), got {tuple(categorical.shape)}")
-        if numerical.shape[0] != categorical.shape[0]:
-            raise ValueError(
-                f"numerical and categorical disagree on the batch size: "
-                f"{numerical.shape[0]} != {categorical.shape[0]}"
-            )
-        if categorical.is_floating_point():
-            raise ValueError("categorical must hold integer indices, got a floating-point tensor")
         if categorical.numel():
             bad = (categorical < 0) | (categorical >= self.table_sizes)
             if bad.any():

@@ -139,7 +139,7 @@ def test_bad_arguments_raise_value_error() -> None:
         MarginalResampling()(numerical[:1], categorical[:1])
     with pytest.raises(ValueError, match="corruption_rate"):
         MarginalResampling(corruption_rate=1.5)
-    with pytest.raises(ValueError, match="batch size"):
+    with pytest.raises(ValueError, match="number of rows"):
         MarginalResampling()(numerical, categorical[:3])
 
 

@@ -24,14 +24,7 @@ from tabresnet_course.training import Trainer, TrainingConfig, load_trained_mode
 PLAIN = (torch.Tensor, str, int, float, bool, type(None))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread is as fast, and avoids oversubscribing a shared 2-core machine,
-    where extra OpenMP threads spinning against other processes slow training down tenfold."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def assert_plain(value, where="checkpoint"):

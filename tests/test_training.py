@@ -22,14 +22,7 @@ from tabresnet_course.training import (
 CARDINALITIES = [4, 3, 5]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread is as fast, and avoids oversubscribing a shared 2-core machine,
-    where extra OpenMP threads spinning against other processes slow training down tenfold."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def structured_data(rows: int = 320, seed: int = 0):
