@@ -17,17 +17,20 @@ Used by chapter "The complete training loop" (checkpoints) and by the OCSF pipel
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch
 
 from tabresnet_course.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 FORMAT_VERSION = 1
 """Version of the checkpoint layout; bump it when a reader of the old layout would misread."""
@@ -57,6 +60,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], *, over
     (``FileExistsError``). Creates missing parent directories. Returns the path written.
     """
     path = Path(path)
+    if path.is_dir():  # os.replace would fail only after the work, naming the temporary file
+        raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", str(path))
     if not overwrite and path.exists():
         raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -98,6 +103,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool 
 def atomic_save_torch(obj: Any, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
     """``torch.save`` made atomic (see :func:`atomic_write_bytes`). ``obj`` should hold only
     tensors and plain Python data so that :func:`load_checkpoint` can read it back."""
+    import torch  # here, not at the top: JSON-only users of this module need no PyTorch
+
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     return atomic_write_bytes(path, buffer.getvalue(), overwrite=overwrite)
@@ -133,6 +140,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     functions) is refused rather than executed. Raises :class:`InputError` naming the file when
     it is missing, truncated or corrupted, not a dict, or has a missing or newer format version.
     """
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such checkpoint file")

@@ -175,13 +175,20 @@ def add_evaluate(commands: Any) -> None:
 # --------------------------------------------------------------------------- helpers
 
 
+def show_progress() -> bool:
+    """Progress bars only for a person watching a terminal, not in logs, pipes or notebooks."""
+    return sys.stderr.isatty()
+
+
 def note(message: str) -> None:
     """An informational line on stderr."""
     print(message, file=sys.stderr, flush=True)
 
 
 def refuse_existing(path: Path, overwrite: bool) -> None:
-    """Raise unless ``path`` is free or ``--overwrite`` was given."""
+    """Raise unless ``path`` is free or ``--overwrite`` was given; a directory is never replaced."""
+    if path.is_dir():
+        raise InputError(f"{path} is a directory; give the path of a file to write")
     if path.exists() and not overwrite:
         raise InputError(f"{path} already exists; pass --overwrite to replace it")
 
@@ -199,17 +206,20 @@ def read_events_reported(path: Path, strict: bool) -> Any:
     from tabresnet_course.events_io import read_events
 
     result = read_events(path, strict=strict)
+    if result.num_read == 0:  # one error line that says why, instead of a warning and an error
+        skipped = result.summary(MAX_LISTED_PROBLEMS).split("; ", 1)[-1]
+        raise InputError(f"{path}: no readable events; {skipped}")
     if result.num_skipped:
         note(f"{PROG}: warning: {result.summary(MAX_LISTED_PROBLEMS)}")
-    if result.num_read == 0:
-        raise InputError(f"{path}: no readable events")
     return result
 
 
 def read_csv_checked(path: Path, columns: Sequence[str]) -> pd.DataFrame:
     """A CSV file with at least ``columns``; uids are read as text."""
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"{path}: no such file")
+    if not path.is_file():
+        raise InputError(f"{path}: not a regular file")
     try:
         frame = pd.read_csv(path, dtype={"uid": str}, keep_default_na=False, na_values={"score": [""]})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
@@ -284,7 +294,7 @@ def run_train(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             seed=args.seed,
             device=args.device,
-            progress=True,
+            progress=show_progress(),
         )
         if distributed_rank() == 0:
             detector.save(args.out, overwrite=args.overwrite)
@@ -302,7 +312,7 @@ def run_score(args: argparse.Namespace) -> int:
     refuse_existing(args.out, args.overwrite)
     detector = OCSFAnomalyDetector.load(args.model)
     result = read_events_reported(args.events, args.strict)
-    scores = detector.score(result.frame, progress=True)
+    scores = detector.score(result.frame, progress=show_progress())
     uids = result.uids if result.uids is not None else pd.Series([None] * result.num_read)
     table = pd.DataFrame(
         {
@@ -329,6 +339,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if scores["score"].isna().any():
         row = int(np.flatnonzero(scores["score"].isna().to_numpy())[0])
         raise InputError(f"{args.scores} line {row + 2}: empty score")
+    numbers = pd.to_numeric(scores["score"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    if not np.isfinite(numbers).all():
+        row = int(np.flatnonzero(~np.isfinite(numbers))[0])
+        shown = str(scores["score"].iloc[row])
+        raise InputError(f"{args.scores} line {row + 2}: score must be a finite number, got {shown!r}")
+    scores = scores.assign(score=numbers)
     joined = scores.merge(labels, on="uid", how="left", indicator=True)
     unlabelled = int((joined["_merge"] == "left_only").sum())
     if unlabelled == len(joined):

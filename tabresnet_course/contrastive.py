@@ -38,9 +38,12 @@ def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 1.0) -
     with torch.autocast(device_type=z1.device.type, enabled=False):
         z = F.normalize(torch.cat([z1, z2]).float(), dim=1)  # (2N, D) unit vectors
         similarity = z @ z.T / temperature  # (2N, 2N) cosine similarity / temperature
-    # Drop the diagonal (self-similarity) instead of filling it with -inf: (2N, 2N - 1).
-    not_self = ~torch.eye(2 * n, dtype=torch.bool, device=z.device)
-    logits = similarity[not_self].view(2 * n, 2 * n - 1)
+    # Drop the diagonal (self-similarity) instead of filling it with -inf: (2N, 2N - 1). In the
+    # flattened matrix the diagonal entries sit every 2N + 1 places, so after skipping entry 0 each
+    # row of a (2N - 1, 2N + 1) view ends with one; slicing that column off removes them all
+    # without a boolean mask (whose nonzero and scatter-backward are slow).
+    m = 2 * n
+    logits = similarity.flatten()[1:].view(m - 1, m + 1)[:, :-1].reshape(m, m - 1)
     # Row i < N has its partner at column N + i, which moves to N + i - 1 once column i is gone;
     # row N + i has its partner at column i < N + i, which does not move.
     positives = torch.cat(

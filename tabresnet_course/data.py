@@ -195,39 +195,59 @@ class TensorBatchLoader:
             yield self.numerical[batch], self.categorical[batch]  # (B, n_num), (B, n_cat)
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+"""Largest magnitude a numerical value may have: the model computes in float32."""
+
+
+def numeric_values(values: pd.Series) -> np.ndarray:
+    """A column as a new float64 array: text that is not a number becomes NaN, and so does an
+    integer too large for float64 (that case alone falls back to converting cell by cell)."""
+    try:
+        return np.array(pd.to_numeric(values, errors="coerce"), dtype=np.float64)
+    except (OverflowError, TypeError, ValueError):
+        return np.array([_float_or_nan(v) for v in values], dtype=np.float64)
+
+
+def _float_or_nan(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return math.nan
+
+
 def category_strings(values: pd.Series) -> np.ndarray:
     """A column as an object array of strings, with ``np.nan`` where the value is missing.
 
     Integral floats print without ``.0`` (a port read as ``443.0`` because its column had a
-    missing value is still category ``"443"``).
+    missing value is still category ``"443"``), each on its own: the text of a value never
+    depends on the other values of the batch.
     """
     missing = values.isna().to_numpy()
     out = np.full(len(values), np.nan, dtype=object)
     present = values[~missing]
-    if pd.api.types.is_float_dtype(present.dtype) and np.all(np.mod(present.to_numpy(), 1) == 0):
-        present = present.astype(np.int64)
-    out[~missing] = present.astype(str).to_numpy()
+    text = present.astype(str).to_numpy(dtype=object)
+    if pd.api.types.is_float_dtype(present.dtype):
+        numbers = present.to_numpy(dtype=np.float64)
+        with np.errstate(invalid="ignore"):  # np.mod(inf, 1) is NaN: not integral
+            integral = (np.mod(numbers, 1) == 0) & (np.abs(numbers) < 2.0**63)  # 1e300 stays "1e+300"
+        text[integral] = numbers[integral].astype(np.int64).astype(str)
+    out[~missing] = text
     return out
 
 
-def make_ordinal_encoder(
-    categories: Sequence[Sequence[str]] | str = "auto", min_frequency: int | None = None
-) -> "OrdinalEncoder":
+def make_ordinal_encoder(categories: Sequence[Sequence[str]]) -> "OrdinalEncoder":
     """The encoder used for every categorical column: unseen -> -1, missing -> -2.
 
-    Explicit ``categories`` get ``np.nan`` appended, which is how ``OrdinalEncoder`` learns that
+    The known ``categories`` get ``np.nan`` appended, which is how ``OrdinalEncoder`` learns that
     missing values exist (and encodes them as ``encoded_missing_value``, not as unknown).
     """
     from sklearn.preprocessing import OrdinalEncoder  # scikit-learn loads only when preprocessing
 
-    if not isinstance(categories, str):
-        categories = [np.array([*c, np.nan], dtype=object) for c in categories]
     return OrdinalEncoder(
-        categories=categories,
+        categories=[np.array([*c, np.nan], dtype=object) for c in categories],
         handle_unknown="use_encoded_value",
         unknown_value=-1,
         encoded_missing_value=-2,
-        min_frequency=min_frequency,
         dtype=np.float64,
     )
 
@@ -235,8 +255,9 @@ def make_ordinal_encoder(
 class TabularPreprocessor:
     """Numerical and categorical columns of a DataFrame -> ``(float32 (N, n_num'), int64 (N, n_cat))``.
 
-    Numerical columns: non-numbers (strings) become NaN and are counted; infinities become
-    NaN; columns in ``log1p_cols`` get ``sign(x) * log1p(|x|)``; every column that had a missing
+    Numerical columns: non-numbers (strings) become NaN and are counted; columns in
+    ``log1p_cols`` get ``sign(x) * log1p(|x|)``; infinities and values beyond float32's range
+    (after the log) become NaN and are counted; every column that had a missing
     value during ``fit`` gets a 0/1 missing-indicator column (appended after the numerical
     columns, names in ``numerical_feature_names_``); missing values are imputed with the fitted
     median; values are scaled (``StandardScaler`` or ``RobustScaler``) and clipped to
@@ -334,27 +355,26 @@ class TabularPreprocessor:
         columns = []
         for name in self.numerical_cols:
             raw = df[name]
-            values = pd.to_numeric(raw, errors="coerce").astype(np.float64).to_numpy()
+            values = numeric_values(raw)
             coerced = int((raw.notna().to_numpy() & np.isnan(values)).sum())
-            non_finite = int(np.isinf(values).sum())
             if coerced:
                 report["coerced_to_nan"][name] = coerced
-            if non_finite:
-                report["non_finite"][name] = non_finite
             if name in self.log1p_cols:
                 values = np.sign(values) * np.log1p(np.abs(values))
+            unusable = ~np.isnan(values) & ~(np.abs(values) <= FLOAT32_MAX)  # infinite, or beyond float32
+            if unusable.any():
+                report["non_finite"][name] = int(unusable.sum())
+                values = np.where(unusable, np.nan, values)
             columns.append(values)
-        matrix = np.column_stack(columns) if columns else np.zeros((len(df), 0))
-        matrix[np.isinf(matrix)] = np.nan
-        return matrix
+        return np.column_stack(columns) if columns else np.zeros((len(df), 0))
 
     def _transform_numerical(self, matrix: np.ndarray) -> np.ndarray:
         indicator_positions = [list(self.numerical_cols).index(c) for c in self.indicator_columns_]
         indicators = np.isnan(matrix[:, indicator_positions]).astype(np.float64)  # (N, n_ind)
         filled = np.where(np.isnan(matrix), np.asarray(self.median_), matrix)  # (N, n_num)
         scaled = (filled - np.asarray(self.center_)) / np.asarray(self.scale_)
-        if self.clip_value is not None:
-            scaled = np.clip(scaled, -self.clip_value, self.clip_value)
+        bound = self.clip_value if self.clip_value is not None else FLOAT32_MAX  # finite in float32
+        scaled = np.clip(scaled, -bound, bound)
         return np.concatenate([scaled, indicators], axis=1).astype(np.float32)
 
     # -- the categorical half ---------------------------------------------------------------
@@ -423,19 +443,16 @@ class TabularPreprocessor:
 
         strings = self._category_frame(df)
         self.categories_: list[list[str]] = []
-        if self.categorical_cols:
-            finder = make_ordinal_encoder(min_frequency=int(self.min_category_count)).fit(strings)
-            rare_lists = getattr(finder, "infrequent_categories_", [None] * len(self.categorical_cols))
-            for name, found, rare in zip(self.categorical_cols, finder.categories_, rare_lists):
-                rare_set = set() if rare is None else set(rare.tolist())
-                kept = [c for c in found.tolist() if isinstance(c, str) and c not in rare_set]
-                if not kept:
-                    raise ValueError(
-                        f"categorical column {name!r} has no category seen at least "
-                        f"{self.min_category_count} time(s) in the fitted data; drop the column "
-                        f"or lower min_category_count"
-                    )
-                self.categories_.append(kept)
+        for name in self.categorical_cols:
+            counts = strings[name].value_counts(dropna=True)  # one hashed pass per column
+            kept = sorted(str(c) for c, n in counts.items() if n >= int(self.min_category_count))
+            if not kept:
+                raise ValueError(
+                    f"categorical column {name!r} has no category seen at least "
+                    f"{self.min_category_count} time(s) in the fitted data; drop the column "
+                    f"or lower min_category_count"
+                )
+            self.categories_.append(kept)
         self.cardinalities_ = [len(c) for c in self.categories_]
         self._build_encoder()
         self._transform_categorical(strings, report)
@@ -484,15 +501,61 @@ class TabularPreprocessor:
             raise ValueError("not a saved TabularPreprocessor (missing kind 'tabresnet_course.TabularPreprocessor')")
         if values.get("version") != 1:
             raise ValueError(f"unsupported TabularPreprocessor version {values.get('version')!r}")
-        missing = [name for name in cls.FITTED if name not in values.get("fitted", {})]
+        fitted, params = values.get("fitted"), values.get("params")
+        if not isinstance(fitted, dict) or not isinstance(params, dict):
+            raise ValueError("saved TabularPreprocessor: 'params' and 'fitted' must be mappings")
+        missing = [name for name in cls.FITTED if name not in fitted]
         if missing:
             raise ValueError(f"saved TabularPreprocessor lacks fitted fields {missing}")
-        preprocessor = cls(**values["params"])
+        unknown = sorted(set(params) - set(cls().get_params()))
+        if unknown:
+            raise ValueError(f"saved TabularPreprocessor: unknown params {unknown}")
+        preprocessor = cls(**params)
         preprocessor._check_params()
         for name in cls.FITTED:
-            setattr(preprocessor, name, values["fitted"][name])
+            setattr(preprocessor, name, fitted[name])
+        preprocessor._check_fitted()
         preprocessor._build_encoder()
         return preprocessor
+
+    def _check_fitted(self) -> None:
+        """Raise ``ValueError`` naming the first fitted field that does not fit the columns
+        (an edited or damaged saved preprocessor would otherwise transform wrongly, silently)."""
+        numerical, categorical = list(self.numerical_cols), list(self.categorical_cols)
+
+        def numbers(name: str, positive: bool = False) -> None:
+            value = getattr(self, name)
+            ok = isinstance(value, list) and len(value) == len(numerical) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 or not positive)
+                for v in value
+            )
+            if not ok:
+                kind = "positive finite numbers" if positive else "finite numbers"
+                raise ValueError(f"saved TabularPreprocessor: {name} must be {len(numerical)} {kind} "
+                                 f"(one per numerical column), got {value!r}")
+
+        numbers("median_")
+        numbers("center_")
+        numbers("scale_", positive=True)
+        indicators = self.indicator_columns_
+        if not isinstance(indicators, list) or not set(indicators) <= set(numerical):
+            raise ValueError(
+                f"saved TabularPreprocessor: indicator_columns_ must list numerical columns, got {indicators!r}"
+            )
+        names = [*numerical, *(f"{c}__missing" for c in indicators)]
+        if self.numerical_feature_names_ != names:
+            raise ValueError(f"saved TabularPreprocessor: numerical_feature_names_ should be {names}, "
+                             f"got {self.numerical_feature_names_!r}")
+        categories = self.categories_
+        if not isinstance(categories, list) or len(categories) != len(categorical) or not all(
+            isinstance(c, list) and c and all(isinstance(v, str) for v in c) and len(set(c)) == len(c)
+            for c in categories
+        ):
+            raise ValueError(f"saved TabularPreprocessor: categories_ must hold one non-empty list of distinct "
+                             f"strings per categorical column ({len(categorical)})")
+        if self.cardinalities_ != [len(c) for c in categories]:
+            raise ValueError(f"saved TabularPreprocessor: cardinalities_ {self.cardinalities_!r} do not match "
+                             f"categories_ ({[len(c) for c in categories]})")
 
 
 def preprocess_ocsf_data(

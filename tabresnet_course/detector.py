@@ -35,7 +35,13 @@ import torch
 from sklearn.neighbors import NearestNeighbors
 from tqdm.auto import tqdm
 
-from tabresnet_course.artifacts import FORMAT_VERSION, ordinary_mode, package_version, save_json_atomic
+from tabresnet_course.artifacts import (
+    FORMAT_VERSION,
+    atomic_write_bytes,
+    ordinary_mode,
+    package_version,
+    save_json_atomic,
+)
 from tabresnet_course.errors import InputError
 from tabresnet_course.model import TabularResNet, TabularResNetConfig
 
@@ -292,8 +298,8 @@ class OCSFAnomalyDetector:
             reference = npy_bytes(self.reference_embeddings)
             config = self.config_dict()
             config["files"] = {WEIGHTS_FILE: sha256(weights), REFERENCE_FILE: sha256(reference)}
-            (staging / WEIGHTS_FILE).write_bytes(weights)
-            (staging / REFERENCE_FILE).write_bytes(reference)
+            atomic_write_bytes(staging / WEIGHTS_FILE, weights)  # fsync-ed, like config.json
+            atomic_write_bytes(staging / REFERENCE_FILE, reference)
             save_json_atomic(config, staging / CONFIG_FILE)
             staging.chmod(ordinary_mode(directory=True))  # mkdtemp makes it private
             replace_directory(staging, directory)
@@ -316,6 +322,11 @@ class OCSFAnomalyDetector:
         featurizer, preprocessor, model = rebuild_parts(directory / CONFIG_FILE, config)
         load_weights(model, weights, directory / WEIGHTS_FILE)
         embeddings = read_reference(reference, directory / REFERENCE_FILE, model.d_model)
+        if config["k"] > len(embeddings):
+            raise InputError(
+                f"{directory / CONFIG_FILE}: k={config['k']} is more than the {len(embeddings)} "
+                f"reference embeddings in {REFERENCE_FILE}"
+            )
         return cls(
             model.to(resolve_device(device)),
             featurizer,
@@ -410,6 +421,12 @@ def fit_preprocessing(frame: pd.DataFrame, feature_spec: Any = None) -> tuple[An
 
     spec = feature_spec if feature_spec is not None else FeatureSpec.default()
     featurizer = OCSFFeaturizer(spec).fit(frame)
+    for feature in spec.categorical:  # the preprocessor needs at least one category per column
+        if featurizer.cardinality_[feature.name] == 0:
+            raise ValueError(
+                f"categorical feature {feature.name!r} (source {feature.source!r}) has no readable value "
+                f"in any of the {len(frame)} training events; remove it from the feature specification"
+            )
     features = featurizer.transform(frame)
     # The feature specification already adds "<name>_missing" columns where it wants them.
     preprocessor = TabularPreprocessor(
@@ -588,8 +605,18 @@ def rebuild_parts(path: Path, config: dict[str, Any]) -> tuple[Any, Any, Tabular
         featurizer = OCSFFeaturizer.from_dict(config["featurizer"])
         preprocessor = TabularPreprocessor.from_dict(config["preprocessor"])
         model_config = TabularResNetConfig.from_dict(config["model_config"])
-    except (TypeError, ValueError, KeyError) as error:
-        raise InputError(f"{path}: cannot rebuild the detector: {error}") from None
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        raise InputError(f"{path}: cannot rebuild the detector: {' '.join(str(error).split())}") from None
+    for kind in ("numerical", "categorical"):
+        made = list(getattr(featurizer, f"{kind}_columns"))
+        wanted = list(getattr(preprocessor, f"{kind}_cols"))
+        if made != wanted:
+            only_spec, only_fitted = [c for c in made if c not in wanted], [c for c in wanted if c not in made]
+            difference = (f"only in the featurizer: {only_spec}; only in the preprocessor: {only_fitted}"
+                          if only_spec or only_fitted else "the same names in another order")
+            raise InputError(
+                f"{path}: the featurizer and the preprocessor disagree on the {kind} features ({difference})"
+            )
     expected = (len(preprocessor.numerical_feature_names_), list(preprocessor.cardinalities_))
     found = (model_config.num_numerical_features, model_config.categorical_cardinalities)
     if expected != found:
@@ -597,7 +624,11 @@ def rebuild_parts(path: Path, config: dict[str, Any]) -> tuple[Any, Any, Tabular
             f"{path}: model_config expects {found[0]} numerical features and cardinalities "
             f"{found[1]}, but the preprocessor produces {expected[0]} and {expected[1]}"
         )
-    return featurizer, preprocessor, TabularResNet.from_config(model_config)
+    try:
+        model = TabularResNet.from_config(model_config)
+    except (TypeError, ValueError) as error:
+        raise InputError(f"{path}: cannot build the model of model_config: {' '.join(str(error).split())}") from None
+    return featurizer, preprocessor, model
 
 
 def load_weights(model: TabularResNet, data: bytes, path: Path) -> None:
@@ -621,7 +652,7 @@ def read_reference(data: bytes, path: Path, d_model: int) -> np.ndarray:
     """The reference embeddings ``(n_ref, d_model)``, read without pickle and checked."""
     try:
         embeddings = np.load(io.BytesIO(data), allow_pickle=False)
-    except ValueError as error:
+    except (ValueError, EOFError, OSError) as error:  # EOFError: an empty file
         raise InputError(f"{path} is not a valid .npy array: {error}") from None
     if embeddings.ndim != 2 or embeddings.shape[1] != d_model or not np.isfinite(embeddings).all():
         raise InputError(f"{path} must hold finite embeddings of shape (n, {d_model}), got {embeddings.shape}")

@@ -215,7 +215,7 @@ class ReadProblem:
     """One skipped record: where it was (line, array element or row) and why (chapter "The OCSF pipeline")."""
 
     line: int
-    kind: str  # "invalid_json", "invalid_utf8", "not_object" or "no_class_uid"
+    kind: str  # "invalid_json", "invalid_utf8", "not_object", "no_class_uid" or "too_deep"
     message: str
 
     def describe(self, unit: str = "line") -> str:
@@ -283,10 +283,12 @@ def read_events(path: str | os.PathLike, strict: bool = False) -> ReadResult:
     Chapter "The OCSF pipeline".
 
     Parquet files may hold nested structs (as pyarrow writes nested dicts) or flat columns
-    with dotted names. Malformed JSON lines, values that are not objects and records without
-    ``class_uid`` are skipped and listed in ``problems``; with ``strict=True`` the first one
-    raises :class:`~tabresnet_course.errors.InputError` naming the file and line. A missing,
-    unreadable or empty file, or an unknown extension, always raises ``InputError``.
+    with dotted names. Malformed JSON lines, values that are not objects, records without
+    ``class_uid`` (or whose ``class_uid`` is an object) and records nested more than
+    :data:`MAX_NESTING` levels deep are skipped and listed in ``problems``; with
+    ``strict=True`` the first one raises :class:`~tabresnet_course.errors.InputError` naming
+    the file and line. A missing, unreadable or empty file, or an unknown extension, always
+    raises ``InputError``.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -383,13 +385,15 @@ def _read_json_lines(path: Path, data: bytes, strict: bool) -> ReadResult:
                 where = f" at column {column}" if column is not None else ""
                 problems.append(_problem(path, strict, number, "invalid_json", f"invalid JSON ({message}{where})"))
                 continue
-            except RecursionError:
-                problems.append(_problem(path, strict, number, "invalid_json", "invalid JSON (nested too deeply)"))
+            except RecursionError:  # deeper than json's own limit (about 1000 levels)
+                problems.append(_problem(path, strict, number, "too_deep", _TOO_DEEP))
                 continue
             if type(value) is not dict:
                 problems.append(_problem(path, strict, number, "not_object", f"a JSON {_json_kind(value)}, not an object"))
-            elif value.get("class_uid") is None:
+            elif type(value.get("class_uid")) in (_NoneType, dict):  # an object is no class either
                 problems.append(_problem(path, strict, number, "no_class_uid", "no class_uid"))
+            elif line.count("{") + line.count("[") > MAX_NESTING and _nesting_depth(value) > MAX_NESTING:
+                problems.append(_problem(path, strict, number, "too_deep", _TOO_DEEP))  # (counting is cheap)
             else:
                 records.append(value)
                 good_lines.append(line)
@@ -402,6 +406,26 @@ def _read_json_lines(path: Path, data: bytes, strict: bool) -> ReadResult:
     if frame is None:
         frame = records_to_frame(records)
     return ReadResult(path, frame, np.asarray(numbers, dtype=np.int64), problems, num_records, "line")
+
+
+MAX_NESTING = 100
+"""Objects and arrays nested deeper than this make a record unreadable (OCSF needs a handful)."""
+_TOO_DEEP = f"nested more than {MAX_NESTING} levels deep"
+
+
+def _nesting_depth(record: dict | list) -> int:
+    """Levels of objects and arrays in a decoded JSON object or array (``{}`` is 1), counted
+    level by level without recursion; stops counting past :data:`MAX_NESTING`. Records no
+    deeper than that are safe to flatten recursively."""
+    depth, level = 0, [record]
+    while level and depth <= MAX_NESTING:
+        depth += 1
+        below: list = []
+        for node in level:
+            children = node.values() if type(node) is dict else node
+            below.extend([v for v in children if type(v) is dict or type(v) is list])
+        level = below
+    return depth
 
 
 # One thread: with several, the order of the inferred columns depends on which block of the
@@ -447,12 +471,14 @@ def _arrow_json_table(data: bytes) -> pa.Table | None:
             options = pa_json.ParseOptions(explicit_schema=schema)
             table = pa_json.read_json(pa.BufferReader(data), read_options=_ARROW_READ_OPTIONS, parse_options=options)
         table.validate(full=True)  # Arrow's parser does not check that strings are UTF-8
-    except (pa.ArrowException, ValueError):
+    except (pa.ArrowException, ValueError, RecursionError):  # RecursionError: objects nested very deeply
         return None
     while any(pa.types.is_struct(f.type) for f in table.schema):
         table = table.flatten()
     if len(set(table.column_names)) != table.num_columns:
         return None
+    if max((name.count(".") for name in table.column_names), default=0) >= MAX_NESTING - 1:
+        return None  # maybe records nested too deeply: the Python path measures them
     for name in table.column_names:
         column = table.column(name)
         if pa.types.is_floating(column.type) and column.null_count < len(column):
@@ -497,8 +523,10 @@ def _read_json_array(path: Path, data: bytes, strict: bool) -> ReadResult:
     for number, item in enumerate(value, start=1):
         if type(item) is not dict:
             problems.append(_problem(path, strict, number, "not_object", f"a JSON {_json_kind(item)}, not an object", "element"))
-        elif item.get("class_uid") is None:
+        elif type(item.get("class_uid")) in (_NoneType, dict):
             problems.append(_problem(path, strict, number, "no_class_uid", "no class_uid", "element"))
+        elif _nesting_depth(item) > MAX_NESTING:
+            problems.append(_problem(path, strict, number, "too_deep", _TOO_DEEP, "element"))
         else:
             records.append(item)
             numbers.append(number)
@@ -515,6 +543,10 @@ def _read_parquet(path: Path, strict: bool) -> ReadResult:
         raise InputError(f"{path}: file is empty (no rows)")
     while any(pa.types.is_struct(f.type) for f in table.schema):
         table = table.flatten()  # nested structs -> "parent.child" columns
+    repeated = sorted({name for name in table.column_names if table.column_names.count(name) > 1})
+    if repeated:
+        raise InputError(f"{path}: column {repeated[0]!r} appears twice "
+                         "(a dotted column name and a nested field give the same path)")
     return _arrow_table_to_result(path, table, strict, "row")
 
 

@@ -314,6 +314,17 @@ def hash_categories(values: np.ndarray, num_buckets: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
+def _check_type(name: Any, field_name: str, value: Any, kind: type, optional: bool = False) -> None:
+    """Raise ``ValueError`` naming the feature and field unless ``value`` is a ``kind``
+    (``bool`` is not an ``int`` here; ``None`` is allowed when ``optional``)."""
+    if optional and value is None:
+        return
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        expected = {str: "a string", int: "an integer", bool: "true or false"}[kind]
+        expected += " or null" if optional else ""
+        raise ValueError(f"feature {name!r}: {field_name} must be {expected}, got {value!r}")
+
+
 def _check_source(name: str, source: Any) -> str | list[str]:
     if isinstance(source, str) and source:
         return source
@@ -335,7 +346,10 @@ class NumericalFeature:
     missing_indicator: bool = False  # also emit "<name>_missing" (1.0 where the value is missing)
 
     def __post_init__(self) -> None:
+        _check_type(self.name, "name", self.name, str)
         self.source = _check_source(self.name, self.source)
+        _check_type(self.name, "transform", self.transform, str)
+        _check_type(self.name, "missing_indicator", self.missing_indicator, bool)
         if self.transform not in NUMERICAL_TRANSFORMS:
             raise ValueError(f"feature {self.name!r}: unknown numerical transform {self.transform!r}; "
                              f"choose from {sorted(NUMERICAL_TRANSFORMS)}")
@@ -353,7 +367,11 @@ class CategoricalFeature:
     num_buckets: int = 128
 
     def __post_init__(self) -> None:
+        _check_type(self.name, "name", self.name, str)
         self.source = _check_source(self.name, self.source)
+        _check_type(self.name, "transform", self.transform, str)
+        _check_type(self.name, "max_categories", self.max_categories, int, optional=True)
+        _check_type(self.name, "num_buckets", self.num_buckets, int)
         if self.transform not in CATEGORICAL_TRANSFORMS:
             raise ValueError(f"feature {self.name!r}: unknown categorical transform {self.transform!r}; "
                              f"choose from {sorted(CATEGORICAL_TRANSFORMS)}")
@@ -449,8 +467,11 @@ class FeatureSpec:
         except (ValueError, TypeError) as error:
             raise InputError(f"{path}: {error}") from error
 
-    def to_file(self, path: str | os.PathLike) -> Path:
-        """Write the specification as JSON or YAML (by extension), atomically."""
+    def to_file(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write the specification as JSON or YAML (by extension), atomically; an existing file
+        raises :class:`~tabresnet_course.errors.InputError` unless ``overwrite=True``."""
+        from tabresnet_course.artifacts import atomic_write_bytes
+
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix == ".json":
@@ -459,10 +480,9 @@ class FeatureSpec:
             text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         else:
             raise InputError(f"{path}: feature specification must be .json, .yaml or .yml")
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        if path.exists() and not overwrite:
+            raise InputError(f"{path}: file exists; pass overwrite=True to replace it")
+        return atomic_write_bytes(path, text.encode("utf-8"), overwrite=overwrite)
 
     @classmethod
     def default(cls) -> FeatureSpec:

@@ -110,7 +110,9 @@ class TabularResNetWithMFP(nn.Module):
         flat_logits, numerical_predictions = outputs.split(
             [self.num_categorical_logits, self.num_numerical], dim=1
         )
-        logits = flat_logits[:, self.logit_index]  # (B, n_cat, max_table)
+        # index_select (not flat_logits[:, self.logit_index]): same values, much faster backward.
+        picked = flat_logits.index_select(1, self.logit_index.flatten())  # (B, n_cat * max_table)
+        logits = picked.view(flat_logits.shape[0], *self.logit_index.shape)  # (B, n_cat, max_table)
         logits = logits.masked_fill(~self.valid_classes, torch.finfo(logits.dtype).min)
         return logits, numerical_predictions
 
@@ -136,9 +138,9 @@ def mask_features(
 
 
 def cell_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of every categorical cell: logits ``(B, n_cat, T)``, targets ``(B, n_cat)``
-    -> ``(B, n_cat)``, computed in float32."""
-    log_probs = torch.log_softmax(logits.float(), dim=-1)  # (B, n_cat, T)
+    """Cross-entropy of every categorical cell: logits ``(..., T)``, targets ``(...)`` -> ``(...)``
+    (e.g. ``(B, n_cat, T)`` -> ``(B, n_cat)``, or ``(M, T)`` -> ``(M,)``), computed in float32."""
+    log_probs = torch.log_softmax(logits.float(), dim=-1)  # (..., T)
     return -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
 
 
@@ -166,7 +168,10 @@ def masked_feature_prediction_loss(
     num_mask, cat_mask = mask_features(numerical, categorical, mask_prob, generator)
     masked_numerical, masked_categorical = model.mask_inputs(numerical, categorical, num_mask, cat_mask)
     logits, predictions = model(masked_numerical, masked_categorical)  # (B, n_cat, T), (B, n_num)
-    categorical_loss = masked_mean(cell_cross_entropy(logits, categorical), cat_mask)
+    # Cross-entropy of the masked cells only, (M, T) logits: a log-softmax over every cell would
+    # be thrown away for the ~85% that are not masked.
+    masked_cells = cell_cross_entropy(logits[cat_mask], categorical[cat_mask])  # (M,)
+    categorical_loss = masked_cells.sum() / cat_mask.sum().clamp(min=1)
     numerical_loss = masked_mean((predictions.float() - numerical.float()) ** 2, num_mask)
     return categorical_loss + numerical_weight * numerical_loss
 

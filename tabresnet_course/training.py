@@ -344,8 +344,12 @@ def load_trained_model(path: str | os.PathLike, map_location: str | torch.device
     name, config = checkpoint.get("model_class"), checkpoint.get("model_config")
     if name not in builders or config is None:
         raise InputError(f"{path} holds a {name!r} model without a stored configuration; cannot rebuild it")
-    model = builders[name](config)
-    model.load_state_dict(checkpoint["model_state"])
+    try:
+        model = builders[name](config)
+        model.load_state_dict(checkpoint["model_state"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:  # edited or damaged configuration
+        reason = " ".join(str(error).split())[:300]
+        raise InputError(f"{path}: its model_state does not fit its model_config: {type(error).__name__}: {reason}") from None
     return model
 
 
@@ -357,7 +361,7 @@ class Trainer:
         model: the model to train (changed in place).
         cardinalities: real categories per categorical column (must match the model).
         config: a :class:`TrainingConfig` (default settings if ``None``).
-        optimizer: use this optimiser instead of building AdamW from the config.
+        optimizer: use this optimiser instead of building a fused AdamW from the config.
         scheduler: use this scheduler (stepped once per optimisation step) instead of the one
             the config describes.
         early_stopping: use this :class:`EarlyStopping` instead of one built from
@@ -390,8 +394,8 @@ class Trainer:
             self.train_objective = DistributedDataParallel(
                 self.objective, device_ids=device_ids, find_unused_parameters=unused
             )
-        self.optimizer = optimizer or torch.optim.AdamW(
-            model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        self.optimizer = optimizer or torch.optim.AdamW(  # fused: one kernel per step, same update
+            model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, fused=True
         )
         self.scheduler = scheduler
         self.user_scheduler = scheduler is not None

@@ -269,3 +269,15 @@ def test_frame_to_events_skips_missing_values_and_keeps_python_types(evaluation)
         text = json.dumps(event)  # plain Python types only
         assert "NaN" not in text and "null" not in text
     assert frame_to_events(evaluation.frame.iloc[:0]) == []
+
+
+def test_validate_event_accepts_a_findings_class_with_its_own_status_enum():
+    finding = {
+        "time": 1772409600000, "class_uid": 2004, "category_uid": 2, "activity_id": 1,
+        "type_uid": 200401, "severity_id": 4, "status_id": 1, "status": "New",
+        "metadata": {"version": "1.8.0", "product": {"name": "Some EDR"}},
+        "finding_info": {"uid": "f-1", "title": "Suspicious PowerShell"},
+    }
+    assert validate_event(finding) == []
+    finding["severity_id"] = 42
+    assert any("severity_id 42" in problem for problem in validate_event(finding))
