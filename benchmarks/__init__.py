@@ -1,0 +1,1 @@
+"""Benchmarks of tabresnet_course: `python benchmarks/run.py` (see benchmarks/README.md)."""
