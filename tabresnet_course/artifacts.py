@@ -26,8 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-
-from tabresnet_course.errors import InputError
+from tabresnet_course.errors import InputError, collapse_whitespace
 
 if TYPE_CHECKING:
     import torch
@@ -148,7 +147,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
-        reason = " ".join(str(error).split())
+        reason = collapse_whitespace(error)
         if "Unsupported global" in reason:
             found = re.search(r"GLOBAL (\S+)", reason)
             name = f" ({found.group(1)})" if found else ""

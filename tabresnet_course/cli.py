@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from tabresnet_course import __version__
-from tabresnet_course.errors import InputError
+from tabresnet_course.errors import InputError, collapse_whitespace
 
 PROG = "tabresnet-course"
 MAX_LISTED_PROBLEMS = 5
@@ -207,8 +207,7 @@ def read_events_reported(path: Path, strict: bool) -> Any:
 
     result = read_events(path, strict=strict)
     if result.num_read == 0:  # one error line that says why, instead of a warning and an error
-        skipped = result.summary(MAX_LISTED_PROBLEMS).split("; ", 1)[-1]
-        raise InputError(f"{path}: no readable events; {skipped}")
+        raise InputError(f"{path}: no readable events; {result.skipped_summary(MAX_LISTED_PROBLEMS)}")
     if result.num_skipped:
         note(f"{PROG}: warning: {result.summary(MAX_LISTED_PROBLEMS)}")
     return result
@@ -223,7 +222,7 @@ def read_csv_checked(path: Path, columns: Sequence[str]) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, dtype={"uid": str}, keep_default_na=False, na_values={"score": [""]})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: not a readable CSV file ({' '.join(str(error).split())})") from None
+        raise InputError(f"{path}: not a readable CSV file ({collapse_whitespace(error)})") from None
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {missing} (found {list(frame.columns)})")
@@ -371,7 +370,7 @@ def one_line(error: BaseException) -> str:
     """An exception as one line; ``OSError`` as ``file: reason``."""
     if isinstance(error, OSError) and error.filename is not None:
         return f"{error.filename}: {error.strerror or error}"
-    return " ".join(str(error).split()) or type(error).__name__
+    return collapse_whitespace(error) or type(error).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -42,7 +42,7 @@ from tabresnet_course.artifacts import (
     package_version,
     save_json_atomic,
 )
-from tabresnet_course.errors import InputError
+from tabresnet_course.errors import InputError, collapse_whitespace
 from tabresnet_course.model import TabularResNet, TabularResNetConfig
 
 DEFAULT_K = 5
@@ -606,7 +606,7 @@ def rebuild_parts(path: Path, config: dict[str, Any]) -> tuple[Any, Any, Tabular
         preprocessor = TabularPreprocessor.from_dict(config["preprocessor"])
         model_config = TabularResNetConfig.from_dict(config["model_config"])
     except (TypeError, ValueError, KeyError, AttributeError) as error:
-        raise InputError(f"{path}: cannot rebuild the detector: {' '.join(str(error).split())}") from None
+        raise InputError(f"{path}: cannot rebuild the detector: {collapse_whitespace(error)}") from None
     for kind in ("numerical", "categorical"):
         made = list(getattr(featurizer, f"{kind}_columns"))
         wanted = list(getattr(preprocessor, f"{kind}_cols"))
@@ -627,7 +627,7 @@ def rebuild_parts(path: Path, config: dict[str, Any]) -> tuple[Any, Any, Tabular
     try:
         model = TabularResNet.from_config(model_config)
     except (TypeError, ValueError) as error:
-        raise InputError(f"{path}: cannot build the model of model_config: {' '.join(str(error).split())}") from None
+        raise InputError(f"{path}: cannot build the model of model_config: {collapse_whitespace(error)}") from None
     return featurizer, preprocessor, model
 
 
@@ -637,14 +637,14 @@ def load_weights(model: TabularResNet, data: bytes, path: Path) -> None:
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as error:  # UnpicklingError, RuntimeError, EOFError, ...
-        reason = " ".join(str(error).split())[:200]
+        reason = collapse_whitespace(error)[:200]
         raise InputError(f"{path} is not a weights-only state_dict: {type(error).__name__}: {reason}") from None
     if not isinstance(state, dict):
         raise InputError(f"{path} is not a state_dict (got {type(state).__name__})")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
-        reason = " ".join(str(error).split())[:300]
+        reason = collapse_whitespace(error)[:300]
         raise InputError(f"{path} does not match the model in {CONFIG_FILE}: {reason}") from None
 
 

@@ -6,3 +6,12 @@ The command line turns an :class:`InputError` into a one-line message and exit s
 
 class InputError(ValueError):
     """Input that cannot be used; the message names the file, line, record or field at fault."""
+
+
+def collapse_whitespace(message: object) -> str:
+    """``str(message)`` on one line: every run of whitespace (newlines included) becomes one space.
+
+    Error messages from PyTorch, pandas and NumPy span several lines; an :class:`InputError`
+    that quotes them must stay one line.
+    """
+    return " ".join(str(message).split())

@@ -266,15 +266,19 @@ class ReadResult:
 
     def summary(self, max_listed: int = 5) -> str:
         """One line: ``read 998 of 1000 records from x.jsonl; skipped 2 (line 3: ..., line 7: ...)``."""
-        text = f"read {self.num_read} of {self.num_records} records from {self.path.name}"
+        read = f"read {self.num_read} of {self.num_records} records from {self.path.name}"
+        return f"{read}; {self.skipped_summary(max_listed)}"
+
+    def skipped_summary(self, max_listed: int = 5) -> str:
+        """What was skipped: ``skipped 2 (line 3: ..., line 7: ...)``, or ``skipped 0``."""
         if not self.problems:
-            return text + "; skipped 0"
+            return "skipped 0"
         listed = ", ".join(p.describe(self.unit) for p in self.problems[:max_listed])
         more = len(self.problems) - max_listed
         if more > 0:
             counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in self.problem_counts.items())
             listed += f", ... {more} more; by kind: {counts}"
-        return f"{text}; skipped {self.num_skipped} ({listed})"
+        return f"skipped {self.num_skipped} ({listed})"
 
 
 def read_events(path: str | os.PathLike, strict: bool = False) -> ReadResult:

@@ -31,6 +31,7 @@ import pandas as pd
 import yaml
 from sklearn.exceptions import NotFittedError
 
+from tabresnet_course.artifacts import atomic_write_bytes
 from tabresnet_course.errors import InputError
 from tabresnet_course.events_io import records_to_frame
 
@@ -470,8 +471,6 @@ class FeatureSpec:
     def to_file(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write the specification as JSON or YAML (by extension), atomically; an existing file
         raises :class:`~tabresnet_course.errors.InputError` unless ``overwrite=True``."""
-        from tabresnet_course.artifacts import atomic_write_bytes
-
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix == ".json":

@@ -47,7 +47,7 @@ from tabresnet_course.artifacts import atomic_save_torch, load_checkpoint, with_
 from tabresnet_course.augment import MarginalResampling, TabularAugmentation
 from tabresnet_course.contrastive import contrastive_loss
 from tabresnet_course.data import TensorBatchLoader, derive_seed
-from tabresnet_course.errors import InputError
+from tabresnet_course.errors import InputError, collapse_whitespace
 from tabresnet_course.mfp import TabularResNetWithMFP, masked_feature_prediction_loss
 from tabresnet_course.model import TabularResNet
 
@@ -348,7 +348,7 @@ def load_trained_model(path: str | os.PathLike, map_location: str | torch.device
         model = builders[name](config)
         model.load_state_dict(checkpoint["model_state"])
     except (KeyError, TypeError, ValueError, RuntimeError) as error:  # edited or damaged configuration
-        reason = " ".join(str(error).split())[:300]
+        reason = collapse_whitespace(error)[:300]
         raise InputError(f"{path}: its model_state does not fit its model_config: {type(error).__name__}: {reason}") from None
     return model
 
