@@ -1,52 +1,15 @@
-"""End-to-end tests of the ``tabresnet-course`` command line, run as a subprocess."""
+"""End-to-end tests of the ``tabresnet-course`` command line, run as a subprocess and, for the
+many error cases, in this process (tests/cli_helpers.py)."""
 
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY_TRAIN = ["--epochs", "1", "--d-model", "16", "--num-blocks", "1", "--batch-size", "128", "--device", "cpu"]
-
-
-def run(*args, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "tabresnet_course", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-
-
-def run_here(*args, cwd, capsys, monkeypatch):
-    """The same command line called in this process (no interpreter start-up): faster for the
-    many error cases. Returns ``subprocess.CompletedProcess``-like results."""
-    from tabresnet_course.cli import main
-
-    monkeypatch.chdir(cwd)
-    capsys.readouterr()
-    try:
-        status = main([str(a) for a in args])
-    except SystemExit as exit_:  # argparse: --help, usage errors
-        status = exit_.code
-    captured = capsys.readouterr()
-    return subprocess.CompletedProcess(args, status, captured.out, captured.err)
-
-
-def assert_usage_error(result, *fragments):
-    """Exit status 2 and exactly one line on stderr, naming what went wrong, no traceback."""
-    assert result.returncode == 2, result.stderr
-    lines = [line for line in result.stderr.strip().splitlines() if "it/s]" not in line and line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("tabresnet-course: error: ")
-    assert "Traceback" not in result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+from cli_helpers import ROOT, TINY_TRAIN, assert_error, call, run_process
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +23,7 @@ def work(tmp_path_factory):
         ("train", "--events", "base.jsonl", "--out", "detector", *TINY_TRAIN),
     ]
     for step in steps:
-        result = run(*step, cwd=work)
+        result = run_process(*step, cwd=work)
         assert result.returncode == 0, result.stderr
     return work
 
@@ -70,59 +33,58 @@ def test_end_to_end_generate_train_score_evaluate(work):
         "config.json", "reference_embeddings.npy", "weights.pt"
     ]
     assert json.loads((work / "detector" / "config.json").read_text())["training"]["training_rows"] == 600
-    result = run("score", "--model", "detector", "--events", "eval.jsonl", "--out", "scores.csv", cwd=work)
+    result = run_process("score", "--model", "detector", "--events", "eval.jsonl", "--out", "scores.csv", cwd=work)
     assert result.returncode == 0, result.stderr
     scores = pd.read_csv(work / "scores.csv", dtype={"uid": str})
     labels = pd.read_csv(work / "eval.csv", dtype={"uid": str})
     assert list(scores.columns) == ["line", "uid", "score"]
     assert scores["line"].tolist() == list(range(1, 2001))
     assert scores["uid"].tolist() == labels["uid"].tolist()  # events and labels share one order
-    result = run("evaluate", "--scores", "scores.csv", "--labels", "eval.csv", "--budget", "0.02", cwd=work)
+    result = run_process("evaluate", "--scores", "scores.csv", "--labels", "eval.csv", "--budget", "0.02", cwd=work)
     assert result.returncode == 0, result.stderr
     assert "overall" in result.stdout and "port_scan" in result.stdout and "auroc" in result.stdout
     assert "2000 scored records" in result.stdout
 
 
-def test_score_skips_bad_lines_and_keeps_line_numbers(work, capsys, monkeypatch):
+def test_score_skips_bad_lines_and_keeps_line_numbers(work):
     lines = (work / "eval.jsonl").read_text().splitlines()[:50]
     lines[2] = '{"class_uid": 3002, "time": '  # truncated JSON on line 3
     lines[6] = "[1, 2, 3]"  # not an object on line 7
     (work / "bad.jsonl").write_text("\n".join(lines) + "\n")
-    result = run("score", "--model", "detector", "--events", "bad.jsonl", "--out", "bad_scores.csv", cwd=work)
+    result = run_process("score", "--model", "detector", "--events", "bad.jsonl", "--out", "bad_scores.csv", cwd=work)
     assert result.returncode == 0, result.stderr
     assert "skipped 2" in result.stderr and "line 3" in result.stderr and "line 7" in result.stderr
     scores = pd.read_csv(work / "bad_scores.csv")
     assert len(scores) == 48
     assert scores["line"].tolist() == [n for n in range(1, 51) if n not in (3, 7)]
 
-    strict = run_here("score", "--model", "detector", "--events", "bad.jsonl", "--out", "strict.csv", "--strict",
-                      cwd=work, capsys=capsys, monkeypatch=monkeypatch)
-    assert_usage_error(strict, "bad.jsonl", "line 3")
+    strict = call("score", "--model", "detector", "--events", "bad.jsonl", "--out", "strict.csv", "--strict", cwd=work)
+    assert_error(strict, "bad.jsonl", "line 3")
     assert not (work / "strict.csv").exists()
 
 
-def test_parquet_input_scores_by_row(work, capsys, monkeypatch):
-    here = dict(cwd=work, capsys=capsys, monkeypatch=monkeypatch)
-    result = run_here("generate", "--events", 300, "--days", 1, "--seed", 5, "--out", "small.parquet",
+def test_parquet_input_scores_by_row(work):
+    here = dict(cwd=work)
+    result = call("generate", "--events", 300, "--days", 1, "--seed", 5, "--out", "small.parquet",
                       "--labels", "small.csv", "--no-anomalies", **here)
     assert result.returncode == 0, result.stderr
-    result = run_here("score", "--model", "detector", "--events", "small.parquet", "--out", "small_scores.csv", **here)
+    result = call("score", "--model", "detector", "--events", "small.parquet", "--out", "small_scores.csv", **here)
     assert result.returncode == 0, result.stderr
     scores = pd.read_csv(work / "small_scores.csv")
     assert scores["line"].tolist() == list(range(1, 301))
 
 
-def test_nothing_is_overwritten_without_overwrite(work, capsys, monkeypatch):
-    here = dict(cwd=work, capsys=capsys, monkeypatch=monkeypatch)
+def test_nothing_is_overwritten_without_overwrite(work):
+    here = dict(cwd=work)
     before = (work / "eval.csv").read_bytes()
-    result = run_here("generate", "--events", 2000, "--out", "other.jsonl", "--labels", "eval.csv", **here)
-    assert_usage_error(result, "eval.csv", "--overwrite")
+    result = call("generate", "--events", 2000, "--out", "other.jsonl", "--labels", "eval.csv", **here)
+    assert_error(result, "eval.csv", "--overwrite")
     assert (work / "eval.csv").read_bytes() == before and not (work / "other.jsonl").exists()
-    result = run_here("train", "--events", "base.jsonl", "--out", "detector", *TINY_TRAIN, **here)
-    assert_usage_error(result, "detector", "overwrite")
+    result = call("train", "--events", "base.jsonl", "--out", "detector", *TINY_TRAIN, **here)
+    assert_error(result, "detector", "overwrite")
     (work / "taken.csv").write_text("x\n")
-    result = run_here("score", "--model", "detector", "--events", "eval.jsonl", "--out", "taken.csv", **here)
-    assert_usage_error(result, "taken.csv", "--overwrite")
+    result = call("score", "--model", "detector", "--events", "eval.jsonl", "--out", "taken.csv", **here)
+    assert_error(result, "taken.csv", "--overwrite")
     assert (work / "taken.csv").read_text() == "x\n"
 
 
@@ -144,8 +106,8 @@ def test_nothing_is_overwritten_without_overwrite(work, capsys, monkeypatch):
         (("frobnicate",), ["frobnicate"]),
     ],
 )
-def test_bad_input_gives_one_line_and_status_2(work, args, fragments, capsys, monkeypatch):
-    assert_usage_error(run_here(*args, cwd=work, capsys=capsys, monkeypatch=monkeypatch), *fragments)
+def test_bad_input_gives_one_line_and_status_2(work, args, fragments):
+    assert_error(call(*args, cwd=work), *fragments)
 
 
 @pytest.mark.parametrize(
@@ -156,28 +118,28 @@ def test_bad_input_gives_one_line_and_status_2(work, args, fragments, capsys, mo
     ],
 )
 def test_bad_input_in_a_real_process(work, args, fragments):
-    assert_usage_error(run(*args, cwd=work), *fragments)
+    assert_error(run_process(*args, cwd=work), *fragments)
 
 
-def test_evaluate_names_a_bad_label(work, tmp_path, capsys, monkeypatch):
-    here = dict(cwd=work, capsys=capsys, monkeypatch=monkeypatch)
+def test_evaluate_names_a_bad_label(work, tmp_path):
+    here = dict(cwd=work)
     labels = pd.read_csv(work / "eval.csv", dtype={"uid": str})
     labels["is_anomaly"] = labels["is_anomaly"].astype(object)
     labels.loc[4, "is_anomaly"] = "maybe"
     labels.to_csv(tmp_path / "labels.csv", index=False)
-    result = run_here("score", "--model", "detector", "--events", "eval.jsonl", "--out", tmp_path / "s.csv", **here)
+    result = call("score", "--model", "detector", "--events", "eval.jsonl", "--out", tmp_path / "s.csv", **here)
     assert result.returncode == 0, result.stderr
-    result = run_here("evaluate", "--scores", tmp_path / "s.csv", "--labels", tmp_path / "labels.csv", **here)
-    assert_usage_error(result, "labels.csv line 6", "maybe")
+    result = call("evaluate", "--scores", tmp_path / "s.csv", "--labels", tmp_path / "labels.csv", **here)
+    assert_error(result, "labels.csv line 6", "maybe")
 
 
-def test_help_of_every_command(work, capsys, monkeypatch):
-    here = dict(cwd=work, capsys=capsys, monkeypatch=monkeypatch)
+def test_help_of_every_command(work):
+    here = dict(cwd=work)
     for command in ("generate", "train", "score", "evaluate"):
-        result = run_here(command, "--help", **here)
+        result = call(command, "--help", **here)
         assert result.returncode == 0 and "usage:" in result.stdout
-    assert "NO row" in run_here("score", "--help", **here).stdout
-    assert "torchrun" in run_here("train", "--help", **here).stdout
+    assert "NO row" in call("score", "--help", **here).stdout
+    assert "torchrun" in call("train", "--help", **here).stdout
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="torchrun with gloo on CPU is tested on Linux")

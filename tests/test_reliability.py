@@ -10,14 +10,11 @@ test_detector.py, which test the same promises one layer down.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,56 +24,14 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from cli_helpers import TINY_TRAIN, assert_error, call, run_process, stderr_lines
 from tabresnet_course import events_io
-from tabresnet_course.cli import main
 from tabresnet_course.detector import CONFIG_FILE, REFERENCE_FILE, WEIGHTS_FILE, OCSFAnomalyDetector
 from tabresnet_course.events_io import MAX_NESTING, read_events
 from tabresnet_course.ocsf import generate_ocsf_events
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--epochs", "1", "--d-model", "16", "--num-blocks", "1", "--batch-size", "128", "--device", "cpu"]
-ERROR = "tabresnet-course: error: "
-
 
 # --------------------------------------------------------------------------- helpers
-
-
-def stderr_lines(text: str) -> list[str]:
-    """The lines a terminal would show: progress bars (redrawn with carriage returns) removed."""
-    lines = (line.split("\r")[-1] for line in text.split("\n"))
-    return [line for line in lines if line.strip() and "it/s]" not in line]
-
-
-def call(*args) -> subprocess.CompletedProcess:
-    """``tabresnet-course ARGS`` in this process; stdout and stderr captured."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            status = main([str(a) for a in args])
-        except SystemExit as exit_:  # argparse
-            status = exit_.code
-    return subprocess.CompletedProcess(args, status, out.getvalue(), err.getvalue())
-
-
-def run_process(*args) -> subprocess.CompletedProcess:
-    """``python -m tabresnet_course ARGS`` in a new process."""
-    return subprocess.run(
-        [sys.executable, "-m", "tabresnet_course", *map(str, args)],
-        capture_output=True, text=True, timeout=120,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
-    )
-
-
-def assert_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
-    """Status 2, one line on stderr starting ``tabresnet-course: error:`` that holds every fragment."""
-    assert "Traceback" not in result.stderr, result.stderr
-    assert result.returncode == 2, result.stderr
-    lines = stderr_lines(result.stderr)
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(ERROR), lines[0]
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
 
 
 def assert_scored(result: subprocess.CompletedProcess, csv: Path, lines: list[int], skipped: list[int] = ()) -> pd.DataFrame:
@@ -160,7 +115,7 @@ def work(tmp_path_factory, good):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        result = call("train", "--events", work / "base.jsonl", "--out", work / "detector", *TINY)
+        result = call("train", "--events", work / "base.jsonl", "--out", work / "detector", *TINY_TRAIN)
     finally:
         torch.set_num_threads(threads)
     # Training on it works; the two unreadable lines are reported, not silently dropped.
@@ -355,7 +310,7 @@ def test_a_file_of_only_bad_records_is_one_error_line(work, command):
     if command == "score":
         result = score(work, path)[0]
     else:
-        result = call("train", "--events", path, "--out", work / "never", *TINY)
+        result = call("train", "--events", path, "--out", work / "never", *TINY_TRAIN)
         assert not (work / "never").exists()
     assert_error(result, "all_bad.jsonl: no readable events; skipped 3 (line 1: invalid JSON",
                  "line 2: a JSON array, not an object", "line 3: no class_uid)")
@@ -418,10 +373,10 @@ def test_outputs_are_never_replaced_unasked(work):
     before = (work / "base.jsonl").read_bytes()
     result = call("score", "--model", work / "detector", "--events", work / "base.jsonl", "--out", work / "base.jsonl")
     assert_error(result, "base.jsonl already exists; pass --overwrite")
-    result = call("train", "--events", work / "base.jsonl", "--out", work / "base.jsonl", "--overwrite", *TINY)
+    result = call("train", "--events", work / "base.jsonl", "--out", work / "base.jsonl", "--overwrite", *TINY_TRAIN)
     assert_error(result, "base.jsonl exists and is not a directory")
     assert (work / "base.jsonl").read_bytes() == before
-    result = call("train", "--events", work / "base.jsonl", "--out", work / "out_dir.csv", "--overwrite", *TINY)
+    result = call("train", "--events", work / "base.jsonl", "--out", work / "out_dir.csv", "--overwrite", *TINY_TRAIN)
     assert_error(result, "out_dir.csv is not empty and does not hold a saved detector")
     assert (work / "out_dir.csv" / "keep.txt").read_text() == "keep"
     assert not [p.name for p in work.iterdir() if p.name.endswith(".tmp")], "no temporary files left behind"
@@ -463,7 +418,7 @@ def test_outputs_are_never_replaced_unasked(work):
 )
 def test_bad_feature_specification_for_train(work, tmp_path, name, text, fragments):
     (tmp_path / name).write_text(text)
-    result = call("train", "--events", work / "clean.jsonl", "--out", tmp_path / "detector", "--spec", tmp_path / name, *TINY)
+    result = call("train", "--events", work / "clean.jsonl", "--out", tmp_path / "detector", "--spec", tmp_path / name, *TINY_TRAIN)
     assert_error(result, *fragments)
     assert not (tmp_path / "detector").exists()
 
@@ -591,7 +546,7 @@ def test_generate_writes_byte_identical_files_for_the_same_seed(tmp_path):
 
 def test_the_same_seed_trains_the_same_detector_and_gives_identical_scores(work, tmp_path, one_thread):
     again = tmp_path / "again"
-    result = call("train", "--events", work / "base.jsonl", "--out", again, *TINY)
+    result = call("train", "--events", work / "base.jsonl", "--out", again, *TINY_TRAIN)
     assert result.returncode == 0, result.stderr
     first, second = (OCSFAnomalyDetector.load(d) for d in (work / "detector", again))
     for name, tensor in first.model.state_dict().items():
