@@ -26,7 +26,6 @@ a different method:
 
 from __future__ import annotations
 
-import time
 from typing import Sequence
 
 import torch
@@ -179,37 +178,3 @@ def naive_epoch(
         epoch_loss += loss.item()
         num_batches += 1
     return epoch_loss / num_batches
-
-
-def train_naive(
-    model: nn.Module,
-    dataloader: DataLoader,
-    optimizer: torch.optim.Optimizer,
-    cardinalities: Sequence[int],
-    num_epochs: int,
-    objective: str = "contrastive",
-    temperature: float = 0.07,
-    mask_prob: float = 0.15,
-    device: str | torch.device = "cpu",
-) -> tuple[list[float], list[float]]:
-    """The seed's ``train_self_supervised``; returns ``(mean loss, seconds)`` per epoch."""
-    device = torch.device(device)
-    model = model.to(device)
-    model.train()
-    augmenter = SeedAugmentation(noise_level=0.1, dropout_prob=0.2)
-    losses, seconds = [], []
-    for _ in range(num_epochs):
-        synchronize(device)
-        started = time.perf_counter()
-        losses.append(
-            naive_epoch(model, dataloader, optimizer, cardinalities, augmenter, objective, temperature, mask_prob, device)
-        )
-        synchronize(device)
-        seconds.append(time.perf_counter() - started)
-    return losses, seconds
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued GPU work so that a timer measures it (no-op on CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
