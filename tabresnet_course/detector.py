@@ -43,6 +43,7 @@ from tabresnet_course.artifacts import (
     save_json_atomic,
 )
 from tabresnet_course.errors import InputError, collapse_whitespace
+from tabresnet_course.flat import as_flat_frame
 from tabresnet_course.model import TabularResNet, TabularResNetConfig
 
 DEFAULT_K = 5
@@ -56,24 +57,6 @@ REFERENCE_FILE = "reference_embeddings.npy"
 
 
 # --------------------------------------------------------------------------- inputs
-
-
-def events_to_frame(events: Any) -> pd.DataFrame:
-    """The flat dotted-column table of ``events``: a DataFrame (returned as is), a generator or
-    reader result (its ``.frame``), or a list of nested OCSF event dicts (flattened)."""
-    if isinstance(events, pd.DataFrame):
-        return events
-    frame = getattr(events, "frame", None)
-    if isinstance(frame, pd.DataFrame):
-        return frame
-    if isinstance(events, (list, tuple)) and all(isinstance(event, dict) for event in events):
-        from tabresnet_course.features import flatten_events
-
-        return flatten_events(list(events))
-    raise ValueError(
-        f"expected a DataFrame of flat OCSF columns, a list of event dicts or an object with a "
-        f".frame DataFrame, got {type(events).__name__}"
-    )
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -193,7 +176,7 @@ class OCSFAnomalyDetector:
 
     def preprocess(self, events: Any) -> tuple[np.ndarray, np.ndarray]:
         """Events -> ``(numerical float32 (N, n_num), categorical int64 (N, n_cat))``, row-aligned."""
-        frame = events_to_frame(events)
+        frame = as_flat_frame(events)
         features = self.featurizer.transform(frame)
         numerical, categorical = self.preprocessor.transform(features)
         if len(numerical) != len(frame):
@@ -385,7 +368,7 @@ def train_ocsf_anomaly_detector(
         objective=objective, num_epochs=num_epochs, learning_rate=learning_rate, patience=patience,
         seed=seed, device=device, progress=progress, **training_options,
     )  # validates the options before the (slower) featurisation
-    frame = events_to_frame(events)
+    frame = as_flat_frame(events)
     if len(frame) < 2 * k:
         raise ValueError(f"need at least {2 * k} events to train a detector with k={k}, got {len(frame)}")
     featurizer, preprocessor, (numerical, categorical) = fit_preprocessing(frame, feature_spec)

@@ -26,8 +26,8 @@ from tabresnet_course.detector import (
     DEFAULT_K,
     KNNScorer,
     OCSFAnomalyDetector,
-    events_to_frame,
 )
+from tabresnet_course.flat import as_flat_frame
 from tabresnet_course.model import NUM_RESERVED_INDICES
 
 METRIC_COLUMNS = ["auroc", "average_precision", "recall_at_budget"]
@@ -341,8 +341,8 @@ def contamination_effect(
     """Per-scenario metrics of the detector with a clean reference set and with one that also
     holds ``fraction`` of the anomalies of ``scenarios`` (see :func:`contamination_mask`), both
     evaluated on the same remaining records. Column ``reference`` says which is which."""
-    query_frame = events_to_frame(query_events).reset_index(drop=True)
-    reference_frame = events_to_frame(reference_events)
+    query_frame = as_flat_frame(query_events).reset_index(drop=True)
+    reference_frame = as_flat_frame(reference_events)
     moved = contamination_mask(query_labels, scenarios, fraction, seed=seed)
     kept_frame, kept_labels = query_frame[~moved], query_labels.reset_index(drop=True)[~moved]
     contaminated = pd.concat([reference_frame, query_frame[moved]], ignore_index=True)

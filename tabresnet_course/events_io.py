@@ -11,11 +11,7 @@ Speed: a clean JSON Lines file is parsed by Arrow's C++ JSON reader (faster than
 ``json.loads`` on every line); a file with bad lines is parsed line by line with ``json`` to
 locate them, and its good lines go back through Arrow. Both paths give the same table.
 
-Column conventions of the flat table: integer columns are ``int64`` (``Int64`` when some
-events lack the attribute), booleans ``bool`` (``boolean``), numbers with a fraction
-``float64`` (NaN when missing), and everything else, strings included, ``object`` columns with
-``None`` for missing values (converting to pandas' ``str`` dtype would cost more than parsing).
-A list becomes its compact JSON text (``'["a","b"]'``).
+The column conventions of the flat table are those of :mod:`tabresnet_course.flat`.
 """
 
 from __future__ import annotations
@@ -25,10 +21,9 @@ import json.scanner
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from itertools import chain
-from operator import itemgetter
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from types import NoneType
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,171 +34,20 @@ import pyarrow.parquet as pq
 
 from tabresnet_course.artifacts import atomic_write
 from tabresnet_course.errors import InputError
-from tabresnet_course.ocsf import GeneratedEvents, frame_to_events, gc_paused
+from tabresnet_course.flat import (
+    as_flat_frame,
+    check_records,
+    flatten_events,
+    frame_to_events,
+    gc_paused,
+    json_text,
+    nest_columns,
+)
 
 JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
 JSON_SUFFIXES = (".json",)
 PARQUET_SUFFIXES = (".parquet",)
 SUPPORTED_SUFFIXES = JSON_LINES_SUFFIXES + JSON_SUFFIXES + PARQUET_SUFFIXES
-
-_NoneType = type(None)
-
-# --------------------------------------------------------------------------------------------
-# Records (nested dicts) -> flat frame
-# --------------------------------------------------------------------------------------------
-
-
-def records_to_frame(records: Sequence[dict], sep: str = ".") -> pd.DataFrame:
-    """The flat table of a list of nested event dicts (one row each, dotted column names).
-
-    Chapter "The OCSF pipeline".
-
-    Works column by column rather than record by record: records whose objects have the same
-    keys are handled together (one ``itemgetter`` call per object instead of a Python loop per
-    attribute). Absent attributes and explicit ``null`` both become missing values; lists
-    become JSON text. Columns come in the order their attribute first appears, grouped under
-    their parent object.
-    """
-    n = len(records)
-    pieces: dict[str, list[tuple[np.ndarray, list, set]]] = {}
-    if n:
-        with gc_paused():
-            _collect(list(records), np.arange(n), "", pieces, sep)
-    first_row = {name: min(int(rows[0]) for rows, _, _ in parts if len(rows)) for name, parts in pieces.items()
-                 if any(len(rows) for rows, _, _ in parts)}
-    names = _tree_order(sorted(first_row, key=first_row.__getitem__), sep)
-    data = {name: _column_from_pieces(pieces[name], n) for name in names}
-    return pd.DataFrame(data, index=pd.RangeIndex(n), columns=names, copy=False)
-
-
-def _tree_order(names: list[str], sep: str) -> list[str]:
-    """Dotted names grouped under their parents, each level in the order given.
-
-    With ``names`` sorted by the record they first appear in, this is the order Arrow's JSON
-    reader gives, so both reading paths of :func:`read_events` produce the same columns in the
-    same order (exactly so when the records come in a few shapes, as OCSF classes do).
-    """
-    tree: dict = {}
-    for name in names:
-        node = tree
-        for part in name.split(sep):
-            node = node.setdefault(part, {})
-        node[None] = name  # the column that ends here
-    out: list[str] = []
-
-    def walk(node: dict) -> None:
-        for key, child in node.items():
-            if key is None:
-                out.append(child)
-            else:
-                walk(child)
-
-    walk(tree)
-    return out
-
-
-def _uniform_columns(items: list[dict]) -> tuple[list, list] | None:
-    """Keys and value columns when every dict has exactly the keys of the first one."""
-    keys = list(items[0])
-    if len(set(map(len, items))) != 1:
-        return None
-    try:
-        if not keys:
-            return keys, []
-        if len(keys) == 1:
-            return keys, [list(map(itemgetter(keys[0]), items))]
-        return keys, list(zip(*map(itemgetter(*keys), items)))
-    except KeyError:
-        return None
-
-
-def _collect(items: list[dict], rows: np.ndarray, prefix: str,
-             out: dict[str, list[tuple[np.ndarray, list, set]]], sep: str) -> None:
-    """Append the leaf columns found under ``prefix`` in ``items`` (rows ``rows``) to ``out``."""
-    uniform = _uniform_columns(items)
-    if uniform is None:
-        codes_of: dict[tuple, int] = {}
-        codes = [codes_of.setdefault(s, len(codes_of)) for s in map(tuple, items)]
-        if len(codes_of) <= max(16, len(items) // 50):  # a few shapes: handle each one together
-            codes_array = np.array(codes)
-            for g in range(len(codes_of)):
-                idx = np.flatnonzero(codes_array == g)
-                _collect([items[i] for i in idx], rows[idx], prefix, out, sep)
-            return
-        keys = list(dict.fromkeys(chain.from_iterable(items)))  # many shapes: one pass per key
-        uniform = keys, [[d.get(k) for d in items] for k in keys]
-    for key, column in zip(*uniform):
-        name = f"{prefix}{key}"
-        kinds = set(map(type, column))
-        if dict in kinds:
-            if len(kinds) == 1:  # the usual case: an object in every row
-                _collect(column, rows, name + sep, out, sep)
-                continue
-            is_dict = np.array([type(v) is dict for v in column], dtype=bool)
-            idx = np.flatnonzero(is_dict)
-            _collect([column[i] for i in idx], rows[idx], name + sep, out, sep)
-            if kinds - {dict, _NoneType}:  # scalars next to objects under the same name
-                rest = np.flatnonzero(~is_dict)
-                out.setdefault(name, []).append((rows[rest], [column[i] for i in rest], kinds - {dict}))
-            continue
-        if list in kinds or tuple in kinds:
-            column = [_json_text(v) if type(v) in (list, tuple) else v for v in column]
-            kinds = (kinds - {list, tuple}) | {str}
-        out.setdefault(name, []).append((rows, column, kinds))
-
-
-def _json_text(value: Any) -> str:
-    """Compact JSON text of a list (how lists are stored in the flat table)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
-def _object_array(values: list | tuple) -> np.ndarray:
-    """A 1-D object array holding exactly these Python values."""
-    return np.fromiter(values, dtype=object, count=len(values))  # never unpacks nested sequences
-
-
-def _column_from_pieces(pieces: list[tuple[np.ndarray, list, set]], n: int) -> Any:
-    """One typed column (see the module docstring) from the pieces found for one name."""
-    kinds: set = set().union(*(p[2] for p in pieces))
-    if len(pieces) == 1 and len(pieces[0][0]) == n:
-        values = _object_array(pieces[0][1])
-        missing = None
-    else:
-        values = np.full(n, None, dtype=object)
-        filled = np.zeros(n, dtype=bool)
-        for rows, column, _ in pieces:
-            values[rows] = _object_array(column)
-            filled[rows] = True
-        missing = ~filled
-    if _NoneType in kinds:
-        nulls = np.equal(values, None)
-        missing = nulls if missing is None else missing | nulls
-    return _typed(values, missing, kinds - {_NoneType})
-
-
-def _typed(values: np.ndarray, missing: np.ndarray | None, kinds: set) -> Any:
-    """Convert an object array to int64/Int64, bool/boolean or float64 when the kinds allow."""
-    any_missing = missing is not None and bool(missing.any())
-    try:
-        if kinds == {int}:
-            if not any_missing:
-                return values.astype(np.int64)
-            values[missing] = 0
-            return pd.arrays.IntegerArray(values.astype(np.int64), missing)
-        if kinds == {bool}:
-            if not any_missing:
-                return values.astype(bool)
-            values[missing] = False
-            return pd.arrays.BooleanArray(values.astype(bool), missing)
-        if kinds and kinds <= {int, float}:
-            if any_missing:
-                values[missing] = np.nan
-            return values.astype(np.float64)
-    except OverflowError:  # an integer beyond 64 bits: keep the Python objects
-        if any_missing:
-            values[missing] = None
-    return pd.Series(values, dtype=object, copy=False)
-
 
 # --------------------------------------------------------------------------------------------
 # Reading
@@ -357,7 +201,7 @@ def _read_json_lines(path: Path, data: bytes, strict: bool) -> ReadResult:
     A clean file goes straight through ``pyarrow.json`` (several times faster than
     ``json.loads``). Otherwise every line is parsed with ``json`` to find and report the bad
     ones, and the good lines go through Arrow again (or, if Arrow still cannot take them, for
-    example because one attribute mixes types, through :func:`records_to_frame`).
+    example because one attribute mixes types, through :func:`~tabresnet_course.flat.flatten_events`).
     """
     if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark is not part of line 1
         data = data[3:]
@@ -394,7 +238,7 @@ def _read_json_lines(path: Path, data: bytes, strict: bool) -> ReadResult:
                 continue
             if type(value) is not dict:
                 problems.append(_problem(path, strict, number, "not_object", f"a JSON {_json_kind(value)}, not an object"))
-            elif type(value.get("class_uid")) in (_NoneType, dict):  # an object is no class either
+            elif type(value.get("class_uid")) in (NoneType, dict):  # an object is no class either
                 problems.append(_problem(path, strict, number, "no_class_uid", "no class_uid"))
             elif line.count("{") + line.count("[") > MAX_NESTING and _nesting_depth(value) > MAX_NESTING:
                 problems.append(_problem(path, strict, number, "too_deep", _TOO_DEEP))  # (counting is cheap)
@@ -408,7 +252,7 @@ def _read_json_lines(path: Path, data: bytes, strict: bool) -> ReadResult:
         if table is not None and table.num_rows == len(records):
             frame = _arrow_table_to_frame(table)
     if frame is None:
-        frame = records_to_frame(records)
+        frame = flatten_events(records)
     return ReadResult(path, frame, np.asarray(numbers, dtype=np.int64), problems, num_records, "line")
 
 
@@ -462,7 +306,7 @@ def _arrow_json_table(data: bytes) -> pa.Table | None:
 
     None means "use the Python path": Arrow rejected the text (malformed or non-object lines,
     one attribute with two JSON types, duplicate keys), or would read it differently from
-    :func:`records_to_frame` (lists of objects, keys containing dots, integers beyond 2**53).
+    :func:`~tabresnet_course.flat.flatten_events` (lists of objects, keys containing dots, integers beyond 2**53).
     Strings Arrow takes for timestamps are read again as text.
     """
     try:
@@ -527,14 +371,14 @@ def _read_json_array(path: Path, data: bytes, strict: bool) -> ReadResult:
     for number, item in enumerate(value, start=1):
         if type(item) is not dict:
             problems.append(_problem(path, strict, number, "not_object", f"a JSON {_json_kind(item)}, not an object", "element"))
-        elif type(item.get("class_uid")) in (_NoneType, dict):
+        elif type(item.get("class_uid")) in (NoneType, dict):
             problems.append(_problem(path, strict, number, "no_class_uid", "no class_uid", "element"))
         elif _nesting_depth(item) > MAX_NESTING:
             problems.append(_problem(path, strict, number, "too_deep", _TOO_DEEP, "element"))
         else:
             records.append(item)
             numbers.append(number)
-    frame = records_to_frame(records)
+    frame = flatten_events(records)
     return ReadResult(path, frame, np.asarray(numbers, dtype=np.int64), problems, len(value), "element")
 
 
@@ -572,13 +416,13 @@ def _arrow_table_to_result(path: Path, table: pa.Table, strict: bool, unit: str)
 
 
 def _arrow_table_to_frame(table: pa.Table) -> pd.DataFrame:
-    """A flat Arrow table as the flat frame (column conventions in the module docstring)."""
+    """A flat Arrow table as the flat frame (column conventions of :mod:`tabresnet_course.flat`)."""
     data = {name: _arrow_to_pandas(table.column(name)) for name in table.column_names}
     return pd.DataFrame(data, index=pd.RangeIndex(table.num_rows), columns=table.column_names, copy=False)
 
 
 def _arrow_to_pandas(column: pa.ChunkedArray) -> Any:
-    """One Arrow column in the flat table's conventions (see the module docstring)."""
+    """One Arrow column in the conventions of :mod:`tabresnet_course.flat`."""
     kind = column.type
     if pa.types.is_dictionary(kind):
         column = column.cast(kind.value_type)
@@ -594,7 +438,7 @@ def _arrow_to_pandas(column: pa.ChunkedArray) -> Any:
     if pa.types.is_floating(kind):
         return column.cast(pa.float64()).to_numpy(zero_copy_only=False)
     if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
-        return pd.Series([None if v is None else _json_text(v) for v in column.to_pylist()], dtype=object)
+        return pd.Series([None if v is None else json_text(v) for v in column.to_pylist()], dtype=object)
     if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind):
         return pd.Series(column.to_numpy(zero_copy_only=False), dtype=object, copy=False)
     return column.to_pandas()
@@ -604,19 +448,17 @@ def _arrow_to_pandas(column: pa.ChunkedArray) -> Any:
 # Writing
 # --------------------------------------------------------------------------------------------
 
-EventsLike = GeneratedEvents | pd.DataFrame | Iterable[dict]
-
-
-def write_events(events: EventsLike, path: str | os.PathLike, overwrite: bool = False,
+def write_events(events: Any, path: str | os.PathLike, overwrite: bool = False,
                  layout: str = "nested") -> Path:
     """Write events to ``.jsonl``/``.ndjson``, ``.json`` or ``.parquet``, atomically.
 
     Chapter "The OCSF pipeline".
 
-    ``events`` may be a :class:`~tabresnet_course.ocsf.GeneratedEvents`, a flat frame of dotted
-    columns, or nested dicts. Parquet files hold nested structs (``layout="nested"``) or flat
-    dotted columns (``layout="flat"``). The data go to a temporary file in the same directory
-    that replaces ``path`` only when complete; an existing ``path`` raises
+    ``events`` may be anything :func:`~tabresnet_course.flat.as_flat_frame` takes: a flat
+    frame of dotted columns, a list of nested dicts, or events read or generated (an object
+    with a ``.frame``). Parquet files hold nested structs (``layout="nested"``) or flat dotted
+    columns (``layout="flat"``). The data go to a temporary file in the same directory that
+    replaces ``path`` only when complete; an existing ``path`` raises
     :class:`~tabresnet_course.errors.InputError` unless ``overwrite=True``.
     """
     path = Path(path)
@@ -629,11 +471,11 @@ def write_events(events: EventsLike, path: str | os.PathLike, overwrite: bool = 
         raise InputError(f"{path}: file exists; pass overwrite=True to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix in PARQUET_SUFFIXES:
-        frame = _as_frame(events)
-        table = _frame_to_table(frame, layout)
+        table = _frame_to_table(as_flat_frame(events), layout)
         atomic_write(path, lambda tmp: pq.write_table(table, str(tmp)))
         return path
-    records = _as_records(events)
+    # Nested dicts are written as given; anything else is built back from its flat table.
+    records = check_records(events) if isinstance(events, (list, tuple)) else frame_to_events(as_flat_frame(events))
     chunks = []
     for number, record in enumerate(records, start=1):
         try:
@@ -646,32 +488,6 @@ def write_events(events: EventsLike, path: str | os.PathLike, overwrite: bool = 
         text = "[\n" + ",\n".join(chunks) + "\n]\n"
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return path
-
-
-def _as_frame(events: EventsLike) -> pd.DataFrame:
-    if isinstance(events, GeneratedEvents):
-        return events.frame
-    if isinstance(events, ReadResult):
-        return events.frame
-    if isinstance(events, pd.DataFrame):
-        return events
-    return records_to_frame(_check_records(events))
-
-
-def _as_records(events: EventsLike) -> list[dict]:
-    if isinstance(events, (GeneratedEvents, ReadResult)):
-        return events.to_events()
-    if isinstance(events, pd.DataFrame):
-        return frame_to_events(events)
-    return _check_records(events)
-
-
-def _check_records(events: Iterable[dict]) -> list[dict]:
-    records = list(events)
-    for number, record in enumerate(records, start=1):
-        if not isinstance(record, dict):
-            raise ValueError(f"event {number} is a {type(record).__name__}, not a dict")
-    return records
 
 
 def _arrow_array(name: str, column: pd.Series) -> pa.Array:
@@ -688,35 +504,16 @@ def _frame_to_table(frame: pd.DataFrame, layout: str) -> pa.Table:
     arrays = [_arrow_array(name, frame.iloc[:, i]) for i, name in enumerate(names)]
     if layout == "flat":
         return pa.table(dict(zip(names, arrays)))
-    keys, nested = _nest_arrays([tuple(n.split(".")) for n in names], arrays)
+    try:
+        keys, nested = nest_columns([tuple(n.split(".")) for n in names], arrays, _struct_array)
+    except ValueError as error:
+        raise ValueError(f"{error}; use layout='flat'") from error
     return pa.table(dict(zip(keys, nested)))
 
 
-def _nest_arrays(paths: list[tuple[str, ...]], arrays: list[pa.Array]) -> tuple[list[str], list[pa.Array]]:
-    """Group dotted columns into struct arrays; a struct is null where all its fields are."""
-    keys: list[str] = []
-    leaves: dict[str, pa.Array] = {}
-    children: dict[str, tuple[list, list]] = {}
-    for path, array in zip(paths, arrays):
-        head = path[0]
-        if head not in leaves and head not in children:
-            keys.append(head)
-        if (len(path) == 1 and head in children) or (len(path) > 1 and head in leaves):
-            raise ValueError(f"column {head!r} is both a value and an object; use layout='flat'")
-        if len(path) == 1:
-            leaves[head] = array
-        else:
-            children.setdefault(head, ([], []))
-            children[head][0].append(path[1:])
-            children[head][1].append(array)
-    out = []
-    for key in keys:
-        if key in leaves:
-            out.append(leaves[key])
-            continue
-        sub_keys, sub_arrays = _nest_arrays(*children[key])
-        valid = sub_arrays[0].is_valid()
-        for array in sub_arrays[1:]:
-            valid = pc.or_(valid, array.is_valid())
-        out.append(pa.StructArray.from_arrays(sub_arrays, names=sub_keys, mask=pc.invert(valid)))
-    return keys, out
+def _struct_array(keys: list[str], arrays: list[pa.Array]) -> pa.StructArray:
+    """Fields as one struct array, null where all its fields are."""
+    valid = arrays[0].is_valid()
+    for array in arrays[1:]:
+        valid = pc.or_(valid, array.is_valid())
+    return pa.StructArray.from_arrays(arrays, names=keys, mask=pc.invert(valid))

@@ -1,8 +1,10 @@
-"""From OCSF events to named model features: flattening, ``FeatureSpec`` and ``OCSFFeaturizer``.
+"""From the flat table of OCSF events to named model features: ``FeatureSpec`` and ``OCSFFeaturizer``.
 
-Chapter "The OCSF pipeline" teaches this file. Events are nested dicts; the featuriser works on
-the *flat table* of dotted columns that :func:`flatten_events`, :func:`~tabresnet_course.events_io.read_events`
-and :func:`~tabresnet_course.ocsf.generate_ocsf_events` produce. A :class:`FeatureSpec` says which
+Chapter "The OCSF pipeline" teaches this file. The featuriser works on the *flat table* of
+dotted columns that :func:`~tabresnet_course.flat.flatten_events`,
+:func:`~tabresnet_course.events_io.read_events` and
+:func:`~tabresnet_course.ocsf.generate_ocsf_events` produce (and takes events in any form
+:func:`~tabresnet_course.flat.as_flat_frame` accepts). A :class:`FeatureSpec` says which
 columns become which features and how (log of byte counts, cyclical hour of day, ``/24``
 subnets, port buckets, templated URL paths, ...). :class:`OCSFFeaturizer` applies it with
 vectorised pandas and returns numerical features as ``float64`` (NaN when missing) and
@@ -24,7 +26,7 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -33,53 +35,13 @@ from sklearn.exceptions import NotFittedError
 
 from tabresnet_course.artifacts import atomic_write_bytes
 from tabresnet_course.errors import InputError
-from tabresnet_course.events_io import records_to_frame
+from tabresnet_course.flat import (
+    as_flat_frame,
+    flatten_event,  # noqa: F401 (re-exported: chapters and tests import it from here)
+    flatten_events,  # noqa: F401 (re-exported: chapters and tests import it from here)
+)
 
 SPEC_FORMAT_VERSION = 1
-
-# --------------------------------------------------------------------------------------------
-# Flattening
-# --------------------------------------------------------------------------------------------
-
-
-def flatten_event(event: dict, sep: str = ".") -> dict[str, Any]:
-    """One nested event as ``{dotted path: value}`` (chapter "The OCSF pipeline").
-
-    Nested objects are walked (an empty object contributes nothing); a list is stored as its
-    compact JSON text (``["a","b"]`` -> ``'["a","b"]'``) so that every cell is a scalar;
-    ``null`` stays ``None``. :func:`flatten_events` gives the same values for a list of events.
-    """
-    out: dict[str, Any] = {}
-
-    def walk(node: dict, prefix: str) -> None:
-        for key, value in node.items():
-            name = f"{prefix}{key}"
-            if isinstance(value, dict):
-                walk(value, name + sep)
-            elif isinstance(value, (list, tuple)):
-                out[name] = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
-            else:
-                out[name] = value
-
-    walk(event, "")
-    return out
-
-
-def flatten_events(events: Iterable[dict], sep: str = ".") -> pd.DataFrame:
-    """The flat table of many events: one row each, one column per dotted path.
-
-    Chapter "The OCSF pipeline".
-
-    Columns follow the conventions of :mod:`tabresnet_course.events_io` (``int64``/``Int64``,
-    ``bool``/``boolean``, ``float64``, else ``object`` with ``None``); the column-wise
-    flattening is shared with :func:`~tabresnet_course.events_io.read_events`.
-    """
-    records = list(events)
-    for number, record in enumerate(records):
-        if not isinstance(record, dict):
-            raise ValueError(f"event {number} is a {type(record).__name__}, not a dict")
-    return records_to_frame(records, sep=sep)
-
 
 # --------------------------------------------------------------------------------------------
 # Transforms: numerical ones return float64 arrays, categorical ones object arrays of str/None
@@ -529,18 +491,6 @@ class FeatureSpec:
 # --------------------------------------------------------------------------------------------
 
 
-def _as_flat_frame(data: Any) -> pd.DataFrame:
-    """The flat table behind whatever the caller passed (frame, generated events, read result, dicts)."""
-    if isinstance(data, pd.DataFrame):
-        return data
-    frame = getattr(data, "frame", None)
-    if isinstance(frame, pd.DataFrame):
-        return frame
-    if isinstance(data, Sequence) and not isinstance(data, (str, bytes)):
-        return flatten_events(data)
-    raise ValueError(f"expected a flat DataFrame of dotted columns (or events), got {type(data).__name__}")
-
-
 def _source_values(frame: pd.DataFrame, source: str | list[str]) -> tuple[pd.Series, list[str]]:
     """The source column (first present value across several), and the sources that are absent."""
     paths = [source] if isinstance(source, str) else source
@@ -601,7 +551,7 @@ class OCSFFeaturizer:
 
     def fit(self, frame: Any, y: Any = None) -> OCSFFeaturizer:
         """Learn which categorical features to hash (cardinality above ``max_categories``)."""
-        frame = _as_flat_frame(frame)
+        frame = as_flat_frame(frame)
         self.cardinality_: dict[str, int] = {}
         self.hashed_: dict[str, bool] = {}
         absent: set[str] = set()
@@ -621,7 +571,7 @@ class OCSFFeaturizer:
         """Features of every row: numerical float64 columns, then categorical text columns."""
         if not hasattr(self, "hashed_"):
             raise NotFittedError("this OCSFFeaturizer is not fitted yet; call fit(frame) first")
-        frame = _as_flat_frame(frame)
+        frame = as_flat_frame(frame)
         data: dict[str, Any] = {}
         report: dict[str, int] = {}
         indicators: dict[str, np.ndarray] = {}

@@ -14,11 +14,11 @@ from tabresnet_course.detector import (
     KNNScorer,
     OCSFAnomalyDetector,
     build_encoder,
-    events_to_frame,
     split_rows,
     train_ocsf_anomaly_detector,
 )
 from tabresnet_course.errors import InputError
+from tabresnet_course.flat import as_flat_frame
 from tabresnet_course.ocsf import generate_ocsf_events
 
 TINY = dict(num_epochs=1, d_model=16, num_blocks=1, batch_size=128, device="cpu", seed=0)
@@ -83,7 +83,7 @@ def test_untrained_copy_starts_from_the_training_initialisation(detector):
         torch.testing.assert_close(untrained.model.state_dict()[name], tensor)
     assert not torch.equal(untrained.model.input_projection.weight, detector.model.input_projection.weight)
     with pytest.raises(ValueError, match="no reference set"):
-        untrained.score(events_to_frame(generate_ocsf_events(10, days=1, anomalies=False)))
+        untrained.score(as_flat_frame(generate_ocsf_events(10, days=1, anomalies=False)))
 
 
 def test_save_and_load_give_identical_scores(detector, saved, baseline):
@@ -200,11 +200,6 @@ def test_split_rows_is_seeded_and_disjoint():
     assert len(validation) == 20 and not set(train) & set(validation)
     np.testing.assert_array_equal(split_rows(100, 0.2, seed=1)[1], validation)
     assert len(split_rows(5, 0.1, seed=0)[1]) == 0  # too few rows for a validation set
-
-
-def test_events_to_frame_refuses_other_inputs():
-    with pytest.raises(ValueError, match="expected a DataFrame"):
-        events_to_frame("events.jsonl")
 
 
 def test_load_refuses_a_bad_k(copy_of):

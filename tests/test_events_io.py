@@ -13,7 +13,8 @@ import pytest
 
 from tabresnet_course import events_io
 from tabresnet_course.errors import InputError
-from tabresnet_course.events_io import ReadResult, read_events, records_to_frame, write_events
+from tabresnet_course.events_io import ReadResult, read_events, write_events
+from tabresnet_course.flat import flatten_events
 from tabresnet_course.ocsf import generate_ocsf_events
 
 
@@ -81,7 +82,7 @@ def test_parquet_nested_as_pyarrow_writes_dicts(tmp_path, events):
     path = tmp_path / "from_pylist.parquet"
     pq.write_table(pa.Table.from_struct_array(pa.array(events[:500])), path)  # schema from all rows
     result = read_events(path)
-    assert_same_frame(result.frame, records_to_frame(events[:500]))
+    assert_same_frame(result.frame, flatten_events(events[:500]))
     assert result.unit == "row"
 
 
@@ -234,20 +235,6 @@ def test_clean_file_with_timestamps_stays_text(tmp_path, reader_path):
     assert frame["x.y"].dtype == np.float64
 
 
-def test_records_to_frame_conventions():
-    frame = records_to_frame([
-        {"a": 1, "b": {"c": True}, "s": "x", "f": 1.5, "n": None},
-        {"a": None, "b": {"c": None}, "s": None, "f": 2, "extra": {"deep": {"er": 3}}},
-    ])
-    assert list(frame.columns) == ["a", "b.c", "s", "f", "n", "extra.deep.er"]
-    assert frame["a"].dtype == "Int64" and frame["b.c"].dtype == "boolean"
-    assert frame["s"].dtype == object and frame["s"].tolist() == ["x", None]
-    assert frame["f"].dtype == np.float64 and frame["f"].tolist() == [1.5, 2.0]
-    assert frame["n"].isna().all()
-    assert frame["extra.deep.er"].tolist()[1] == 3
-    assert records_to_frame([]).shape == (0, 0)
-
-
 # --- writing --------------------------------------------------------------------------------
 
 
@@ -271,7 +258,7 @@ def test_write_refuses_to_overwrite_and_is_atomic(tmp_path, generated, events):
 def test_write_parquet_from_dicts_and_read_result(tmp_path, events):
     path = write_events(events[:100], tmp_path / "dicts.parquet")
     result = read_events(path)
-    assert_same_frame(result.frame, records_to_frame(events[:100]))
+    assert_same_frame(result.frame, flatten_events(events[:100]))
     again = write_events(result, tmp_path / "again.jsonl")
     assert [json.loads(line) for line in again.read_text().splitlines()] == events[:100]
     assert isinstance(result, ReadResult) and result.to_events() == events[:100]

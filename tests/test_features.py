@@ -1,4 +1,4 @@
-"""Tests for flattening, FeatureSpec and OCSFFeaturizer (tabresnet_course.features)."""
+"""Tests for FeatureSpec and OCSFFeaturizer (tabresnet_course.features); flattening: test_flat.py."""
 
 from __future__ import annotations
 
@@ -26,7 +26,6 @@ from tabresnet_course.features import (
     cat_status_class,
     cat_subnet,
     cat_url_template,
-    flatten_event,
     flatten_events,
     stable_bucket,
 )
@@ -41,28 +40,6 @@ def generated():
 @pytest.fixture(scope="module")
 def fitted(generated):
     return OCSFFeaturizer().fit(generated.frame)
-
-
-# --- flattening -----------------------------------------------------------------------------
-
-
-def test_flatten_event_walks_objects_and_encodes_lists():
-    event = {"a": 1, "b": {"c": {"d": "x"}, "e": None}, "tags": ["p", 2], "empty": {}, "t": (1, 2)}
-    assert flatten_event(event) == {"a": 1, "b.c.d": "x", "b.e": None, "tags": '["p",2]', "t": "[1,2]"}
-    assert flatten_event({"a": {"b": 1}}, sep="/") == {"a/b": 1}
-
-
-def test_flatten_events_matches_flatten_event(generated):
-    events = generated.to_events()[:300]
-    frame = flatten_events(events)
-    assert len(frame) == 300
-    for i in (0, 57, 299):
-        flat = flatten_event(events[i])
-        row = {k: v for k, v in frame.iloc[i].items() if not pd.isna(v)}
-        assert row.keys() == flat.keys()
-        assert all(row[k] == flat[k] for k in flat)
-    with pytest.raises(ValueError, match="event 1 is a list"):
-        flatten_events([{"a": 1}, [1]])
 
 
 # --- transforms -----------------------------------------------------------------------------

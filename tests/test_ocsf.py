@@ -15,7 +15,6 @@ from tabresnet_course.ocsf import (
     GENERATED_CLASSES,
     OCSF_VERSION,
     SCENARIOS,
-    frame_to_events,
     generate_baseline_and_evaluation,
     generate_ocsf_events,
     scenario_counts,
@@ -261,14 +260,6 @@ def test_generator_rejects_bad_arguments():
     with pytest.raises(ValueError, match="too small"):
         generate_ocsf_events(50, anomalies=True)
     assert len(generate_ocsf_events(50, anomalies=False)) == 50
-
-
-def test_frame_to_events_skips_missing_values_and_keeps_python_types(evaluation):
-    events = frame_to_events(evaluation.frame.iloc[:50])
-    for event in events:
-        text = json.dumps(event)  # plain Python types only
-        assert "NaN" not in text and "null" not in text
-    assert frame_to_events(evaluation.frame.iloc[:0]) == []
 
 
 def test_validate_event_accepts_a_findings_class_with_its_own_status_enum():
