@@ -8,7 +8,7 @@ from that table only when asked (:meth:`GeneratedEvents.to_events`). Anomaly lab
 appear inside the events: they live in :attr:`GeneratedEvents.labels`, keyed by
 ``metadata.uid``.
 
-The generator is split by job into sibling modules, whose public names are re-exported here:
+The generator is split by job into sibling modules (the names chapters use are re-exported here):
 
 - :mod:`tabresnet_course.ocsf_schema`: OCSF 1.8.0 identifiers, captions and :func:`validate_event`;
 - :mod:`tabresnet_course.ocsf_world`: the simulated organisation (:class:`World`, :func:`build_world`);
@@ -220,7 +220,7 @@ def generate_ocsf_events(
 
     The organisation (users, servers, services) comes from ``world_seed``; the events from
     ``seed``; the same arguments always give byte-identical events. With ``anomalies=True``
-    about 2 % of the events (exact numbers: :func:`scenario_counts`) belong to injected,
+    about 2 % of the events (exact numbers: :func:`~tabresnet_course.ocsf_scenarios.scenario_counts`) belong to injected,
     labelled campaigns, listed roughly from easy to hard for a detector fitted on clean data:
 
     - ``data_exfiltration``: a workstation uploads gigabytes (``traffic.bytes_out`` around
