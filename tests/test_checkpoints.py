@@ -51,7 +51,7 @@ def test_atomic_save_and_weights_only_load_round_trip(tmp_path):
 
 def test_overwrite_is_refused_unless_asked(tmp_path):
     path = atomic_write_bytes(tmp_path / "f.bin", b"one")
-    with pytest.raises(FileExistsError, match="f.bin"):
+    with pytest.raises(InputError, match="f.bin already exists"):
         atomic_write_bytes(path, b"two", overwrite=False)
     atomic_write_bytes(path, b"two")
     assert path.read_bytes() == b"two"

@@ -107,14 +107,14 @@ def test_saved_files_are_plain_data(saved):
 
 def test_save_refuses_to_overwrite(detector, tmp_path):
     target = detector.save(tmp_path / "d")
-    with pytest.raises(FileExistsError, match="already exists"):
+    with pytest.raises(InputError, match="already exists"):
         detector.save(target)
     detector.save(target, overwrite=True)
     OCSFAnomalyDetector.load(target)
     other = tmp_path / "precious"
     other.mkdir()
     (other / "notes.txt").write_text("keep me")
-    with pytest.raises(FileExistsError, match="does not hold a saved detector"):
+    with pytest.raises(InputError, match="does not hold a saved detector"):
         detector.save(other, overwrite=True)
     assert (other / "notes.txt").read_text() == "keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "precious"]  # no temporary leftovers
