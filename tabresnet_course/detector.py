@@ -162,6 +162,12 @@ class DetectorConfig:
             **{name: getattr(self, name) for name in self.MODEL_FIELDS},
         )
 
+    def options(self) -> dict[str, Any]:
+        """Every setting by the name :meth:`with_options` takes: this class's fields and, in
+        place of ``training``, ``TrainingConfig``'s (the command line's defaults come from here)."""
+        top = {name: value for name, value in vars(self).items() if name != "training"}
+        return {**self.training.to_dict(), **top}
+
     def with_options(self, **options: Any) -> DetectorConfig:
         """A copy with ``options`` changed: names of this class's fields, or of
         ``TrainingConfig``'s (``num_epochs``, ``seed``, ``objective``, ...), which go to ``training``.
