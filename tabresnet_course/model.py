@@ -260,11 +260,13 @@ def embed_in_batches(
     restored afterwards. Used by the chapters and by the detector."""
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    numerical_t = torch.as_tensor(numerical, dtype=torch.float32)  # (N, n_num)
+    categorical_t = torch.as_tensor(categorical, dtype=torch.long)  # (N, n_cat)
+    if len(numerical_t) == 0:
+        return np.zeros((0, model.d_model), dtype=np.float32)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    numerical_t = torch.as_tensor(numerical, dtype=torch.float32)  # (N, n_num)
-    categorical_t = torch.as_tensor(categorical, dtype=torch.long)  # (N, n_cat)
     batches = zip(numerical_t.split(int(batch_size)), categorical_t.split(int(batch_size)))
     total = -(-len(numerical_t) // int(batch_size))
     try:
@@ -274,6 +276,4 @@ def embed_in_batches(
         ]
     finally:
         model.train(was_training)
-    if not chunks:
-        return np.zeros((0, model.d_model), dtype=np.float32)
     return torch.cat(chunks).numpy()  # (N, d_model)
