@@ -184,7 +184,11 @@ def test_refuse_existing_is_the_one_overwrite_check(tmp_path):
 
 
 def test_atomic_write_directory_replaces_a_directory_whole(tmp_path):
-    from tabresnet_course.artifacts import atomic_write_directory, read_checked_bytes, sha256
+    from tabresnet_course.artifacts import (
+        atomic_write_directory,
+        read_checked_bytes,
+        sha256,
+    )
 
     target = atomic_write_directory(tmp_path / "d", {"a.bin": b"one", "b.bin": b"two"}, overwrite=False, what="pair")
     with pytest.raises(InputError, match="already exists"):

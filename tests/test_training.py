@@ -232,7 +232,7 @@ def test_train_self_supervised_routes_options():
 def test_held_out_loss_is_fixed_for_fixed_weights_and_is_what_evaluate_reports():
     from tabresnet_course.training import held_out_loss
 
-    train, val = loaders()
+    _, val = loaders()
     model = new_model()
     trainer = Trainer(model, CARDINALITIES, config(seed=5))
     first = held_out_loss(trainer.objective, val, seed=5)
@@ -252,7 +252,11 @@ def test_held_out_loss_is_fixed_for_fixed_weights_and_is_what_evaluate_reports()
 
 
 def test_device_and_process_plumbing(monkeypatch):
-    from tabresnet_course.training import distributed_rank, distributed_world_size, resolve_device
+    from tabresnet_course.training import (
+        distributed_rank,
+        distributed_world_size,
+        resolve_device,
+    )
 
     assert resolve_device("cpu") == resolve_device(torch.device("cpu")) == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
