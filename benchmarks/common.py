@@ -27,15 +27,6 @@ class Settings:
     warmup: int
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda was asked for, but CUDA is not available")
-    return torch.device(name)
-
-
 def synchronize(device: torch.device) -> None:
     """Wait for queued GPU work, so that a timer measures it (no-op on CPU)."""
     if device.type == "cuda":

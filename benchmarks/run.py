@@ -32,7 +32,8 @@ if str(ROOT) not in sys.path:  # `python benchmarks/run.py` from the repository 
 import torch  # noqa: E402
 
 from benchmarks import bench_book, bench_compile, bench_data, bench_hardware, bench_scoring, bench_training  # noqa: E402
-from benchmarks.common import Settings, load_average, machine_description, resolve_device  # noqa: E402
+from benchmarks.common import Settings, load_average, machine_description  # noqa: E402
+from tabresnet_course.training import resolve_device  # noqa: E402
 
 BENCHMARKS: dict[str, Callable[[Settings], dict[str, Any]]] = {
     "training": bench_training.run,

@@ -15,24 +15,45 @@ import datetime as dt
 import io
 import sys
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 import numpy as np
 import pandas as pd
 
 from tabresnet_course import __version__
+from tabresnet_course.artifacts import atomic_write_bytes, refuse_existing
 from tabresnet_course.errors import InputError, collapse_whitespace
 
 PROG = "tabresnet-course"
 MAX_LISTED_PROBLEMS = 5
 
+TRAIN_OPTIONS = {
+    "epochs": "num_epochs",
+    "objective": "objective",
+    "seed": "seed",
+    "device": "device",
+    "batch_size": "batch_size",
+    "d_model": "d_model",
+    "num_blocks": "num_blocks",
+}
+"""``train``'s options (argparse ``dest``) and the ``DetectorConfig`` settings they change."""
+
 
 class ArgumentParser(argparse.ArgumentParser):
-    """``argparse`` with usage errors reported as a single line (and exit status 2)."""
+    """``argparse`` with usage errors reported as a single line (and exit status 2), and
+    defaults that ``help_defaults()`` supplies only when the help is shown."""
+
+    help_defaults: Callable[[], dict[str, Any]] | None = None
 
     def error(self, message: str) -> NoReturn:
         """Print ``message`` as one line on stderr and exit with status 2."""
         self.exit(2, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
+
+    def format_help(self) -> str:
+        """The help text, with the defaults of ``help_defaults()`` filled in."""
+        if self.help_defaults is not None:
+            self.set_defaults(**self.help_defaults())
+        return super().format_help()
 
 
 def positive_int(text: str) -> int:
@@ -111,6 +132,16 @@ def add_generate(commands: Any) -> None:
     command.set_defaults(handler=run_generate)
 
 
+def train_defaults() -> dict[str, Any]:
+    """``train``'s defaults, by ``dest``: ``DetectorConfig``'s. Imported only for the help text,
+    since the detector loads PyTorch; when parsing, an option not given stays ``None`` and the
+    detector's own default applies."""
+    from tabresnet_course.detector import DetectorConfig
+
+    options = DetectorConfig().options()
+    return {dest: options[name] for dest, name in TRAIN_OPTIONS.items()}
+
+
 def add_train(commands: Any) -> None:
     """The ``train`` command: fit and save a detector."""
     command = commands.add_parser(
@@ -124,18 +155,19 @@ def add_train(commands: Any) -> None:
     )
     add_events_input(command)
     command.add_argument("--out", type=Path, required=True, metavar="DIR", help="detector directory to write")
-    command.add_argument("--epochs", type=positive_int, default=20, metavar="E", help="maximum epochs (default 20)")
-    command.add_argument("--objective", choices=("contrastive", "mfp", "both"), default="contrastive",
-                         help="self-supervised objective (default contrastive)")
-    command.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
-    command.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto")
+    command.add_argument("--epochs", type=positive_int, metavar="E", help="maximum epochs (default %(default)s)")
+    command.add_argument("--objective", choices=("contrastive", "mfp", "both"),
+                         help="self-supervised objective (default %(default)s)")
+    command.add_argument("--seed", type=int, metavar="S", help="random seed (default %(default)s)")
+    command.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default %(default)s")
     command.add_argument("--spec", type=Path, default=None, metavar="FILE",
                          help="feature specification (.json, .yaml or .yml; default: the built-in one)")
-    command.add_argument("--batch-size", type=positive_int, default=256, metavar="B", help="default 256")
-    command.add_argument("--d-model", type=positive_int, default=64, metavar="D", help="embedding size (default 64)")
-    command.add_argument("--num-blocks", type=positive_int, default=2, metavar="N", help="residual blocks (default 2)")
+    command.add_argument("--batch-size", type=positive_int, metavar="B", help="default %(default)s")
+    command.add_argument("--d-model", type=positive_int, metavar="D", help="embedding size (default %(default)s)")
+    command.add_argument("--num-blocks", type=positive_int, metavar="N", help="residual blocks (default %(default)s)")
     command.add_argument("--overwrite", action="store_true", help="replace an existing detector directory")
     command.set_defaults(handler=run_train)
+    command.help_defaults = train_defaults
 
 
 def add_score(commands: Any) -> None:
@@ -185,22 +217,6 @@ def note(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def refuse_existing(path: Path, overwrite: bool) -> None:
-    """Raise unless ``path`` is free or ``--overwrite`` was given; a directory is never replaced."""
-    if path.is_dir():
-        raise InputError(f"{path} is a directory; give the path of a file to write")
-    if path.exists() and not overwrite:
-        raise InputError(f"{path} already exists; pass --overwrite to replace it")
-
-
-def write_text_atomic(path: Path, text: str, overwrite: bool) -> None:
-    """Write ``text`` to ``path`` atomically, refusing an existing file without ``--overwrite``."""
-    from tabresnet_course.artifacts import atomic_write_bytes
-
-    refuse_existing(path, overwrite)
-    atomic_write_bytes(path, text.encode("utf-8"), overwrite=overwrite)
-
-
 def read_events_reported(path: Path, strict: bool) -> Any:
     """Read events, telling stderr how many records were skipped and where."""
     from tabresnet_course.events_io import read_events
@@ -240,13 +256,6 @@ def parse_labels(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     return frame.assign(is_anomaly=text.map(mapping).astype(bool))
 
 
-def distributed_rank() -> int:
-    """This process's rank under ``torchrun`` (0 otherwise)."""
-    import torch.distributed as dist
-
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
 # --------------------------------------------------------------------------- the commands
 
 
@@ -264,7 +273,7 @@ def run_generate(args: argparse.Namespace) -> int:
     start = args.start if args.start is not None else DEFAULT_START
     generated = generate_ocsf_events(args.events, args.days, args.seed, not args.no_anomalies, start)
     write_events(generated, args.out, overwrite=args.overwrite)
-    write_text_atomic(args.labels, generated.labels.to_csv(index=False), args.overwrite)
+    atomic_write_bytes(args.labels, generated.labels.to_csv(index=False).encode("utf-8"), overwrite=args.overwrite)
     anomalous = int(generated.labels["is_anomaly"].sum())
     note(f"wrote {len(generated)} events ({anomalous} anomalous) to {args.out} and labels to {args.labels}")
     return 0
@@ -272,29 +281,16 @@ def run_generate(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     """``train``: read, train, save (rank 0 only under torchrun)."""
-    from tabresnet_course.detector import check_replaceable, train_ocsf_anomaly_detector
+    from tabresnet_course.detector import is_saved_detector, train_ocsf_anomaly_detector
     from tabresnet_course.features import FeatureSpec
-    from tabresnet_course.training import cleanup_distributed
+    from tabresnet_course.training import cleanup_distributed, distributed_rank
 
-    try:
-        check_replaceable(args.out, args.overwrite)
-    except FileExistsError as error:
-        raise InputError(str(error)) from None
+    refuse_existing(args.out, args.overwrite, "saved detector", is_saved_detector)
     spec = FeatureSpec.from_file(args.spec) if args.spec is not None else None
     result = read_events_reported(args.events, args.strict)
+    given = {name: getattr(args, dest) for dest, name in TRAIN_OPTIONS.items() if getattr(args, dest) is not None}
     try:
-        detector = train_ocsf_anomaly_detector(
-            result.frame,
-            feature_spec=spec,
-            objective=args.objective,
-            num_epochs=args.epochs,
-            d_model=args.d_model,
-            num_blocks=args.num_blocks,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            device=args.device,
-            progress=show_progress(),
-        )
+        detector = train_ocsf_anomaly_detector(result.frame, feature_spec=spec, progress=show_progress(), **given)
         if distributed_rank() == 0:
             detector.save(args.out, overwrite=args.overwrite)
             epochs = len(detector.training["history"]["epoch"])
@@ -322,7 +318,7 @@ def run_score(args: argparse.Namespace) -> int:
     )
     buffer = io.StringIO()
     table.to_csv(buffer, index=False, float_format="%.8g")
-    write_text_atomic(args.out, buffer.getvalue(), args.overwrite)
+    atomic_write_bytes(args.out, buffer.getvalue().encode("utf-8"), overwrite=args.overwrite)
     note(f"wrote {len(table)} scores to {args.out}")
     return 0
 

@@ -3,7 +3,8 @@
 - :class:`TabularPreprocessor` turns a ``pandas.DataFrame`` of numerical and categorical
   columns into a float32 matrix and an int64 matrix of category indices, in the reserved-index
   scheme of :mod:`tabresnet_course.model`. It follows scikit-learn's conventions (``fit``
-  returns ``self``, fitted attributes end in ``_``, ``get_params``/``set_params``) and uses scikit-learn's ``SimpleImputer``,
+  returns ``self``, fitted attributes end in ``_``, ``get_params``/``set_params``, ``NotFittedError``
+  before ``fit``) and uses scikit-learn's ``SimpleImputer``,
   ``StandardScaler``/``RobustScaler`` and ``OrdinalEncoder`` to learn its statistics. It saves
   itself as plain JSON-able data (:meth:`TabularPreprocessor.to_dict`), never as a pickle.
 - :class:`OCSFDataset` is the seed chapter's ``torch.utils.data.Dataset`` over the two matrices.
@@ -25,6 +26,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.exceptions import NotFittedError
 from torch.utils.data import Dataset
 
 from tabresnet_course.model import NUM_RESERVED_INDICES, PADDING_INDEX, UNKNOWN_INDEX, check_batch
@@ -324,6 +326,11 @@ class TabularPreprocessor:
 
     # -- validation -------------------------------------------------------------------------
 
+    def _require_fitted(self) -> None:
+        """Raise scikit-learn's ``NotFittedError`` (a ``ValueError``) before ``fit``."""
+        if not hasattr(self, "cardinalities_"):
+            raise NotFittedError("this TabularPreprocessor is not fitted yet; call fit(df) first")
+
     def _check_params(self) -> None:
         numerical, categorical = list(self.numerical_cols), list(self.categorical_cols)
         if not numerical and not categorical:
@@ -463,8 +470,7 @@ class TabularPreprocessor:
 
     def transform(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """``(numerical float32 (N, len(numerical_feature_names_)), categorical int64 (N, n_cat))``."""
-        if not hasattr(self, "cardinalities_"):
-            raise ValueError("this TabularPreprocessor is not fitted yet; call fit(df) first")
+        self._require_fitted()
         self._check_frame(df)
         report = self._empty_report()
         report["rows"] = len(df)
@@ -484,8 +490,7 @@ class TabularPreprocessor:
 
     def to_dict(self) -> dict[str, Any]:
         """Parameters and fitted state as plain JSON-able data; :meth:`from_dict` restores it."""
-        if not hasattr(self, "cardinalities_"):
-            raise ValueError("only a fitted TabularPreprocessor can be saved")
+        self._require_fitted()
         params = {k: (list(v) if isinstance(v, (tuple, list)) else v) for k, v in self.get_params().items()}
         return {
             "kind": "tabresnet_course.TabularPreprocessor",

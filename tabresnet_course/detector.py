@@ -12,39 +12,60 @@ of near-identical events; if such a burst is in the reference set, the burst's o
 each other's nearest neighbours and score as normal (chapter "The OCSF pipeline" shows the
 effect with :func:`tabresnet_course.evaluation.contamination_effect`).
 
+Every setting lives in one :class:`DetectorConfig` (model size, training, batch size, validation
+fraction, reference size, ``k``); the command line takes its defaults from it.
+
 The saved detector is one directory with ``weights.pt`` (the encoder's ``state_dict``, loadable
-with ``torch.load(weights_only=True)``), ``config.json`` (every configuration and fitted
-preprocessing state as plain JSON) and ``reference_embeddings.npy`` (``allow_pickle=False``):
-nothing is pickled. Chapter "The OCSF pipeline" teaches this file.
+with ``torch.load(weights_only=True)``), ``config.json`` (the ``DetectorConfig``, every fitted
+preprocessing state and the training record as plain JSON) and ``reference_embeddings.npy``
+(``allow_pickle=False``): nothing is pickled. The file mechanics (atomic directory replace,
+checksums, safe loads) are :mod:`tabresnet_course.artifacts`'. Chapter "The OCSF pipeline"
+teaches this file.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import os
-import shutil
-import tempfile
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError
 from sklearn.neighbors import NearestNeighbors
-from tqdm.auto import tqdm
+from sklearn.utils.validation import check_is_fitted
 
 from tabresnet_course.artifacts import (
     FORMAT_VERSION,
-    atomic_write_bytes,
-    ordinary_mode,
+    atomic_write_directory,
+    json_bytes,
+    load_json,
+    load_npy_bytes,
+    load_state_dict_bytes,
+    npy_bytes,
     package_version,
-    save_json_atomic,
+    read_checked_bytes,
+    sha256,
+    torch_bytes,
 )
 from tabresnet_course.errors import InputError, collapse_whitespace
 from tabresnet_course.flat import as_flat_frame
-from tabresnet_course.model import TabularResNet, TabularResNetConfig
+from tabresnet_course.model import (
+    EMBEDDING_BATCH_SIZE,
+    TabularResNet,
+    TabularResNetConfig,
+    embed_in_batches,
+)
+from tabresnet_course.training import (
+    Trainer,
+    TrainingConfig,
+    distributed_world_size,
+    resolve_device,
+)
 
 DEFAULT_K = 5
 """Neighbours averaged by the kNN score. Small k reacts to isolated oddities; a larger k also
@@ -59,11 +80,123 @@ REFERENCE_FILE = "reference_embeddings.npy"
 # --------------------------------------------------------------------------- inputs
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else as ``torch.device``."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+# --------------------------------------------------------------------------- configuration
+
+
+def detector_training_defaults() -> TrainingConfig:
+    """The detector's training settings: ``TrainingConfig``'s, with 20 epochs, patience 5 and no
+    progress bars (a small encoder on a baseline of thousands of events converges in a few epochs)."""
+    return TrainingConfig(num_epochs=20, patience=5, progress=False)
+
+
+@dataclass
+class DetectorConfig:
+    """Every setting of :func:`train_ocsf_anomaly_detector`, in one place (chapter "The OCSF
+    pipeline"); round-trips through plain JSON and is stored in the saved detector.
+
+    The model fields are those of :class:`~tabresnet_course.model.TabularResNetConfig` that do
+    not depend on the data (the detector's encoder is smaller than the model's default: width 64,
+    two blocks); ``training`` is a :class:`~tabresnet_course.training.TrainingConfig`;
+    ``batch_size`` and ``validation_fraction`` shape training; ``reference_size`` rows of the
+    baseline (all when ``None``) form the kNN reference set, scored with ``k`` neighbours;
+    ``embedding_batch_size`` bounds the rows per forward pass when embedding.
+    """
+
+    MODEL_FIELDS: ClassVar[tuple[str, ...]] = (
+        "d_model", "num_blocks", "dropout", "categorical_embedding_dim", "hidden_factor", "normalization",
+    )
+
+    d_model: int = 64
+    num_blocks: int = 2
+    dropout: float = TabularResNetConfig.dropout
+    categorical_embedding_dim: int = TabularResNetConfig.categorical_embedding_dim
+    hidden_factor: float = TabularResNetConfig.hidden_factor
+    normalization: str = TabularResNetConfig.normalization
+    training: TrainingConfig = field(default_factory=detector_training_defaults)
+    batch_size: int = 256
+    validation_fraction: float = 0.1
+    reference_size: int | None = None
+    k: int = DEFAULT_K
+    embedding_batch_size: int = EMBEDDING_BATCH_SIZE
+
+    def __post_init__(self) -> None:
+        if isinstance(self.training, dict):
+            self.training = TrainingConfig.from_dict(self.training)
+        for name in ("d_model", "num_blocks", "batch_size", "k", "embedding_batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+        if self.reference_size is not None and self.reference_size < 1:
+            raise ValueError(f"reference_size must be >= 1 or None, got {self.reference_size}")
+        self.model_config(1, [])  # checks the model fields (normalization, ...)
+
+    @property
+    def seed(self) -> int:
+        """The run's seed (``training.seed``): model weights, split, batches and reference subset."""
+        return self.training.seed
+
+    def model_config(self, num_numerical_features: int, cardinalities: list[int]) -> TabularResNetConfig:
+        """The encoder's configuration for data with these features."""
+        return TabularResNetConfig(
+            num_numerical_features=num_numerical_features,
+            categorical_cardinalities=list(cardinalities),
+            **{name: getattr(self, name) for name in self.MODEL_FIELDS},
+        )
+
+    def options(self) -> dict[str, Any]:
+        """Every setting by the name :meth:`with_options` takes: this class's fields and, in
+        place of ``training``, ``TrainingConfig``'s (the command line's defaults come from here)."""
+        top = {name: value for name, value in vars(self).items() if name != "training"}
+        return {**self.training.to_dict(), **top}
+
+    def with_options(self, **options: Any) -> DetectorConfig:
+        """A copy with ``options`` changed: names of this class's fields, or of
+        ``TrainingConfig``'s (``num_epochs``, ``seed``, ``objective``, ...), which go to ``training``.
+        An unknown name raises ``TypeError``."""
+        own = {f.name for f in fields(self)} - {"training"}
+        unknown = sorted(set(options) - own - {f.name for f in fields(TrainingConfig)})
+        if unknown:
+            raise TypeError(f"unknown detector options {unknown}")
+        training = {name: value for name, value in options.items() if name not in own}
+        top = {name: value for name, value in options.items() if name in own}
+        return replace(self, training=replace(self.training, **training), **top)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data (``training`` nested as a dict)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> DetectorConfig:
+        """Rebuild from :meth:`to_dict` output; unknown keys raise ``ValueError``."""
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown DetectorConfig fields: {unknown}")
+        return cls(**values)
+
+    @classmethod
+    def from_saved(cls, config: dict[str, Any]) -> DetectorConfig:
+        """The configuration stored in a saved detector's ``config.json``.
+
+        The fields that the saved parts are built from win over ``detector_config``: ``k`` (the
+        scorer's, top level since format 1) and the model fields (``model_config``, which the
+        weights must match). Detectors saved before ``detector_config`` existed get the rest
+        rebuilt from their training record."""
+        model = {name: config["model_config"][name] for name in cls.MODEL_FIELDS if name in config["model_config"]}
+        if "detector_config" in config:
+            return replace(cls.from_dict(config["detector_config"]), k=config["k"], **model)
+        training = config.get("training") or {}
+        rows = (training.get("training_rows"), training.get("reference_rows"))
+        defaults = cls()
+        return cls(
+            **model,
+            training=TrainingConfig.from_dict(training["config"]) if "config" in training else defaults.training,
+            batch_size=training.get("batch_size", defaults.batch_size),
+            validation_fraction=training.get("validation_fraction", defaults.validation_fraction),
+            reference_size=None if rows[0] is None or rows[0] == rows[1] else rows[1],
+            k=config["k"],
+        )
 
 
 def build_encoder(config: TabularResNetConfig | dict[str, Any], seed: int) -> TabularResNet:
@@ -77,10 +210,12 @@ def build_encoder(config: TabularResNetConfig | dict[str, Any], seed: int) -> Ta
 # --------------------------------------------------------------------------- kNN scoring
 
 
-class KNNScorer:
+class KNNScorer(BaseEstimator):
     """Mean Euclidean distance to the ``k`` nearest rows of a reference set (higher = more
     anomalous), with scikit-learn's ``NearestNeighbors`` (or ``faiss``, if installed and asked
-    for with ``backend="faiss"``). Accepts dense arrays, and sparse matrices with scikit-learn."""
+    for with ``backend="faiss"``). Accepts dense arrays, and sparse matrices with scikit-learn.
+    A scikit-learn estimator: ``get_params`` follows the constructor, and ``score`` before
+    ``fit`` raises ``NotFittedError``."""
 
     def __init__(self, k: int = DEFAULT_K, backend: str = "sklearn") -> None:
         if int(k) < 1:
@@ -102,6 +237,7 @@ class KNNScorer:
 
     def score(self, query: Any) -> np.ndarray:
         """``(n_query,)`` mean distance of each query row to its ``k`` nearest reference rows."""
+        check_is_fitted(self, "index_")
         if self.backend == "faiss":
             squared, _ = self.index_.search(np.ascontiguousarray(query, dtype=np.float32), self.k)
             return np.sqrt(np.maximum(squared, 0.0)).mean(axis=1).astype(np.float64)
@@ -135,9 +271,9 @@ class OCSFAnomalyDetector:
         featurizer: a fitted ``OCSFFeaturizer`` (flat events -> named features).
         preprocessor: a fitted ``TabularPreprocessor`` (features -> index/float arrays).
         reference_embeddings: ``(n_ref, d_model)`` embeddings of the clean baseline, or ``None``.
-        k: neighbours averaged by the score (see ``DEFAULT_K``).
-        training: plain-JSON record of how the encoder was trained (saved with the detector).
-        batch_size: rows per forward pass when embedding.
+        config: the :class:`DetectorConfig` (``k``, ``embedding_batch_size``, and how the encoder
+            was trained); the defaults when ``None``.
+        training: plain-JSON record of the training run (history, rows; saved with the detector).
     """
 
     def __init__(
@@ -147,22 +283,25 @@ class OCSFAnomalyDetector:
         preprocessor: Any,
         reference_embeddings: np.ndarray | None = None,
         *,
-        k: int = DEFAULT_K,
+        config: DetectorConfig | None = None,
         training: dict[str, Any] | None = None,
-        batch_size: int = 4096,
     ) -> None:
         self.model = model.eval()
         self.featurizer = featurizer
         self.preprocessor = preprocessor
-        self.k = int(k)
+        self.config = config if config is not None else DetectorConfig()
         self.training = dict(training or {})
-        self.batch_size = int(batch_size)
         self.reference_embeddings: np.ndarray | None = None
         self.knn_: KNNScorer | None = None
         if reference_embeddings is not None:
             self.set_reference_embeddings(reference_embeddings)
 
     # -- the pipeline, one step per method ---------------------------------------------------
+
+    @property
+    def k(self) -> int:
+        """Neighbours averaged by the score (``config.k``)."""
+        return self.config.k
 
     @property
     def cardinalities(self) -> list[int]:
@@ -183,23 +322,10 @@ class OCSFAnomalyDetector:
             raise RuntimeError(f"preprocessing returned {len(numerical)} rows for {len(frame)} events")
         return numerical, categorical
 
-    @torch.no_grad()
     def embed_arrays(self, numerical: np.ndarray, categorical: np.ndarray, progress: bool = False) -> np.ndarray:
-        """Preprocessed arrays -> ``(N, d_model)`` float32 embeddings, in eval mode, in batches
-        (a tqdm bar on stderr when ``progress``)."""
-        self.model.eval()
-        device = self.device
-        numerical_t = torch.as_tensor(numerical, dtype=torch.float32)  # (N, n_num)
-        categorical_t = torch.as_tensor(categorical, dtype=torch.long)  # (N, n_cat)
-        batches = zip(numerical_t.split(self.batch_size), categorical_t.split(self.batch_size))
-        total = -(-len(numerical_t) // self.batch_size)
-        chunks = [
-            self.model(num.to(device), cat.to(device), return_embedding=True).float().cpu()  # (B, d_model)
-            for num, cat in tqdm(batches, total=total, desc="embedding", disable=not progress, leave=False)
-        ]
-        if not chunks:
-            return np.zeros((0, self.model.d_model), dtype=np.float32)
-        return torch.cat(chunks).numpy()
+        """Preprocessed arrays -> ``(N, d_model)`` float32 embeddings, in eval mode, in batches of
+        ``config.embedding_batch_size`` (:func:`~tabresnet_course.model.embed_in_batches`)."""
+        return embed_in_batches(self.model, numerical, categorical, self.config.embedding_batch_size, progress)
 
     def embed(self, events: Any, progress: bool = False) -> np.ndarray:
         """``(N, d_model)`` embeddings of ``events``, one row per input record, in input order."""
@@ -219,7 +345,7 @@ class OCSFAnomalyDetector:
         """``(N,)`` anomaly scores: mean distance of each record's embedding to its ``k`` nearest
         reference embeddings. One score per input record, in input order; higher = more anomalous."""
         if self.knn_ is None:
-            raise ValueError("this detector has no reference set; call with_reference(events) first")
+            raise NotFittedError("this detector has no reference set; call with_reference(events) first")
         embeddings = self.embed(events, progress=progress)
         if len(embeddings) == 0:
             return np.zeros(0)
@@ -233,18 +359,17 @@ class OCSFAnomalyDetector:
             self.featurizer,
             self.preprocessor,
             self.embed(events),
-            k=self.k,
+            config=self.config,
             training=self.training,
-            batch_size=self.batch_size,
         )
 
     def untrained_copy(self, seed: int | None = None) -> "OCSFAnomalyDetector":
         """The same architecture and preprocessing with freshly initialised weights (by default
         the training seed, i.e. the very weights training started from) and no reference set."""
-        seed = int(self.training.get("seed", 0)) if seed is None else int(seed)
+        seed = self.config.seed if seed is None else int(seed)
         model = build_encoder(self.model.config, seed).to(self.device)
         return OCSFAnomalyDetector(
-            model, self.featurizer, self.preprocessor, k=self.k, training={"seed": seed}, batch_size=self.batch_size
+            model, self.featurizer, self.preprocessor, config=self.config.with_options(seed=seed), training={"seed": seed}
         )
 
     # -- saving and loading ------------------------------------------------------------------
@@ -260,36 +385,26 @@ class OCSFAnomalyDetector:
             "feature_spec": spec.to_dict() if spec is not None else None,
             "featurizer": self.featurizer.to_dict(),
             "preprocessor": self.preprocessor.to_dict(),
+            "detector_config": self.config.to_dict(),
             "training": self.training,
             "k": self.k,
         }
 
     def save(self, directory: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write the detector to ``directory`` (``weights.pt``, ``config.json``,
-        ``reference_embeddings.npy``) atomically: the files go to a temporary directory next to
-        it, which is then renamed into place. An existing ``directory`` is refused
-        (``FileExistsError``) unless ``overwrite=True``, and is only ever replaced when it is
-        empty or holds a saved detector. Returns the directory."""
+        ``reference_embeddings.npy``) atomically (:func:`~tabresnet_course.artifacts.atomic_write_directory`).
+        An existing ``directory`` is refused (:class:`InputError`) unless ``overwrite=True``, and
+        is only ever replaced when it is empty or holds a saved detector. Returns the directory."""
         if self.reference_embeddings is None:
-            raise ValueError("cannot save a detector without a reference set")
-        directory = Path(directory)
-        check_replaceable(directory, overwrite)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
-        try:
-            weights = weights_bytes(self.model)
-            reference = npy_bytes(self.reference_embeddings)
-            config = self.config_dict()
-            config["files"] = {WEIGHTS_FILE: sha256(weights), REFERENCE_FILE: sha256(reference)}
-            atomic_write_bytes(staging / WEIGHTS_FILE, weights)  # fsync-ed, like config.json
-            atomic_write_bytes(staging / REFERENCE_FILE, reference)
-            save_json_atomic(config, staging / CONFIG_FILE)
-            staging.chmod(ordinary_mode(directory=True))  # mkdtemp makes it private
-            replace_directory(staging, directory)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return directory
+            raise NotFittedError("cannot save a detector without a reference set")
+        weights = torch_bytes({name: tensor.detach().cpu() for name, tensor in self.model.state_dict().items()})
+        reference = npy_bytes(self.reference_embeddings)
+        config = self.config_dict()
+        config["files"] = {WEIGHTS_FILE: sha256(weights), REFERENCE_FILE: sha256(reference)}
+        files = {WEIGHTS_FILE: weights, REFERENCE_FILE: reference, CONFIG_FILE: json_bytes(config)}
+        return atomic_write_directory(
+            directory, files, overwrite=overwrite, what="saved detector", replaceable=is_saved_detector
+        )
 
     @classmethod
     def load(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> "OCSFAnomalyDetector":
@@ -300,9 +415,10 @@ class OCSFAnomalyDetector:
         if not directory.is_dir():
             raise InputError(f"{directory}: no such detector directory")
         config = read_config(directory / CONFIG_FILE)
-        weights = read_checked(directory / WEIGHTS_FILE, config)
-        reference = read_checked(directory / REFERENCE_FILE, config)
-        featurizer, preprocessor, model = rebuild_parts(directory / CONFIG_FILE, config)
+        checksums = config["files"] if isinstance(config["files"], dict) else {}
+        weights = read_checked_bytes(directory / WEIGHTS_FILE, checksums.get(WEIGHTS_FILE), CONFIG_FILE)
+        reference = read_checked_bytes(directory / REFERENCE_FILE, checksums.get(REFERENCE_FILE), CONFIG_FILE)
+        featurizer, preprocessor, model, detector_config = rebuild_parts(directory / CONFIG_FILE, config)
         load_weights(model, weights, directory / WEIGHTS_FILE)
         embeddings = read_reference(reference, directory / REFERENCE_FILE, model.d_model)
         if config["k"] > len(embeddings):
@@ -315,7 +431,7 @@ class OCSFAnomalyDetector:
             featurizer,
             preprocessor,
             embeddings,
-            k=config["k"],
+            config=detector_config,
             training=config.get("training") or {},
         )
 
@@ -327,21 +443,8 @@ def train_ocsf_anomaly_detector(
     events: Any,
     *,
     feature_spec: Any = None,
-    objective: str = "contrastive",
-    num_epochs: int = 20,
-    d_model: int = 64,
-    num_blocks: int = 2,
-    dropout: float = 0.1,
-    batch_size: int = 256,
-    learning_rate: float = 1e-3,
-    validation_fraction: float = 0.1,
-    patience: int | None = 5,
-    seed: int = 0,
-    device: str = "auto",
-    progress: bool = False,
-    reference_size: int | None = None,
-    k: int = DEFAULT_K,
-    **training_options: Any,
+    config: DetectorConfig | None = None,
+    **options: Any,
 ) -> OCSFAnomalyDetector:
     """Train an :class:`OCSFAnomalyDetector` on ``events`` from a clean baseline period
     (chapter "The OCSF pipeline"; the seed's function, without its pickled scalers).
@@ -358,39 +461,32 @@ def train_ocsf_anomaly_detector(
     force, port scans) hide completely behind their own near-duplicates.
 
     ``events``: a flat dotted-column DataFrame, a list of nested OCSF event dicts, or a
-    generator / reader result with a ``.frame``. ``training_options`` go to
-    ``TrainingConfig`` (e.g. ``temperature``, ``corruption_rate``, ``mask_prob``, ``precision``).
-    Under ``torchrun`` every process calls this function; the trainer shards the batches.
+    generator / reader result with a ``.frame``. The settings are ``config`` (a
+    :class:`DetectorConfig`, its defaults when ``None``) changed by ``options``: any field of
+    ``DetectorConfig`` (``d_model``, ``num_blocks``, ``dropout``, ``batch_size``,
+    ``validation_fraction``, ``reference_size``, ``k``) or of ``TrainingConfig`` (``objective``,
+    ``num_epochs``, ``learning_rate``, ``patience``, ``seed``, ``device``, ``progress``,
+    ``temperature``, ``precision``, ...). Under ``torchrun`` every process calls this
+    function; the trainer shards the batches.
     """
-    from tabresnet_course.training import TrainingConfig
-
-    config = TrainingConfig(
-        objective=objective, num_epochs=num_epochs, learning_rate=learning_rate, patience=patience,
-        seed=seed, device=device, progress=progress, **training_options,
-    )  # validates the options before the (slower) featurisation
+    config = (config if config is not None else DetectorConfig()).with_options(**options)  # checked before featurising
     frame = as_flat_frame(events)
-    if len(frame) < 2 * k:
-        raise ValueError(f"need at least {2 * k} events to train a detector with k={k}, got {len(frame)}")
+    if len(frame) < 2 * config.k:
+        raise ValueError(f"need at least {2 * config.k} events to train a detector with k={config.k}, got {len(frame)}")
     featurizer, preprocessor, (numerical, categorical) = fit_preprocessing(frame, feature_spec)
-    model_config = TabularResNetConfig(
-        num_numerical_features=numerical.shape[1],
-        categorical_cardinalities=list(preprocessor.cardinalities_),
-        d_model=d_model,
-        num_blocks=num_blocks,
-        dropout=dropout,
-    )
-    encoder, history = pretrain_encoder(model_config, numerical, categorical, config, batch_size, validation_fraction)
-    detector = OCSFAnomalyDetector(encoder, featurizer, preprocessor, k=k)
-    reference_rows = reference_subset(len(frame), reference_size, seed)
+    model_config = config.model_config(numerical.shape[1], list(preprocessor.cardinalities_))
+    encoder, history = pretrain_encoder(model_config, numerical, categorical, config)
+    detector = OCSFAnomalyDetector(encoder, featurizer, preprocessor, config=config)
+    reference_rows = reference_subset(len(frame), config.reference_size, config.seed)
     detector.set_reference_embeddings(
-        detector.embed_arrays(numerical[reference_rows], categorical[reference_rows], progress=progress)
+        detector.embed_arrays(numerical[reference_rows], categorical[reference_rows], progress=config.training.progress)
     )
     detector.training = {
-        "config": config.to_dict(),
+        "config": config.training.to_dict(),
         "history": history,
-        "seed": int(seed),
-        "batch_size": int(batch_size),
-        "validation_fraction": float(validation_fraction),
+        "seed": config.seed,
+        "batch_size": config.batch_size,
+        "validation_fraction": float(config.validation_fraction),
         "training_rows": int(len(frame)),
         "reference_rows": int(len(reference_rows)),
     }
@@ -435,8 +531,7 @@ def batch_loader(numerical: np.ndarray, categorical: np.ndarray, batch_size: int
     needs a negative): the last, incomplete batch is dropped when there are full ones."""
     from tabresnet_course.data import TensorBatchLoader
 
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))  # under torchrun the trainer shards each batch
-    batch_size = max(1, min(int(batch_size), len(numerical) // world_size))
+    batch_size = max(1, min(int(batch_size), len(numerical) // distributed_world_size()))  # torchrun shards each batch
     return TensorBatchLoader(numerical, categorical, batch_size=batch_size, shuffle=shuffle, drop_last=True, seed=seed)
 
 
@@ -444,30 +539,27 @@ def pretrain_encoder(
     model_config: TabularResNetConfig,
     numerical: np.ndarray,
     categorical: np.ndarray,
-    config: Any,
-    batch_size: int,
-    validation_fraction: float,
+    config: DetectorConfig,
 ) -> tuple[TabularResNet, dict[str, Any]]:
     """Build the encoder from ``config.seed`` (wrapped for MFP when the objective needs it),
     train it with the package ``Trainer`` and return the encoder and the history as a dict."""
     from tabresnet_course.mfp import TabularResNetWithMFP
-    from tabresnet_course.training import Trainer
 
-    encoder = build_encoder(model_config, config.seed)
+    training, seed = config.training, config.seed
+    encoder = build_encoder(model_config, seed)
     model: torch.nn.Module = encoder
-    if config.objective in ("mfp", "both"):
+    if training.objective in ("mfp", "both"):
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed + 1)
+            torch.manual_seed(seed + 1)
             model = TabularResNetWithMFP(encoder, model_config.categorical_cardinalities, model_config.num_numerical_features)
-    train_rows, validation_rows = split_rows(len(numerical), validation_fraction, config.seed)
-    train = batch_loader(numerical[train_rows], categorical[train_rows], batch_size, config.seed, True)
+    train_rows, validation_rows = split_rows(len(numerical), config.validation_fraction, seed)
+    train = batch_loader(numerical[train_rows], categorical[train_rows], config.batch_size, seed, True)
     validation = (
-        batch_loader(numerical[validation_rows], categorical[validation_rows], batch_size, config.seed, False)
+        batch_loader(numerical[validation_rows], categorical[validation_rows], config.batch_size, seed, False)
         if len(validation_rows)
         else None
     )
-    trainer = Trainer(model, model_config.categorical_cardinalities, config)
-    history = trainer.fit(train, validation)
+    history = Trainer(model, model_config.categorical_cardinalities, training).fit(train, validation)
     return encoder.eval(), history.to_dict()
 
 
@@ -481,40 +573,7 @@ def reference_subset(num_rows: int, reference_size: int | None, seed: int) -> np
     return np.sort(np.random.default_rng(seed).choice(num_rows, size=reference_size, replace=False))
 
 
-# --------------------------------------------------------------------------- artefact helpers
-
-
-def sha256(data: bytes) -> str:
-    """Hex SHA-256 of ``data`` (stored in ``config.json`` to detect corrupted files)."""
-    return hashlib.sha256(data).hexdigest()
-
-
-def weights_bytes(model: TabularResNet) -> bytes:
-    """The encoder's ``state_dict`` (tensors only, on CPU) serialised by ``torch.save``."""
-    state = {name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    return buffer.getvalue()
-
-
-def npy_bytes(array: np.ndarray) -> bytes:
-    """``array`` in ``.npy`` format, without pickle."""
-    buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
-    return buffer.getvalue()
-
-
-def check_replaceable(directory: Path, overwrite: bool) -> None:
-    """Refuse to replace anything but an empty directory or a saved detector, and refuse even
-    those without ``overwrite``."""
-    if not directory.exists():
-        return
-    if not overwrite:
-        raise FileExistsError(f"{directory} already exists; pass overwrite=True (--overwrite) to replace it")
-    if not directory.is_dir():
-        raise FileExistsError(f"{directory} exists and is not a directory; refusing to replace it")
-    if any(directory.iterdir()) and not is_saved_detector(directory):
-        raise FileExistsError(f"{directory} is not empty and does not hold a saved detector; refusing to replace it")
+# --------------------------------------------------------------------------- reading a saved detector
 
 
 def is_saved_detector(directory: Path) -> bool:
@@ -525,31 +584,10 @@ def is_saved_detector(directory: Path) -> bool:
         return False
 
 
-def replace_directory(staging: Path, directory: Path) -> None:
-    """Move ``staging`` to ``directory``. An existing ``directory`` is first renamed aside and
-    removed only after the new one is in place, so a crash leaves one complete version."""
-    if not directory.exists():
-        os.replace(staging, directory)
-        return
-    aside = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".old", dir=directory.parent))
-    os.replace(directory, aside / "old")
-    try:
-        os.replace(staging, directory)
-    except BaseException:
-        os.replace(aside / "old", directory)
-        raise
-    finally:
-        shutil.rmtree(aside, ignore_errors=True)
-
-
 def read_config(path: Path) -> dict[str, Any]:
-    """``config.json``, checked for kind, format version and the required keys."""
-    if not path.is_file():
-        raise InputError(f"{path}: no such file (is this a saved detector directory?)")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"{path} is not valid JSON: {error}") from None
+    """``config.json`` (:func:`~tabresnet_course.artifacts.load_json`), checked for kind, format
+    version and the required keys."""
+    config = load_json(path)
     if not isinstance(config, dict) or config.get("kind") != DETECTOR_KIND:
         raise InputError(f"{path} does not describe a saved detector (kind is not {DETECTOR_KIND!r})")
     version = config.get("format_version")
@@ -567,20 +605,10 @@ def read_config(path: Path) -> dict[str, Any]:
     return config
 
 
-def read_checked(path: Path, config: dict[str, Any]) -> bytes:
-    """The bytes of ``path``, checked against the SHA-256 recorded in ``config.json``."""
-    if not path.is_file():
-        raise InputError(f"{path}: no such file (the detector directory is incomplete)")
-    data = path.read_bytes()
-    expected = config["files"].get(path.name) if isinstance(config["files"], dict) else None
-    if expected != sha256(data):
-        raise InputError(f"{path} is corrupted: its SHA-256 does not match the one recorded in {CONFIG_FILE}")
-    return data
-
-
-def rebuild_parts(path: Path, config: dict[str, Any]) -> tuple[Any, Any, TabularResNet]:
-    """Featuriser, preprocessor and (untrained) encoder from ``config.json``, checked against
-    each other: the preprocessor's output must be exactly what the encoder expects."""
+def rebuild_parts(path: Path, config: dict[str, Any]) -> tuple[Any, Any, TabularResNet, DetectorConfig]:
+    """Featuriser, preprocessor, (untrained) encoder and :class:`DetectorConfig` from
+    ``config.json``, checked against each other: the preprocessor's output must be exactly what
+    the encoder expects."""
     from tabresnet_course.data import TabularPreprocessor
     from tabresnet_course.features import OCSFFeaturizer
 
@@ -588,6 +616,7 @@ def rebuild_parts(path: Path, config: dict[str, Any]) -> tuple[Any, Any, Tabular
         featurizer = OCSFFeaturizer.from_dict(config["featurizer"])
         preprocessor = TabularPreprocessor.from_dict(config["preprocessor"])
         model_config = TabularResNetConfig.from_dict(config["model_config"])
+        detector_config = DetectorConfig.from_saved(config)
     except (TypeError, ValueError, KeyError, AttributeError) as error:
         raise InputError(f"{path}: cannot rebuild the detector: {collapse_whitespace(error)}") from None
     for kind in ("numerical", "categorical"):
@@ -611,19 +640,13 @@ def rebuild_parts(path: Path, config: dict[str, Any]) -> tuple[Any, Any, Tabular
         model = TabularResNet.from_config(model_config)
     except (TypeError, ValueError) as error:
         raise InputError(f"{path}: cannot build the model of model_config: {collapse_whitespace(error)}") from None
-    return featurizer, preprocessor, model
+    return featurizer, preprocessor, model, detector_config
 
 
 def load_weights(model: TabularResNet, data: bytes, path: Path) -> None:
     """Load a weights-only ``state_dict`` into ``model``; a file that is not one, or whose
     tensors do not fit the configured model, raises :class:`InputError`."""
-    try:
-        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as error:  # UnpicklingError, RuntimeError, EOFError, ...
-        reason = collapse_whitespace(error)[:200]
-        raise InputError(f"{path} is not a weights-only state_dict: {type(error).__name__}: {reason}") from None
-    if not isinstance(state, dict):
-        raise InputError(f"{path} is not a state_dict (got {type(state).__name__})")
+    state = load_state_dict_bytes(data, path)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
@@ -633,10 +656,7 @@ def load_weights(model: TabularResNet, data: bytes, path: Path) -> None:
 
 def read_reference(data: bytes, path: Path, d_model: int) -> np.ndarray:
     """The reference embeddings ``(n_ref, d_model)``, read without pickle and checked."""
-    try:
-        embeddings = np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, EOFError, OSError) as error:  # EOFError: an empty file
-        raise InputError(f"{path} is not a valid .npy array: {error}") from None
+    embeddings = load_npy_bytes(data, path)
     if embeddings.ndim != 2 or embeddings.shape[1] != d_model or not np.isfinite(embeddings).all():
         raise InputError(f"{path} must hold finite embeddings of shape (n, {d_model}), got {embeddings.shape}")
     return embeddings

@@ -7,7 +7,8 @@ records, which share of the attacks do I see?". The baselines follow the advice 
 (Han et al., 2022) and its re-runs (Livernoche et al., 2024): kNN distance on the raw
 preprocessed features, Isolation Forest (Liu et al., 2008) and the same encoder with random
 weights, all on the same split as the learned embeddings. Chapter "The OCSF pipeline" teaches
-this file.
+this file; :func:`knn_profile_accuracy`, a check of representation quality, is used in the
+training chapters.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import OneHotEncoder
 
 from tabresnet_course.detector import (
@@ -162,6 +164,20 @@ def slice_row(
         "recall_at_budget": float(hits.mean()) if len(hits) else math.nan,
         "note": note,
     }
+
+
+# --------------------------------------------------------------------------- representations
+
+
+def knn_profile_accuracy(
+    train_features: Any, train_labels: Any, test_features: Any, test_labels: Any, n_neighbors: int = 10
+) -> float:
+    """How well a representation recovers a hidden label (the simulated profile of an event):
+    the accuracy on the test rows of an ``n_neighbors``-nearest-neighbour classifier fitted on
+    the training rows. Compares embeddings with each other and with the raw features
+    (chapters "The complete training loop" and "Training best practices")."""
+    knn = KNeighborsClassifier(n_neighbors=n_neighbors).fit(train_features, train_labels)
+    return float(knn.score(test_features, test_labels))
 
 
 # --------------------------------------------------------------------------- baselines

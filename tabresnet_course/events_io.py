@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
-from tabresnet_course.artifacts import atomic_write
+from tabresnet_course.artifacts import atomic_write, refuse_existing
 from tabresnet_course.errors import InputError
 from tabresnet_course.flat import (
     as_flat_frame,
@@ -467,8 +467,7 @@ def write_events(events: Any, path: str | os.PathLike, overwrite: bool = False,
         raise InputError(f"{path}: unknown extension {path.suffix!r}; expected one of {', '.join(SUPPORTED_SUFFIXES)}")
     if layout not in ("nested", "flat"):
         raise ValueError(f"layout must be 'nested' or 'flat', got {layout!r}")
-    if path.exists() and not overwrite:
-        raise InputError(f"{path}: file exists; pass overwrite=True to replace it")
+    refuse_existing(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix in PARQUET_SUFFIXES:
         table = _frame_to_table(as_flat_frame(events), layout)

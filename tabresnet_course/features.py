@@ -441,8 +441,6 @@ class FeatureSpec:
             text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         else:
             raise InputError(f"{path}: feature specification must be .json, .yaml or .yml")
-        if path.exists() and not overwrite:
-            raise InputError(f"{path}: file exists; pass overwrite=True to replace it")
         return atomic_write_bytes(path, text.encode("utf-8"), overwrite=overwrite)
 
     @classmethod

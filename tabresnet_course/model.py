@@ -28,8 +28,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
+
+EMBEDDING_BATCH_SIZE = 4096
+"""Rows per forward pass when a whole table is embedded (:func:`embed_in_batches`)."""
 
 PADDING_INDEX = 0
 MASK_INDEX = 1
@@ -117,6 +122,8 @@ class ResidualBlock(nn.Module):
 class TabularResNet(nn.Module):
     """Residual MLP encoder that maps one table row to a ``d_model``-dimensional embedding.
 
+    The defaults of the arguments are those of :class:`TabularResNetConfig`, written there once.
+
     Args:
         num_numerical_features: number of numerical columns (may be 0).
         categorical_cardinalities: number of *real* categories per categorical column (may be
@@ -136,14 +143,14 @@ class TabularResNet(nn.Module):
         self,
         num_numerical_features: int,
         categorical_cardinalities: Sequence[int] = (),
-        d_model: int = 256,
-        num_blocks: int = 6,
-        dropout: float = 0.1,
-        num_classes: int | None = None,
+        d_model: int = TabularResNetConfig.d_model,
+        num_blocks: int = TabularResNetConfig.num_blocks,
+        dropout: float = TabularResNetConfig.dropout,
+        num_classes: int | None = TabularResNetConfig.num_classes,
         *,
-        categorical_embedding_dim: int = 16,
-        hidden_factor: float = 2.0,
-        normalization: str = "layernorm",
+        categorical_embedding_dim: int = TabularResNetConfig.categorical_embedding_dim,
+        hidden_factor: float = TabularResNetConfig.hidden_factor,
+        normalization: str = TabularResNetConfig.normalization,
     ) -> None:
         super().__init__()
         self.config = TabularResNetConfig(
@@ -238,3 +245,35 @@ class TabularResNet(nn.Module):
         if self.classifier is None or return_embedding:
             return embedding
         return self.classifier(torch.relu(embedding))  # (B, num_classes)
+
+
+@torch.no_grad()
+def embed_in_batches(
+    model: TabularResNet,
+    numerical: np.ndarray | torch.Tensor,
+    categorical: np.ndarray | torch.Tensor,
+    batch_size: int = EMBEDDING_BATCH_SIZE,
+    progress: bool = False,
+) -> np.ndarray:
+    """Embeddings ``(N, d_model)`` float32 of a whole table, in eval mode and in batches of
+    ``batch_size`` rows (a tqdm bar on stderr when ``progress``); the model's training mode is
+    restored afterwards. Used by the chapters and by the detector."""
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    numerical_t = torch.as_tensor(numerical, dtype=torch.float32)  # (N, n_num)
+    categorical_t = torch.as_tensor(categorical, dtype=torch.long)  # (N, n_cat)
+    if len(numerical_t) == 0:
+        return np.zeros((0, model.d_model), dtype=np.float32)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    batches = zip(numerical_t.split(int(batch_size)), categorical_t.split(int(batch_size)))
+    total = -(-len(numerical_t) // int(batch_size))
+    try:
+        chunks = [
+            model(num.to(device), cat.to(device), return_embedding=True).float().cpu()  # (B, d_model)
+            for num, cat in tqdm(batches, total=total, desc="embedding", disable=not progress, leave=False)
+        ]
+    finally:
+        model.train(was_training)
+    return torch.cat(chunks).numpy()  # (N, d_model)

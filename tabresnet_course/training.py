@@ -27,7 +27,7 @@ import warnings
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import pandas as pd
 import torch
@@ -282,8 +282,10 @@ class SelfSupervisedObjective(nn.Module):
         return loss
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``"auto"`` -> CUDA when available (this process's GPU under torchrun), else CPU."""
+def resolve_device(name: str | torch.device, local_rank: int = 0) -> torch.device:
+    """``"auto"`` -> CUDA when available (this process's GPU under torchrun), else CPU; a CUDA
+    device when CUDA is missing raises ``ValueError``. The one device resolver of the package."""
+    name = str(name)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -293,11 +295,26 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
+def distributed_world_size() -> int:
+    """Number of processes of this run: the process group's size once joined, else the
+    ``WORLD_SIZE`` that ``torchrun`` sets (1 for a plain run)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def distributed_rank() -> int:
+    """This process's rank: the process group's once joined, else ``torchrun``'s ``RANK`` (0 for
+    a plain run). Only rank 0 writes files."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0"))
+
+
 def init_distributed(device: str = "auto") -> tuple[int, int, int]:
     """``(rank, world_size, local_rank)``; under ``torchrun`` (``WORLD_SIZE > 1``) also joins the
     process group if needed: NCCL when training on CUDA, gloo on CPU."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
+    if distributed_world_size() <= 1:
         return 0, 1, 0
     local_rank = int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")))
     if not dist.is_initialized():
@@ -306,6 +323,59 @@ def init_distributed(device: str = "auto") -> tuple[int, int, int]:
             torch.cuda.set_device(local_rank)
         dist.init_process_group("nccl" if use_cuda else "gloo")
     return dist.get_rank(), dist.get_world_size(), local_rank
+
+
+def all_reduce_mean(total: torch.Tensor, count: float) -> float:
+    """``sum(total) / sum(count)`` over all processes of the run (this process's alone without DDP)."""
+    pair = torch.stack([total.detach().double(), torch.tensor(count, dtype=torch.float64, device=total.device)])
+    if distributed_world_size() > 1:
+        dist.all_reduce(pair)
+    return float(pair[0] / pair[1])
+
+
+def autocast(precision: str, device_type: str) -> AbstractContextManager:
+    """Autocast context of a ``TrainingConfig.precision`` (a no-op for ``"fp32"``)."""
+    if precision == "fp32":
+        return nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device_type, dtype=dtype)
+
+
+@torch.no_grad()
+def held_out_loss(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    seed: int,
+    *,
+    loss: Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    precision: str = "fp32",
+) -> float:
+    """A loss that can be compared before and after training: ``model`` in eval mode, and batch
+    ``i`` gets its own generator seeded from ``(seed, i)``, so the same weights always give the
+    same value. ``loss(numerical, categorical, generator)`` defaults to ``model`` itself (an
+    objective module). Mean over rows, over all processes under DDP; the model's training mode is
+    restored. :meth:`Trainer.evaluate` and the chapters' before/after losses use it."""
+    loss = model if loss is None else loss
+    device = next(model.parameters()).device
+    rank, world_size = distributed_rank(), distributed_world_size()
+    if hasattr(batches, "set_epoch"):
+        batches.set_epoch(0)
+    was_training = model.training
+    model.eval()
+    total, rows = torch.zeros((), device=device, dtype=torch.float64), 0
+    try:
+        for index, (numerical, categorical) in enumerate(batches):
+            numerical, categorical = numerical.to(device), categorical.to(device)  # (B, n_num), (B, n_cat)
+            generator = torch.Generator(device=device).manual_seed(
+                derive_seed(seed, VALIDATION_STREAM, index * world_size + rank)
+            )
+            with autocast(precision, device.type):
+                value = loss(numerical, categorical, generator)
+            total += value.double() * numerical.shape[0]
+            rows += numerical.shape[0]
+    finally:
+        model.train(was_training)
+    return all_reduce_mean(total, rows)
 
 
 def cleanup_distributed() -> None:
@@ -414,10 +484,7 @@ class Trainer:
 
     def autocast(self) -> AbstractContextManager:
         """Autocast context of the configured precision (a no-op for fp32)."""
-        if self.config.precision == "fp32":
-            return nullcontext()
-        dtype = torch.bfloat16 if self.config.precision == "bf16" else torch.float16
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
+        return autocast(self.config.precision, self.device.type)
 
     def prepare_loader(self, loader: Iterable) -> Iterable:
         """Shard a :class:`TensorBatchLoader` for this process; check a ``DataLoader`` under DDP."""
@@ -431,63 +498,78 @@ class Trainer:
                 )
         return loader
 
-    def all_reduce_mean(self, total: torch.Tensor, count: float) -> float:
-        """Average of a sum over all processes: ``sum(total) / sum(count)``."""
-        pair = torch.stack([total.detach().double(), torch.tensor(count, dtype=torch.float64, device=total.device)])
-        if self.world_size > 1:
-            dist.all_reduce(pair)
-        return float(pair[0] / pair[1])
+    # -- one epoch ----------------------------------------------------------------------------
 
     def train_epoch(self, loader: Iterable, epoch: int) -> float:
         """One pass over ``loader`` (0-based ``epoch``); returns the mean training loss."""
-        config = self.config
+        accumulation = self.config.accumulation_steps
         self.objective.train()
-        if hasattr(loader, "set_epoch"):
-            loader.set_epoch(epoch)
-        elif isinstance(getattr(loader, "sampler", None), DistributedSampler):
-            loader.sampler.set_epoch(epoch)
-        torch.manual_seed(derive_seed(config.seed, LOADER_STREAM, epoch, self.rank))  # DataLoader shuffling
-        batches = iter(loader)
-        num_batches = len(loader)
+        batches = self.epoch_batches(loader, epoch)
         total, count = torch.zeros((), device=self.device, dtype=torch.float64), 0
-        bar = tqdm(
-            total=self.steps_per_epoch,
-            desc=f"epoch {epoch + 1}/{config.num_epochs}",
-            leave=False,
-            disable=not (config.progress and self.is_main_process),
-        )
+        bar = self.progress_bar(epoch)
         for step in range(self.steps_per_epoch):
-            micro_steps = min(config.accumulation_steps, num_batches - step * config.accumulation_steps)
-            for micro in range(micro_steps):
-                numerical, categorical = next(batches)
-                numerical = numerical.to(self.device, non_blocking=True)  # (B, n_num)
-                categorical = categorical.to(self.device, non_blocking=True)  # (B, n_cat)
-                # All randomness of this micro-batch: a function of (seed, epoch, step, micro-batch).
-                stream = self.rank * config.accumulation_steps + micro
-                augment_seed, dropout_seed = (derive_seed(config.seed, epoch, step, stream, k) for k in (0, 1))
-                generator = torch.Generator(device=self.device).manual_seed(augment_seed)
-                torch.manual_seed(dropout_seed)
-                last_micro = micro == micro_steps - 1
-                sync = nullcontext() if last_micro or self.world_size == 1 else self.train_objective.no_sync()
-                with sync:
-                    with self.autocast():
-                        loss = self.train_objective(numerical, categorical, generator)
-                    self.grad_scaler.scale(loss / micro_steps).backward()
-                total += loss.detach().double()
+            micro_steps = min(accumulation, len(loader) - step * accumulation)
+            for loss in self.optimisation_step(batches, micro_steps, epoch, step):
+                total += loss.double()
                 count += 1
-            if config.grad_clip_norm is not None:
-                self.grad_scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip_norm)
-            self.grad_scaler.step(self.optimizer)
-            self.grad_scaler.update()
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.scheduler is not None:
-                self.scheduler.step()
             bar.update()
             if step % 10 == 0 and not bar.disable:
                 bar.set_postfix(loss=f"{loss.item():.4f}")
         bar.close()
-        mean_loss = self.all_reduce_mean(total, count)
+        return self.checked_mean_loss(total, count, epoch)
+
+    def epoch_batches(self, loader: Iterable, epoch: int) -> Iterator:
+        """An iterator over ``loader``'s batches of ``epoch``, in that epoch's seeded order."""
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch)
+        elif isinstance(getattr(loader, "sampler", None), DistributedSampler):
+            loader.sampler.set_epoch(epoch)
+        torch.manual_seed(derive_seed(self.config.seed, LOADER_STREAM, epoch, self.rank))  # DataLoader shuffling
+        return iter(loader)
+
+    def optimisation_step(self, batches: Iterator, micro_steps: int, epoch: int, step: int) -> list[torch.Tensor]:
+        """Accumulate the gradients of ``micro_steps`` batches, clip them, step the optimiser and
+        the schedule; returns the (detached) loss of each micro-batch."""
+        config = self.config
+        losses = []
+        for micro in range(micro_steps):
+            numerical, categorical = next(batches)
+            numerical = numerical.to(self.device, non_blocking=True)  # (B, n_num)
+            categorical = categorical.to(self.device, non_blocking=True)  # (B, n_cat)
+            # All randomness of this micro-batch: a function of (seed, epoch, step, micro-batch).
+            stream = self.rank * config.accumulation_steps + micro
+            augment_seed, dropout_seed = (derive_seed(config.seed, epoch, step, stream, k) for k in (0, 1))
+            generator = torch.Generator(device=self.device).manual_seed(augment_seed)
+            torch.manual_seed(dropout_seed)
+            last_micro = micro == micro_steps - 1
+            sync = nullcontext() if last_micro or self.world_size == 1 else self.train_objective.no_sync()
+            with sync:
+                with self.autocast():
+                    loss = self.train_objective(numerical, categorical, generator)
+                self.grad_scaler.scale(loss / micro_steps).backward()
+            losses.append(loss.detach())
+        if config.grad_clip_norm is not None:
+            self.grad_scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip_norm)
+        self.grad_scaler.step(self.optimizer)
+        self.grad_scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return losses
+
+    def progress_bar(self, epoch: int) -> tqdm:
+        """The epoch's tqdm bar (disabled without ``config.progress`` and on ranks other than 0)."""
+        return tqdm(
+            total=self.steps_per_epoch,
+            desc=f"epoch {epoch + 1}/{self.config.num_epochs}",
+            leave=False,
+            disable=not (self.config.progress and self.is_main_process),
+        )
+
+    def checked_mean_loss(self, total: torch.Tensor, count: int, epoch: int) -> float:
+        """The epoch's mean training loss over all processes; a NaN or infinite one is an error."""
+        mean_loss = all_reduce_mean(total, count)
         if not math.isfinite(mean_loss):
             raise FloatingPointError(
                 f"the training loss became {mean_loss} in epoch {epoch + 1}; check the inputs for NaN or "
@@ -495,27 +577,12 @@ class Trainer:
             )
         return mean_loss
 
-    @torch.no_grad()
     def evaluate(self, loader: Iterable) -> float:
-        """The objective on ``loader`` in eval mode, with fixed generators: the same model gives
-        the same value every time, so epochs can be compared. Mean over rows (all processes)."""
+        """The objective on ``loader`` in eval mode, with fixed generators (:func:`held_out_loss`):
+        the same model gives the same value every time, so epochs can be compared. Mean over rows
+        (all processes)."""
         loader = self.prepare_loader(loader)
-        self.objective.eval()
-        if hasattr(loader, "set_epoch"):
-            loader.set_epoch(0)
-        total, rows = torch.zeros((), device=self.device, dtype=torch.float64), 0
-        for index, (numerical, categorical) in enumerate(loader):
-            numerical, categorical = numerical.to(self.device), categorical.to(self.device)
-            stream = index * self.world_size + self.rank
-            generator = torch.Generator(device=self.device).manual_seed(
-                derive_seed(self.config.seed, VALIDATION_STREAM, stream)
-            )
-            with self.autocast():
-                loss = self.objective(numerical, categorical, generator)
-            total += loss.double() * numerical.shape[0]
-            rows += numerical.shape[0]
-        self.objective.train()
-        return self.all_reduce_mean(total, rows)
+        return held_out_loss(self.objective, loader, self.config.seed, precision=self.config.precision)
 
     # -- checkpoints --------------------------------------------------------------------------
 
@@ -608,59 +675,72 @@ class Trainer:
         this call after that epoch, as if the job had been killed right after writing its
         checkpoint (used to demonstrate and test resuming). Returns the :class:`TrainingHistory`.
         """
-        config = self.config
         train_loader = self.prepare_loader(train_loader)
         val_loader = self.prepare_loader(val_loader) if val_loader is not None else None
-        self.steps_per_epoch = math.ceil(len(train_loader) / config.accumulation_steps)
-        if not self.user_scheduler and config.schedule == "warmup_cosine":
-            total_steps = config.num_epochs * self.steps_per_epoch
-            warmup_steps = round(config.warmup_epochs * self.steps_per_epoch)
-            self.scheduler = make_lr_scheduler(self.optimizer, total_steps, warmup_steps, config.min_lr)
-        start_epoch = 0
-        if resume_from is not None:
-            start_epoch = self.load_checkpoint_state(resume_from)
-            directory = Path(config.checkpoint_dir) if config.checkpoint_dir else None
-        else:
-            directory = self.check_checkpoint_dir()
-        stop_at = config.num_epochs if stop_after_epoch is None else min(stop_after_epoch, config.num_epochs)
+        start_epoch, directory = self.start_run(len(train_loader), resume_from)
+        stop_at = self.config.num_epochs if stop_after_epoch is None else min(stop_after_epoch, self.config.num_epochs)
 
         for epoch in range(start_epoch, stop_at):
             started = time.perf_counter()
             train_loss = self.train_epoch(train_loader, epoch)
             val_loss = self.evaluate(val_loader) if val_loader is not None else None
-            seconds = time.perf_counter() - started
-            self.history.append(epoch + 1, train_loss, val_loss, self.optimizer.param_groups[0]["lr"], seconds)
-
-            improved = val_loss is not None and (
-                self.history.best_val_loss is None or val_loss < self.history.best_val_loss
-            )
-            if improved:
-                self.history.best_val_loss, self.history.best_epoch = val_loss, epoch + 1
-                if config.restore_best_weights:
-                    self.best_state = copy.deepcopy(self.model.state_dict())
-            stop = bool(val_loss is not None and self.early_stopping and self.early_stopping(val_loss))
-            self.history.stopped_early = stop
-            finished = stop or epoch + 1 == stop_at
-
+            improved, stop = self.end_epoch(epoch, train_loss, val_loss, time.perf_counter() - started)
             if directory is not None:
-                if improved:
-                    self.save_checkpoint(directory / "best.pt", epoch + 1)
-                if (epoch + 1) % config.checkpoint_every == 0 or finished:
-                    self.save_checkpoint(directory / "last.pt", epoch + 1)
-            if config.progress and self.is_main_process:
-                shown = f"{val_loss:.4f}" if val_loss is not None else "-"
-                tqdm.write(
-                    f"epoch {epoch + 1:3d}/{config.num_epochs}  train {train_loss:.4f}  val {shown}  "
-                    f"lr {self.history.learning_rate[-1]:.2e}  {seconds:.1f}s",
-                    file=sys.stderr,
-                )
+                self.write_checkpoints(directory, epoch + 1, improved, finished=stop or epoch + 1 == stop_at)
             if stop:
                 break
 
-        reached_end = self.history.stopped_early or len(self.history.epoch) == config.num_epochs
-        if reached_end and config.restore_best_weights and self.best_state is not None:
-            self.model.load_state_dict(self.best_state)
+        self.restore_best_weights()
         return self.history
+
+    def start_run(self, num_batches: int, resume_from: str | os.PathLike | None) -> tuple[int, Path | None]:
+        """Build the schedule for ``num_batches`` batches per epoch and restore ``resume_from``;
+        returns the first epoch to run and the checkpoint directory (or ``None``)."""
+        config = self.config
+        self.steps_per_epoch = math.ceil(num_batches / config.accumulation_steps)
+        if not self.user_scheduler and config.schedule == "warmup_cosine":
+            total_steps = config.num_epochs * self.steps_per_epoch
+            warmup_steps = round(config.warmup_epochs * self.steps_per_epoch)
+            self.scheduler = make_lr_scheduler(self.optimizer, total_steps, warmup_steps, config.min_lr)
+        if resume_from is None:
+            return 0, self.check_checkpoint_dir()
+        start_epoch = self.load_checkpoint_state(resume_from)
+        return start_epoch, Path(config.checkpoint_dir) if config.checkpoint_dir else None
+
+    def end_epoch(self, epoch: int, train_loss: float, val_loss: float | None, seconds: float) -> tuple[bool, bool]:
+        """Record the epoch in the history, keep the best weights, ask early stopping and log a
+        line; returns ``(improved, stop)``."""
+        self.history.append(epoch + 1, train_loss, val_loss, self.optimizer.param_groups[0]["lr"], seconds)
+        improved = val_loss is not None and (self.history.best_val_loss is None or val_loss < self.history.best_val_loss)
+        if improved:
+            self.history.best_val_loss, self.history.best_epoch = val_loss, epoch + 1
+            if self.config.restore_best_weights:
+                self.best_state = copy.deepcopy(self.model.state_dict())
+        stop = bool(val_loss is not None and self.early_stopping and self.early_stopping(val_loss))
+        self.history.stopped_early = stop
+        if self.config.progress and self.is_main_process:
+            shown = f"{val_loss:.4f}" if val_loss is not None else "-"
+            tqdm.write(
+                f"epoch {epoch + 1:3d}/{self.config.num_epochs}  train {train_loss:.4f}  val {shown}  "
+                f"lr {self.history.learning_rate[-1]:.2e}  {seconds:.1f}s",
+                file=sys.stderr,
+            )
+        return improved, stop
+
+    def write_checkpoints(self, directory: Path, epoch: int, improved: bool, finished: bool) -> None:
+        """``best.pt`` when the validation loss improved; ``last.pt`` every ``checkpoint_every``
+        epochs and at the end."""
+        if improved:
+            self.save_checkpoint(directory / "best.pt", epoch)
+        if epoch % self.config.checkpoint_every == 0 or finished:
+            self.save_checkpoint(directory / "last.pt", epoch)
+
+    def restore_best_weights(self) -> None:
+        """At the end of a run (all epochs, or stopped early), load the best epoch's weights when
+        ``config.restore_best_weights``; a run cut short by ``stop_after_epoch`` keeps its own."""
+        reached_end = self.history.stopped_early or len(self.history.epoch) == self.config.num_epochs
+        if reached_end and self.config.restore_best_weights and self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
 
 
 def train_self_supervised(

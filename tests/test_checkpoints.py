@@ -51,7 +51,7 @@ def test_atomic_save_and_weights_only_load_round_trip(tmp_path):
 
 def test_overwrite_is_refused_unless_asked(tmp_path):
     path = atomic_write_bytes(tmp_path / "f.bin", b"one")
-    with pytest.raises(FileExistsError, match="f.bin"):
+    with pytest.raises(InputError, match="f.bin already exists"):
         atomic_write_bytes(path, b"two", overwrite=False)
     atomic_write_bytes(path, b"two")
     assert path.read_bytes() == b"two"
@@ -156,3 +156,46 @@ def test_atomic_writes_give_ordinary_permissions_and_leave_no_temporary(tmp_path
     path = atomic_save_torch({"format_version": 1, "x": torch.zeros(2)}, tmp_path / "c.pt")
     assert path.stat().st_mode & 0o777 == ordinary_mode()
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_refuse_existing_is_the_one_overwrite_check(tmp_path):
+    from tabresnet_course.artifacts import refuse_existing
+
+    free, existing, folder = tmp_path / "free.csv", tmp_path / "existing.csv", tmp_path / "folder"
+    existing.write_text("x")
+    folder.mkdir()
+    assert refuse_existing(free, overwrite=False) == free
+    assert refuse_existing(existing, overwrite=True) == existing
+    with pytest.raises(InputError, match="existing.csv already exists; pass --overwrite"):
+        refuse_existing(existing, overwrite=False)
+    for overwrite in (False, True):
+        with pytest.raises(InputError, match="folder is a directory; give the path of a file"):
+            refuse_existing(folder, overwrite)
+    with pytest.raises(InputError, match="folder is a directory"):
+        atomic_write_bytes(folder, b"never")
+    # a directory of files: only an empty one, or one that holds what we write, is replaced
+    assert refuse_existing(folder, overwrite=True, what="saved thing") == folder
+    with pytest.raises(InputError, match="existing.csv exists and is not a directory"):
+        refuse_existing(existing, overwrite=True, what="saved thing")
+    (folder / "notes.txt").write_text("keep")
+    with pytest.raises(InputError, match="folder is not empty and does not hold a saved thing"):
+        refuse_existing(folder, overwrite=True, what="saved thing", replaceable=lambda path: False)
+    assert refuse_existing(folder, True, "saved thing", lambda path: (path / "notes.txt").exists()) == folder
+
+
+def test_atomic_write_directory_replaces_a_directory_whole(tmp_path):
+    from tabresnet_course.artifacts import (
+        atomic_write_directory,
+        read_checked_bytes,
+        sha256,
+    )
+
+    target = atomic_write_directory(tmp_path / "d", {"a.bin": b"one", "b.bin": b"two"}, overwrite=False, what="pair")
+    with pytest.raises(InputError, match="already exists"):
+        atomic_write_directory(target, {"a.bin": b"three"}, overwrite=False, what="pair")
+    atomic_write_directory(target, {"a.bin": b"three"}, overwrite=True, what="pair", replaceable=lambda path: True)
+    assert sorted(p.name for p in target.iterdir()) == ["a.bin"], "the old directory is gone as a whole"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"], "no staging or aside directory left behind"
+    assert read_checked_bytes(target / "a.bin", sha256(b"three"), "the record") == b"three"
+    with pytest.raises(InputError, match="a.bin is corrupted: its SHA-256 does not match the one recorded in the record"):
+        read_checked_bytes(target / "a.bin", sha256(b"one"), "the record")

@@ -160,3 +160,16 @@ def test_train_under_torchrun_writes_one_detector_from_rank_0(work):
     from tabresnet_course.detector import OCSFAnomalyDetector
 
     assert OCSFAnomalyDetector.load(work / "ddp_detector").reference_embeddings.shape == (600, 16)
+
+
+def test_train_defaults_come_from_the_detector_config_and_generate_needs_no_torch():
+    from tabresnet_course.detector import DetectorConfig
+
+    defaults = DetectorConfig().options()
+    shown = call("train", "--help").stdout
+    for option, name in (("--epochs E", "num_epochs"), ("--d-model D", "d_model"), ("--num-blocks N", "num_blocks")):
+        assert f"(default {defaults[name]})" in shown.rsplit(option, 1)[1].split("--", 1)[0], option
+    script = "import sys; from tabresnet_course.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
+    assert result.stdout.strip() == "False", "building the parser (and so 'generate') must not import PyTorch"

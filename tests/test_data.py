@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.exceptions import NotFittedError
 from torch.utils.data import DataLoader
 
 from tabresnet_course.data import (
@@ -220,6 +221,8 @@ def test_missing_column_and_bad_input_errors_name_the_problem():
         pre.transform(events().to_numpy())
     with pytest.raises(ValueError, match="not fitted"):
         TabularPreprocessor(["bytes"], []).transform(events())
+    with pytest.raises(NotFittedError, match="TabularPreprocessor is not fitted"):
+        TabularPreprocessor(["bytes"], []).to_dict()
     with pytest.raises(ValueError, match="scaler"):
         TabularPreprocessor(["bytes"], [], scaler="minmax").fit(events())
 

@@ -107,14 +107,14 @@ def test_saved_files_are_plain_data(saved):
 
 def test_save_refuses_to_overwrite(detector, tmp_path):
     target = detector.save(tmp_path / "d")
-    with pytest.raises(FileExistsError, match="already exists"):
+    with pytest.raises(InputError, match="already exists"):
         detector.save(target)
     detector.save(target, overwrite=True)
     OCSFAnomalyDetector.load(target)
     other = tmp_path / "precious"
     other.mkdir()
     (other / "notes.txt").write_text("keep me")
-    with pytest.raises(FileExistsError, match="does not hold a saved detector"):
+    with pytest.raises(InputError, match="does not hold a saved detector"):
         detector.save(other, overwrite=True)
     assert (other / "notes.txt").read_text() == "keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "precious"]  # no temporary leftovers
@@ -206,3 +206,57 @@ def test_load_refuses_a_bad_k(copy_of):
     rewrite_config(copy_of, lambda c: c.update(k=0))
     with pytest.raises(InputError, match="k must be a positive integer"):
         OCSFAnomalyDetector.load(copy_of)
+
+
+# --------------------------------------------------------------------------- the one configuration
+
+
+def test_detector_config_round_trips_json_and_routes_options():
+    from tabresnet_course.detector import DetectorConfig
+
+    config = DetectorConfig().with_options(d_model=32, num_epochs=3, temperature=0.5, reference_size=50, k=7)
+    assert (config.d_model, config.reference_size, config.k) == (32, 50, 7)
+    assert (config.training.num_epochs, config.training.temperature) == (3, 0.5)
+    restored = DetectorConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert restored == config
+    assert DetectorConfig().options()["num_epochs"] == 20 and DetectorConfig().options()["d_model"] == 64
+    with pytest.raises(TypeError, match="unknown detector options"):
+        DetectorConfig().with_options(width=3)
+    with pytest.raises(ValueError, match="unknown DetectorConfig fields"):
+        DetectorConfig.from_dict({"width": 3})
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        DetectorConfig(k=0)
+    with pytest.raises(ValueError, match="normalization"):
+        DetectorConfig(normalization="groupnorm")
+
+
+def test_the_trained_detector_carries_its_config_and_the_artefact_stores_it(detector, saved):
+    assert (detector.config.d_model, detector.config.batch_size, detector.config.training.num_epochs) == (16, 128, 1)
+    assert detector.model.config.d_model == detector.config.d_model
+    stored = json.loads((saved / CONFIG_FILE).read_text())["detector_config"]
+    assert stored == detector.config.to_dict()
+    assert OCSFAnomalyDetector.load(saved).config == detector.config
+
+
+def test_a_detector_saved_before_detector_config_existed_still_loads(detector, copy_of, baseline):
+    def as_format_1(config):
+        del config["detector_config"]
+
+    rewrite_config(copy_of, as_format_1)
+    loaded = OCSFAnomalyDetector.load(copy_of)
+    assert loaded.config == detector.config  # rebuilt from model_config, k and the training record
+    frame = baseline.frame.iloc[:50]
+    np.testing.assert_array_equal(loaded.score(frame), detector.score(frame))
+
+
+def test_not_fitted_is_sklearn_not_fitted_error(detector):
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        KNNScorer(k=2).score(np.zeros((1, 1)))
+    assert KNNScorer(k=3, backend="sklearn").get_params() == {"k": 3, "backend": "sklearn"}
+    untrained = detector.untrained_copy()
+    with pytest.raises(NotFittedError, match="no reference set"):
+        untrained.score(generate_ocsf_events(10, days=1, anomalies=False).frame)
+    with pytest.raises(NotFittedError, match="without a reference set"):
+        untrained.save("unused")

@@ -204,3 +204,14 @@ def test_contamination_effect_hides_bursts_behind_their_neighbours(pipeline):
         assert rows.loc[("contaminated", scenario), "auroc"] < rows.loc[("clean", scenario), "auroc"]
         # Half of the scenario moved into the reference set and out of the evaluation.
         assert rows.loc[("clean", scenario), "n_anomalous"] == rows.loc[("contaminated", scenario), "n_anomalous"]
+
+
+def test_knn_profile_accuracy_recovers_separable_labels():
+    from tabresnet_course.evaluation import knn_profile_accuracy
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 200)
+    separated = labels[:, None] * 10.0 + rng.standard_normal((200, 2))
+    noise = rng.standard_normal((200, 2))
+    assert knn_profile_accuracy(separated[:150], labels[:150], separated[150:], labels[150:]) == 1.0
+    assert knn_profile_accuracy(noise[:150], labels[:150], noise[150:], labels[150:], n_neighbors=5) < 0.7

@@ -240,7 +240,7 @@ def test_clean_file_with_timestamps_stays_text(tmp_path, reader_path):
 
 def test_write_refuses_to_overwrite_and_is_atomic(tmp_path, generated, events):
     path = write_events(events[:3], tmp_path / "out.jsonl")
-    with pytest.raises(InputError, match="out.jsonl: file exists"):
+    with pytest.raises(InputError, match="out.jsonl already exists"):
         write_events(events[:5], path)
     assert len(path.read_text().splitlines()) == 3
     write_events(generated.frame.iloc[:5], path, overwrite=True)

@@ -104,3 +104,32 @@ def test_runs_on_cuda():
     numerical, categorical = make_batch()
     model = TabularResNet(4, CARDINALITIES, d_model=16, num_blocks=2).cuda()
     assert model(numerical.cuda(), categorical.cuda()).device.type == "cuda"
+
+
+def test_the_constructor_takes_its_defaults_from_the_config():
+    import dataclasses
+    import inspect
+
+    defaults = {f.name: f.default for f in dataclasses.fields(TabularResNetConfig) if f.default is not dataclasses.MISSING}
+    parameters = inspect.signature(TabularResNet.__init__).parameters
+    assert {name: parameters[name].default for name in defaults} == defaults
+    assert TabularResNet(3, [2]).config == TabularResNetConfig(3, [2])
+
+
+def test_embed_in_batches_matches_one_pass_and_restores_the_mode():
+    from tabresnet_course.model import embed_in_batches
+
+    torch.manual_seed(0)
+    model = TabularResNet(4, CARDINALITIES, d_model=8, num_blocks=1, dropout=0.5)
+    numerical, categorical = make_batch(batch_size=10, num_numerical=4)
+    model.eval()
+    with torch.no_grad():
+        expected = model(numerical, categorical, return_embedding=True).numpy()
+    model.train()
+    embeddings = embed_in_batches(model, numerical.numpy(), categorical.numpy(), batch_size=3)
+    assert embeddings.shape == (10, 8) and embeddings.dtype == "float32"
+    torch.testing.assert_close(torch.from_numpy(embeddings), torch.from_numpy(expected), rtol=1e-5, atol=1e-6)
+    assert model.training, "the training mode is restored"
+    assert embed_in_batches(model, numerical[:0], categorical[:0]).shape == (0, 8)
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        embed_in_batches(model, numerical, categorical, batch_size=0)

@@ -227,3 +227,53 @@ def test_train_self_supervised_routes_options():
     assert len(losses) == 2 and stopper.early_stop
     with pytest.raises(TypeError, match="unknown options"):
         train_self_supervised(model, train, optimizer, CARDINALITIES, num_epochs=1, epochs=3)
+
+
+def test_held_out_loss_is_fixed_for_fixed_weights_and_is_what_evaluate_reports():
+    from tabresnet_course.training import held_out_loss
+
+    _, val = loaders()
+    model = new_model()
+    trainer = Trainer(model, CARDINALITIES, config(seed=5))
+    first = held_out_loss(trainer.objective, val, seed=5)
+    assert model.training, "the training mode is restored"
+    assert held_out_loss(trainer.objective, val, seed=5) == first == trainer.evaluate(val)
+    assert held_out_loss(trainer.objective, val, seed=6) != first, "the seed fixes the views"
+    rows = [(torch.from_numpy(n), torch.from_numpy(c)) for n, c in [structured_data(40)]]
+
+    def mean_embedding_norm(numerical, categorical, generator):
+        return model(numerical, categorical).norm(dim=1).mean()
+
+    model.eval()
+    with torch.no_grad():
+        expected = float(mean_embedding_norm(*rows[0], None))
+    model.train()
+    assert held_out_loss(model, rows, seed=0, loss=mean_embedding_norm) == pytest.approx(expected)
+
+
+def test_device_and_process_plumbing(monkeypatch):
+    from tabresnet_course.training import (
+        distributed_rank,
+        distributed_world_size,
+        resolve_device,
+    )
+
+    assert resolve_device("cpu") == resolve_device(torch.device("cpu")) == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("RANK", raising=False)
+    assert (distributed_rank(), distributed_world_size()) == (0, 1)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "2")
+    assert (distributed_rank(), distributed_world_size()) == (2, 4), "torchrun's variables before the group is joined"
+
+
+def test_fit_and_train_epoch_stay_short():
+    import inspect
+
+    for method in (Trainer.fit, Trainer.train_epoch):
+        body = inspect.getsource(method).split('"""')[-1]
+        assert len([line for line in body.splitlines() if line.strip()]) <= 25, method.__name__
