@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 import scipy.sparse as sp
 from scipy.stats import rankdata
+from sklearn.metrics.pairwise import euclidean_distances
 from sklearn.neighbors import NearestNeighbors
 
 DEFAULT_K = 5
@@ -127,24 +128,35 @@ class SubsampledKNNScorer:
 
     def fit(self, reference: Any) -> "SubsampledKNNScorer":
         """Draw the members' subsamples (without replacement within a member; all rows when the
-        reference is smaller than ``subsample_size``) and index each."""
+        reference is smaller than ``subsample_size``) and keep the rows any member uses."""
         reference = check_matrix(reference, "reference")
         num_rows = reference.shape[0]
         if num_rows < self.k:
             raise ValueError(f"the reference has {num_rows} rows, fewer than k={self.k}")
         size = min(self.subsample_size, num_rows)
         rng = np.random.default_rng(self.seed)
-        self.subsamples_ = [np.sort(rng.choice(num_rows, size=size, replace=False)) for _ in range(self.num_subsamples)]
-        self.members_ = [KNNScorer(self.k).fit(reference[rows]) for rows in self.subsamples_]
+        self.subsamples_ = np.stack([rng.choice(num_rows, size=size, replace=False) for _ in range(self.num_subsamples)])
+        used = np.unique(self.subsamples_)  # (n_used,) rows of the reference any member sees
+        self.reference_ = reference[used]
+        self.member_columns_ = np.searchsorted(used, self.subsamples_)  # (members, size) columns of reference_
         self.num_features_ = reference.shape[1]
         return self
 
-    def score(self, query: Any) -> np.ndarray:
-        """``(n_query,)`` mean (or median) over the members of their kNN scores."""
-        check_fitted(self, "members_")
+    def score(self, query: Any, max_distances: int = 2**22) -> np.ndarray:
+        """``(n_query,)`` mean (or median) over the members of their kNN scores. The distances to
+        the used reference rows are computed once per chunk of ``max_distances`` values; each
+        member then reads its own columns."""
+        check_fitted(self, "member_columns_")
         query = check_matrix(query, "query", self.num_features_)
-        member_scores = np.stack([member.score(query) for member in self.members_])  # (members, n_query)
-        return np.median(member_scores, axis=0) if self.aggregate == "median" else member_scores.mean(axis=0)
+        rows = max(1, max_distances // self.reference_.shape[0])
+        chunks = []
+        for start in range(0, query.shape[0], rows):
+            distances = euclidean_distances(query[start : start + rows], self.reference_)  # (c, n_used)
+            member = distances[:, self.member_columns_]  # (c, members, size)
+            nearest = np.partition(member, self.k - 1, axis=2)[:, :, : self.k]  # (c, members, k)
+            chunks.append(nearest.mean(axis=2))  # (c, members)
+        member_scores = np.concatenate(chunks)  # (n_query, members)
+        return np.median(member_scores, axis=1) if self.aggregate == "median" else member_scores.mean(axis=1)
 
 
 PYOD_DETECTORS = ("ecod", "copod", "hbos", "lof", "iforest")

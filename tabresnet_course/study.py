@@ -282,21 +282,26 @@ class Run:
         detector = self.detector if trained else self.detector.untrained_copy()
         return self.cached(key, lambda: (detector.embed(self.data.train_frame), detector.embed(self.data.evaluation)))
 
-    def raw_scores(self, method: str, seeded: bool, compute: Callable[[], np.ndarray]) -> np.ndarray:
-        """Scores of a method on raw features, shared by runs on the same data (and seed when
-        ``seeded``) instead of recomputed for every training configuration."""
-        seed = (self.train_seed,) if seeded else ()
-        return self.cached(("scores", method, self.config.k, *self.data_key, *seed), compute)
+    def raw_scores(self, method: str, seeded: bool, uses_k: bool, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """Scores of a method on raw features, shared by runs on the same data (and training seed
+        when ``seeded``, ``k`` when ``uses_k``) instead of recomputed for every configuration."""
+        key = ("scores", method, *self.data_key, self.train_seed if seeded else None, self.config.k if uses_k else None)
+        return self.cached(key, compute)
 
     def fit_score(self, scorer: Any, matrices: tuple[Any, Any]) -> np.ndarray:
         """``scorer`` fitted on the reference matrix and scored on the query matrix."""
         return scorer.fit(matrices[0]).score(matrices[1])
 
     def mfp_surprisal(self) -> np.ndarray:
+        """Total MFP surprisal of the query under a model trained on the reference (shared by
+        runs that differ only in the contrastive settings, the objective or ``k``)."""
         reference, query = self.arrays
-        key = ("mfp_model", *self.config.mfp_key(self.data_seed, self.train_seed))
-        model = self.cached(key, lambda: train_mfp_model(self.detector, *reference, self.config, self.train_seed))
-        return MFPSurprisalScorer(model).fit(reference).score(query)
+
+        def compute() -> np.ndarray:
+            model = train_mfp_model(self.detector, *reference, self.config, self.train_seed)
+            return MFPSurprisalScorer(model).fit(reference).score(query)
+
+        return self.cached(("mfp_surprisal", *self.config.mfp_key(self.data_seed, self.train_seed)), compute)
 
 
 def method_table(run: Run) -> dict[str, Callable[[], np.ndarray]]:
@@ -304,7 +309,8 @@ def method_table(run: Run) -> dict[str, Callable[[], np.ndarray]]:
     k, seed = run.config.k, run.train_seed
 
     def raw(name: str, seeded: bool, scorer: Callable[[], Any], kind: str) -> Callable[[], np.ndarray]:
-        return lambda: run.raw_scores(name, seeded, lambda: run.fit_score(scorer(), run.raw_matrices(kind)))
+        uses_k = "knn" in name
+        return lambda: run.raw_scores(name, seeded, uses_k, lambda: run.fit_score(scorer(), run.raw_matrices(kind)))
 
     methods: dict[str, Callable[[], np.ndarray]] = {
         "embedding_knn": lambda: run.fit_score(KNNScorer(k), run.embeddings(True)),
@@ -313,7 +319,7 @@ def method_table(run: Run) -> dict[str, Callable[[], np.ndarray]]:
         "raw_knn": raw("raw_knn", False, lambda: KNNScorer(k), "one_hot"),
         "raw_subsampled_knn": raw("raw_subsampled_knn", True, lambda: SubsampledKNNScorer(k, seed=seed), "one_hot"),
         "isolation_forest": lambda: run.raw_scores(
-            "isolation_forest", True, lambda: evaluation.isolation_forest_scores(*run.arrays, seed=seed)
+            "isolation_forest", True, False, lambda: evaluation.isolation_forest_scores(*run.arrays, seed=seed)
         ),
         "ecod": raw("ecod", False, lambda: PyODScorer("ecod"), "one_hot"),
         "copod": raw("copod", False, lambda: PyODScorer("copod"), "one_hot"),

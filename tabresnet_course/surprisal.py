@@ -80,29 +80,34 @@ class MFPSurprisalScorer:
     @torch.no_grad()
     def masked_predictions(self, numerical: torch.Tensor, categorical: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Categorical NLL ``(N, n_cat)`` and numerical squared error ``(N, n_num)`` of every field,
-        each computed with only that field masked."""
-        device = next(self.model.parameters()).device
-        fields = self.num_fields
-        table = int(self.model.valid_classes.shape[1]) if self.num_categorical else 1
-        rows = max(1, self.max_logits // max(1, fields * self.num_categorical * table))
+        each computed with only that field masked.
+
+        Copy ``f`` of a chunk has field ``f`` masked; all copies go through the encoder in one
+        pass. Only the masked field's head is evaluated for each copy (the rows of the
+        prediction head that :meth:`TabularResNetWithMFP.forward` would pick for that field),
+        which is what keeps this affordable: the full head has ``n_cat * max_table`` logits."""
+        model = self.model
+        device = next(model.parameters()).device
+        fields, n_num, n_cat = self.num_fields, self.num_numerical, self.num_categorical
+        rows = max(1, self.max_logits // max(1, fields * max(model.d_model, model.valid_classes.shape[-1])))
+        weight, bias = model.prediction_head.weight, model.prediction_head.bias  # (n_logits + n_num, d), (...)
+        cat_weight = weight[model.logit_index]  # (n_cat, max_table, d): each column's head rows
+        cat_bias = bias[model.logit_index]  # (n_cat, max_table)
+        num_weight = weight[model.num_categorical_logits :]  # (n_num, d)
+        num_bias = bias[model.num_categorical_logits :]  # (n_num,)
         eye = torch.eye(fields, dtype=torch.bool, device=device)  # (F, F): copy f masks field f
         nll_chunks, error_chunks = [], []
         for num, cat in zip(numerical.split(rows), categorical.split(rows)):
             num, cat = num.to(device), cat.to(device)
             b = len(num)
-            num_rep = num.repeat(fields, 1)  # (F * b, n_num), copy f = rows of block f
-            cat_rep = cat.repeat(fields, 1)  # (F * b, n_cat)
-            mask = eye.repeat_interleave(b, dim=0)  # (F * b, F)
-            num_mask, cat_mask = mask[:, : self.num_numerical], mask[:, self.num_numerical :]
-            logits, predictions = self.model(*self.model.mask_inputs(num_rep, cat_rep, num_mask, cat_mask))
-            # logits (F * b, n_cat, T), predictions (F * b, n_num); keep each copy's masked field.
-            blocks_logits = logits.view(fields, b, *logits.shape[1:])[self.num_numerical :]  # (n_cat, b, n_cat, T)
-            diagonal = torch.arange(self.num_categorical, device=device)
-            own_logits = blocks_logits[diagonal, :, diagonal]  # (n_cat, b, T)
-            nll_chunks.append(cell_cross_entropy(own_logits, cat.T).T.cpu())  # (b, n_cat)
-            blocks_pred = predictions.view(fields, b, self.num_numerical)[: self.num_numerical]  # (n_num, b, n_num)
-            own_pred = blocks_pred[torch.arange(self.num_numerical), :, torch.arange(self.num_numerical)]  # (n_num, b)
-            error_chunks.append(((own_pred.T.float() - num.float()) ** 2).cpu())  # (b, n_num)
+            mask = eye.repeat_interleave(b, dim=0)  # (F * b, F), copy f = rows f*b .. f*b + b - 1
+            masked = model.mask_inputs(num.repeat(fields, 1), cat.repeat(fields, 1), mask[:, :n_num], mask[:, n_num:])
+            embedding = model.embed(*masked).float().view(fields, b, -1)  # (F, b, d)
+            logits = torch.baddbmm(cat_bias[:, None, :], embedding[n_num:], cat_weight.transpose(1, 2))  # (n_cat, b, T)
+            logits = logits.masked_fill(~model.valid_classes[:, None, :], torch.finfo(logits.dtype).min)
+            nll_chunks.append(cell_cross_entropy(logits, cat.T).T.cpu())  # (b, n_cat)
+            predictions = torch.einsum("fbd,fd->fb", embedding[:n_num], num_weight) + num_bias[:, None]  # (n_num, b)
+            error_chunks.append(((predictions.T - num.float()) ** 2).cpu())  # (b, n_num)
         return torch.cat(nll_chunks), torch.cat(error_chunks)
 
     def fit(self, reference: Any) -> "MFPSurprisalScorer":
