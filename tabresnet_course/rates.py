@@ -15,7 +15,7 @@ milliseconds) is required; an absent entity or measure column gives zeros (real 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd

@@ -15,7 +15,8 @@ OCSF pipeline" compares them (``python -m tabresnet_course.study``).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -72,7 +73,7 @@ class KNNScorer:
         """The constructor arguments."""
         return {"k": self.k}
 
-    def fit(self, reference: Any) -> "KNNScorer":
+    def fit(self, reference: Any) -> KNNScorer:
         """Index the reference rows ``(n_ref, d)``; needs at least ``k`` of them."""
         reference = check_matrix(reference, "reference")
         if reference.shape[0] < self.k:
@@ -126,7 +127,7 @@ class SubsampledKNNScorer:
             "aggregate": self.aggregate,
         }
 
-    def fit(self, reference: Any) -> "SubsampledKNNScorer":
+    def fit(self, reference: Any) -> SubsampledKNNScorer:
         """Draw the members' subsamples (without replacement within a member; all rows when the
         reference is smaller than ``subsample_size``) and keep the rows any member uses."""
         reference = check_matrix(reference, "reference")
@@ -196,7 +197,7 @@ class PyODScorer:
             return IForest(random_state=self.seed, **self.params)
         return {"ecod": ECOD, "copod": COPOD, "hbos": HBOS, "lof": LOF}[self.name](**self.params)
 
-    def fit(self, reference: Any) -> "PyODScorer":
+    def fit(self, reference: Any) -> PyODScorer:
         """Fit the detector on the dense reference rows ``(n_ref, d)``."""
         reference = check_matrix(reference, "reference")
         if sp.issparse(reference):
@@ -254,7 +255,7 @@ class RankFusionScorer:
             "weights": self.weights,
         }
 
-    def fit(self, reference: Any) -> "RankFusionScorer":
+    def fit(self, reference: Any) -> RankFusionScorer:
         """Fit every member on ``reference``."""
         for member in self.members:
             member.fit(reference)

@@ -24,9 +24,10 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,9 +37,18 @@ from sklearn.preprocessing import StandardScaler
 from tabresnet_course import evaluation
 from tabresnet_course.detector import OCSFAnomalyDetector, train_ocsf_anomaly_detector
 from tabresnet_course.mfp import TabularResNetWithMFP
-from tabresnet_course.ocsf import GeneratedEvents, generate_baseline_and_evaluation, generate_ocsf_events
+from tabresnet_course.ocsf import (
+    GeneratedEvents,
+    generate_baseline_and_evaluation,
+    generate_ocsf_events,
+)
 from tabresnet_course.rates import rate_features
-from tabresnet_course.scorers import KNNScorer, PyODScorer, SubsampledKNNScorer, rank_fusion
+from tabresnet_course.scorers import (
+    KNNScorer,
+    PyODScorer,
+    SubsampledKNNScorer,
+    rank_fusion,
+)
 from tabresnet_course.surprisal import MFPSurprisalScorer
 
 ALERT_BUDGET = 0.01
@@ -118,7 +128,7 @@ GRIDS: dict[str, Grid] = {
     ),
     "smoke": Grid(
         name="smoke",
-        centre=StudyConfig(num_baseline=2_000, num_evaluation=2_000, epochs=1, d_model=16),
+        centre=StudyConfig(num_baseline=1_500, num_evaluation=1_500, epochs=1, d_model=16),
         variations={"contamination": (0.05,), "k": (10,)},
         data_seeds=(0, 1),
         train_seeds=(0,),
@@ -474,7 +484,7 @@ def write_outputs(runs: pd.DataFrame, grid: Grid, out: Path, argv: Sequence[str]
     summary.to_csv(out / "summary.csv", index=False)
     meta = {
         "command": "python -m tabresnet_course.study " + " ".join(argv),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "seconds": round(seconds, 1),
         "hardware": {"machine": platform.machine(), "processor": platform.processor(),
                      "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()},

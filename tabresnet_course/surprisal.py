@@ -13,7 +13,8 @@ proposes this score; the study (``python -m tabresnet_course.study``) measures i
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,7 +47,7 @@ class MFPSurprisalScorer:
         self, model: TabularResNetWithMFP, field_names: Sequence[str] | None = None, max_logits: int = 2**23
     ) -> None:
         if not isinstance(model, TabularResNetWithMFP):
-            raise ValueError(f"model must be a TabularResNetWithMFP, got {type(model).__name__}")
+            raise TypeError(f"model must be a TabularResNetWithMFP, got {type(model).__name__}")
         self.model = model.eval()
         self.num_numerical = model.num_numerical
         self.num_categorical = len(model.categorical_cardinalities)
@@ -88,7 +89,7 @@ class MFPSurprisalScorer:
         which is what keeps this affordable: the full head has ``n_cat * max_table`` logits."""
         model = self.model
         device = next(model.parameters()).device
-        fields, n_num, n_cat = self.num_fields, self.num_numerical, self.num_categorical
+        fields, n_num = self.num_fields, self.num_numerical
         rows = max(1, self.max_logits // max(1, fields * max(model.d_model, model.valid_classes.shape[-1])))
         weight, bias = model.prediction_head.weight, model.prediction_head.bias  # (n_logits + n_num, d), (...)
         cat_weight = weight[model.logit_index]  # (n_cat, max_table, d): each column's head rows
@@ -110,7 +111,7 @@ class MFPSurprisalScorer:
             error_chunks.append(((predictions.T - num.float()) ** 2).cpu())  # (b, n_num)
         return torch.cat(nll_chunks), torch.cat(error_chunks)
 
-    def fit(self, reference: Any) -> "MFPSurprisalScorer":
+    def fit(self, reference: Any) -> MFPSurprisalScorer:
         """Estimate each numerical field's error variance ``s^2`` on the reference pair."""
         numerical, categorical = self.check_pair(reference, "reference")
         _, errors = self.masked_predictions(numerical, categorical)  # (N, n_num)

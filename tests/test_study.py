@@ -58,7 +58,8 @@ def test_smoke_grid_writes_tidy_runs_summary_and_plots(tmp_path, one_thread):
     assert runs.groupby(["factor", "level", "data_seed", "train_seed", "method"]).size().nunique() == 1
     assert overall[METRIC_COLUMNS].notna().all().all()
     assert overall["auroc"].between(0, 1).all()
-    assert (overall.loc[overall["method"] == "raw_knn", "auroc"] > 0.7).all()  # the data carry signal
+    clean_raw_knn = overall[(overall["method"] == "raw_knn") & (overall["factor"] == "centre")]
+    assert (clean_raw_knn["auroc"] > 0.75).all()  # the data carry signal
     summary = pd.read_csv(tmp_path / "summary.csv")
     finite = summary.dropna(subset=["auroc"])
     assert (finite["auroc_low"] <= finite["auroc"] + 1e-12).all() and (finite["auroc"] <= finite["auroc_high"] + 1e-12).all()
