@@ -507,8 +507,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tabresnet_course.study", description=__doc__.split("\n")[0])
     parser.add_argument("--grid", choices=sorted(GRIDS), default="default", help="which grid to run")
     parser.add_argument("--out", required=True, type=Path, help="directory for runs.csv, summary.csv, plots")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: on a shared 2-core machine more threads are slower)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
     argv = list(sys.argv[1:] if argv is None else argv)
     started = time.perf_counter()
     runs = run_study(GRIDS[args.grid], progress=not args.quiet)
