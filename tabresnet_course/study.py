@@ -1,0 +1,528 @@
+"""The detection study: which detector finds the generator's attacks, with clean and contaminated
+baselines, over seeds (``python -m tabresnet_course.study --grid default --out DIR``).
+
+One *run* is a configuration (:class:`StudyConfig`), a data seed and a training seed: generate a
+baseline and an evaluation period (:func:`~tabresnet_course.ocsf.generate_baseline_and_evaluation`),
+optionally mix a share of attack events into the baseline (:func:`contaminated_baseline`), train
+the detector on it, fit every method of :data:`METHODS` on it and score the evaluation period.
+The grid varies one factor at a time around a centre configuration (:func:`study_grid`), and
+the centre and the contamination levels run on every data x training seed. Outputs in ``--out``:
+``runs.csv`` (one row per run x method x scenario, ``overall`` included: AUROC, average
+precision, recall at a 1% alert budget), ``summary.csv`` (means and seeded bootstrap 95%
+intervals over runs), ``meta.json`` (command, date, hardware, versions, grid) and plots.
+Chapter "The OCSF pipeline" reads the committed results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.preprocessing import StandardScaler
+
+from tabresnet_course import evaluation
+from tabresnet_course.detector import OCSFAnomalyDetector, train_ocsf_anomaly_detector
+from tabresnet_course.mfp import TabularResNetWithMFP
+from tabresnet_course.ocsf import (
+    GeneratedEvents,
+    generate_baseline_and_evaluation,
+    generate_ocsf_events,
+)
+from tabresnet_course.rates import rate_features
+from tabresnet_course.scorers import (
+    KNNScorer,
+    PyODScorer,
+    SubsampledKNNScorer,
+    rank_fusion,
+)
+from tabresnet_course.surprisal import MFPSurprisalScorer
+
+ALERT_BUDGET = 0.01
+CONTAMINATION_SEED_OFFSET = 10_000
+"""Event seed of the attack pool mixed into a contaminated baseline: ``data_seed + offset``
+(never the baseline's ``data_seed`` or the evaluation's ``data_seed + 1``)."""
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """One configuration of the study: data sizes, training settings, scoring ``k`` and the share
+    of attack events in the training file (``contamination``)."""
+
+    num_baseline: int = 8_000
+    num_evaluation: int = 10_000
+    epochs: int = 10
+    objective: str = "contrastive"
+    corruption_rate: float = 0.6
+    temperature: float = 1.0
+    d_model: int = 64
+    k: int = 5
+    contamination: float = 0.0
+
+    def data_key(self, data_seed: int) -> tuple:
+        """What the generated and contaminated data depend on."""
+        return (self.num_baseline, self.num_evaluation, self.contamination, data_seed)
+
+    def detector_key(self, data_seed: int, train_seed: int) -> tuple:
+        """What the trained detector depends on (not ``k``: scoring only)."""
+        return (*self.data_key(data_seed), train_seed, self.epochs, self.objective,
+                self.corruption_rate, self.temperature, self.d_model)
+
+    def mfp_key(self, data_seed: int, train_seed: int) -> tuple:
+        """What the MFP-surprisal model depends on (always trained with the MFP objective)."""
+        return (*self.data_key(data_seed), train_seed, self.epochs, self.d_model)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One configuration of the grid: the factor it varies (``"centre"`` for the centre), the
+    level, and the seeds it runs on."""
+
+    factor: str
+    level: str
+    config: StudyConfig
+    data_seeds: tuple[int, ...]
+    train_seeds: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A centre configuration, the levels each factor takes in turn, and the seeds."""
+
+    name: str
+    centre: StudyConfig
+    variations: dict[str, tuple] = field(default_factory=dict)
+    data_seeds: tuple[int, ...] = (0, 1, 2)
+    train_seeds: tuple[int, ...] = (0, 1, 2)
+    sweep_train_seeds: tuple[int, ...] = (0,)
+    full_seed_factors: tuple[str, ...] = ("contamination",)
+
+
+GRIDS: dict[str, Grid] = {
+    "default": Grid(
+        name="default",
+        centre=StudyConfig(),
+        variations={
+            "contamination": (0.01, 0.02, 0.05),
+            "num_baseline": (4_000, 16_000),
+            "epochs": (3, 20),
+            "objective": ("mfp", "both"),
+            "corruption_rate": (0.3, 0.8),
+            "temperature": (0.1, 0.5),
+            "d_model": (32, 128),
+            "k": (1, 20),
+        },
+    ),
+    "smoke": Grid(
+        name="smoke",
+        centre=StudyConfig(num_baseline=1_500, num_evaluation=1_500, epochs=1, d_model=16),
+        variations={"contamination": (0.05,), "k": (10,)},
+        data_seeds=(0, 1),
+        train_seeds=(0,),
+    ),
+}
+
+
+def study_grid(grid: Grid) -> list[Cell]:
+    """The cells of ``grid``: the centre and the contamination levels on every data x training
+    seed, every other level on every data seed x ``sweep_train_seeds``."""
+    cells = [Cell("centre", "centre", grid.centre, grid.data_seeds, grid.train_seeds)]
+    for factor, levels in grid.variations.items():
+        if factor not in {f.name for f in dataclasses.fields(StudyConfig)}:
+            raise ValueError(f"grid {grid.name!r} varies {factor!r}, which is not a StudyConfig field")
+        seeds = grid.train_seeds if factor in grid.full_seed_factors else grid.sweep_train_seeds
+        for level in levels:
+            config = dataclasses.replace(grid.centre, **{factor: level})
+            cells.append(Cell(factor, str(level), config, grid.data_seeds, seeds))
+    return cells
+
+
+# --------------------------------------------------------------------------- data
+
+
+def contaminated_baseline(baseline: GeneratedEvents, contamination: float, seed: int) -> pd.DataFrame:
+    """The baseline's flat frame plus attack events making up ``contamination`` of the result,
+    spread across attack types in the generator's proportions and timed inside the baseline
+    period (as when a "clean" period already held attacks). The attacks come from a separate,
+    seeded period of the same organisation (:func:`evaluation.contamination_mask` picks the same
+    share of each scenario's events), so the evaluation period stays the same at every level."""
+    if not 0.0 <= contamination < 0.5:
+        raise ValueError(f"contamination must be in [0, 0.5), got {contamination}")
+    frame = baseline.frame
+    num_attacks = round(contamination * len(frame) / (1.0 - contamination))
+    if num_attacks == 0:
+        return frame
+    pool = generate_ocsf_events(max(2_000, 60 * num_attacks), baseline.days, seed, True, baseline.start)
+    labels = pool.labels.reset_index(drop=True)
+    scenarios = sorted(set(labels.loc[labels["is_anomaly"], "scenario"]))
+    share = num_attacks / int(labels["is_anomaly"].sum())
+    moved = evaluation.contamination_mask(labels, scenarios, share, seed=seed)
+    mixed = pd.concat([frame, pool.frame.reset_index(drop=True)[moved]], ignore_index=True)
+    return mixed.iloc[np.argsort(mixed["time"].to_numpy(), kind="stable")].reset_index(drop=True)
+
+
+@dataclass
+class StudyData:
+    """One data seed's training frame (possibly contaminated) and labelled evaluation period."""
+
+    train_frame: pd.DataFrame
+    evaluation: GeneratedEvents
+
+
+def study_data(config: StudyConfig, data_seed: int) -> StudyData:
+    """Generate the periods of ``data_seed`` and contaminate the baseline as configured."""
+    baseline, evaluation_period = generate_baseline_and_evaluation(
+        num_baseline=config.num_baseline, num_evaluation=config.num_evaluation, seed=data_seed
+    )
+    train_frame = contaminated_baseline(baseline, config.contamination, data_seed + CONTAMINATION_SEED_OFFSET)
+    return StudyData(train_frame, evaluation_period)
+
+
+# --------------------------------------------------------------------------- models (detector API calls)
+
+
+def train_detector(config: StudyConfig, frame: pd.DataFrame, seed: int) -> OCSFAnomalyDetector:
+    """The detector of a run, trained on CPU with the package's trainer."""
+    return train_ocsf_anomaly_detector(
+        frame, objective=config.objective, num_epochs=config.epochs, d_model=config.d_model, seed=seed,
+        device="cpu", progress=False, k=config.k, corruption_rate=config.corruption_rate,
+        temperature=config.temperature,
+    )
+
+
+def train_mfp_model(
+    detector: OCSFAnomalyDetector, numerical: np.ndarray, categorical: np.ndarray, config: StudyConfig, seed: int
+) -> TabularResNetWithMFP:
+    """An MFP model (encoder + prediction heads) of the detector's architecture trained with the
+    MFP objective on the detector's preprocessed training rows, as the detector trainer would.
+    (The trainer keeps only the encoder, so the study trains its own to read the heads.)"""
+    from tabresnet_course.detector import batch_loader, build_encoder, split_rows
+    from tabresnet_course.training import Trainer, TrainingConfig
+
+    model_config = detector.model.config
+    encoder = build_encoder(model_config, seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        model = TabularResNetWithMFP(encoder, detector.cardinalities, numerical.shape[1])
+    training = TrainingConfig(objective="mfp", num_epochs=config.epochs, patience=5, seed=seed, device="cpu",
+                              progress=False)
+    train_rows, validation_rows = split_rows(len(numerical), 0.1, seed)
+    train = batch_loader(numerical[train_rows], categorical[train_rows], 256, seed, True)
+    validation = batch_loader(numerical[validation_rows], categorical[validation_rows], 256, seed, False)
+    Trainer(model, detector.cardinalities, training).fit(train, validation)
+    return model.eval()
+
+
+# --------------------------------------------------------------------------- one run
+
+
+class Run:
+    """One run's inputs, computed on first use and shared through the study's ``cache`` with
+    later runs that need the same thing (the same data, detector or raw-feature scores)."""
+
+    def __init__(self, config: StudyConfig, data_seed: int, train_seed: int, cache: dict[tuple, Any]) -> None:
+        self.config, self.data_seed, self.train_seed, self.cache = config, data_seed, train_seed, cache
+        self.data_key = config.data_key(data_seed)
+
+    def cached(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """``cache[key]``, computed by ``compute()`` the first time."""
+        if key not in self.cache:
+            self.cache[key] = compute()
+        return self.cache[key]
+
+    @property
+    def data(self) -> StudyData:
+        return self.cached(("data", *self.data_key), lambda: study_data(self.config, self.data_seed))
+
+    @property
+    def detector(self) -> OCSFAnomalyDetector:
+        key = ("detector", *self.config.detector_key(self.data_seed, self.train_seed))
+        return self.cached(key, lambda: train_detector(self.config, self.data.train_frame, self.train_seed))
+
+    @property
+    def arrays(self) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """Preprocessed ``(numerical, categorical)`` of the reference and the query (the
+        preprocessing is fitted without randomness, so it is shared by every seed)."""
+        detector = self.detector
+        return self.cached(
+            ("arrays", *self.data_key),
+            lambda: (detector.preprocess(self.data.train_frame), detector.preprocess(self.data.evaluation)),
+        )
+
+    def raw_matrices(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
+        """Reference and query raw features: ``"one_hot"`` (dense, for distances and PyOD),
+        ``"codes"`` (numericals next to integer category codes, for trees), ``"rates"``
+        (log1p rate features standardised on the reference), or ``"one_hot+rates"`` /
+        ``"codes+rates"``."""
+        return self.cached(("matrix", kind, *self.data_key), lambda: self.build_matrices(kind))
+
+    def build_matrices(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
+        if "+" in kind:
+            parts = [self.raw_matrices(part) for part in kind.split("+")]
+            return np.hstack([p[0] for p in parts]), np.hstack([p[1] for p in parts])
+        reference, query = self.arrays
+        if kind == "one_hot":
+            cardinalities = self.detector.cardinalities
+            return tuple(evaluation.one_hot_features(*a, cardinalities).toarray() for a in (reference, query))
+        if kind == "codes":
+            return tuple(np.hstack([a[0], a[1].astype(np.float32)]) for a in (reference, query))
+        if kind == "rates":
+            ref_rates, query_rates = (np.log1p(rate_features(f).to_numpy())
+                                      for f in (self.data.train_frame, self.data.evaluation.frame))
+            scaler = StandardScaler().fit(ref_rates)
+            return scaler.transform(ref_rates), scaler.transform(query_rates)
+        raise ValueError(f"unknown raw feature kind {kind!r}")
+
+    def embeddings(self, trained: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Reference and query embeddings of the trained detector or of its untrained copy."""
+        key = ("embeddings", trained, *self.config.detector_key(self.data_seed, self.train_seed))
+        detector = self.detector if trained else self.detector.untrained_copy()
+        return self.cached(key, lambda: (detector.embed(self.data.train_frame), detector.embed(self.data.evaluation)))
+
+    def raw_scores(self, method: str, seeded: bool, uses_k: bool, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """Scores of a method on raw features, shared by runs on the same data (and training seed
+        when ``seeded``, ``k`` when ``uses_k``) instead of recomputed for every configuration."""
+        key = ("scores", method, *self.data_key, self.train_seed if seeded else None, self.config.k if uses_k else None)
+        return self.cached(key, compute)
+
+    def fit_score(self, scorer: Any, matrices: tuple[Any, Any]) -> np.ndarray:
+        """``scorer`` fitted on the reference matrix and scored on the query matrix."""
+        return scorer.fit(matrices[0]).score(matrices[1])
+
+    def mfp_surprisal(self) -> np.ndarray:
+        """Total MFP surprisal of the query under a model trained on the reference (shared by
+        runs that differ only in the contrastive settings, the objective or ``k``)."""
+        reference, query = self.arrays
+
+        def compute() -> np.ndarray:
+            model = train_mfp_model(self.detector, *reference, self.config, self.train_seed)
+            return MFPSurprisalScorer(model).fit(reference).score(query)
+
+        return self.cached(("mfp_surprisal", *self.config.mfp_key(self.data_seed, self.train_seed)), compute)
+
+
+def method_table(run: Run) -> dict[str, Callable[[], np.ndarray]]:
+    """Every method of the study: name -> a function computing its ``(n_query,)`` scores."""
+    k, seed = run.config.k, run.train_seed
+
+    def raw(name: str, seeded: bool, scorer: Callable[[], Any], kind: str) -> Callable[[], np.ndarray]:
+        uses_k = "knn" in name
+        return lambda: run.raw_scores(name, seeded, uses_k, lambda: run.fit_score(scorer(), run.raw_matrices(kind)))
+
+    methods: dict[str, Callable[[], np.ndarray]] = {
+        "embedding_knn": lambda: run.fit_score(KNNScorer(k), run.embeddings(True)),
+        "untrained_knn": lambda: run.fit_score(KNNScorer(k), run.embeddings(False)),
+        "embedding_subsampled_knn": lambda: run.fit_score(SubsampledKNNScorer(k, seed=seed), run.embeddings(True)),
+        "raw_knn": raw("raw_knn", False, lambda: KNNScorer(k), "one_hot"),
+        "raw_subsampled_knn": raw("raw_subsampled_knn", True, lambda: SubsampledKNNScorer(k, seed=seed), "one_hot"),
+        "isolation_forest": lambda: run.raw_scores(
+            "isolation_forest", True, False, lambda: evaluation.isolation_forest_scores(*run.arrays, seed=seed)
+        ),
+        "ecod": raw("ecod", False, lambda: PyODScorer("ecod"), "one_hot"),
+        "copod": raw("copod", False, lambda: PyODScorer("copod"), "one_hot"),
+        "hbos": raw("hbos", False, lambda: PyODScorer("hbos"), "one_hot"),
+        "lof": raw("lof", False, lambda: PyODScorer("lof"), "one_hot"),
+        "rates_raw_knn": raw("rates_raw_knn", False, lambda: KNNScorer(k), "one_hot+rates"),
+        "rates_raw_iforest": raw(
+            "rates_raw_iforest", True, lambda: PyODScorer("iforest", seed=seed, n_estimators=200), "codes+rates"
+        ),
+        "mfp_surprisal": run.mfp_surprisal,
+    }
+    methods["fusion_embedding_iforest"] = lambda: rank_fusion([methods["embedding_knn"](), methods["isolation_forest"]()])
+    methods["fusion_embedding_rates"] = lambda: rank_fusion([methods["embedding_knn"](), methods["rates_raw_iforest"]()])
+    return methods
+
+
+METHODS: tuple[str, ...] = (
+    "embedding_knn", "untrained_knn", "embedding_subsampled_knn", "raw_knn", "raw_subsampled_knn",
+    "isolation_forest", "ecod", "copod", "hbos", "lof", "rates_raw_knn", "rates_raw_iforest",
+    "mfp_surprisal", "fusion_embedding_iforest", "fusion_embedding_rates",
+)
+"""The methods every run scores, in table order."""
+
+
+def run_metrics(cell: Cell, data_seed: int, train_seed: int, cache: dict[tuple, Any]) -> pd.DataFrame:
+    """Per-scenario metrics of every method of one run, as tidy rows with the run's settings."""
+    run = Run(cell.config, data_seed, train_seed, cache)
+    methods = method_table(run)
+    labels = run.data.evaluation.labels.reset_index(drop=True)
+    tables = []
+    for name in METHODS:
+        started = time.perf_counter()
+        scores = methods[name]()
+        table = evaluation.per_scenario_metrics(labels, scores, ALERT_BUDGET)
+        tables.append(table.assign(method=name, seconds=time.perf_counter() - started))
+    settings = {"factor": cell.factor, "level": cell.level, **dataclasses.asdict(cell.config),
+                "data_seed": data_seed, "train_seed": train_seed}
+    table = pd.concat(tables, ignore_index=True).assign(**settings)
+    return table[[*settings, "method", *[c for c in table.columns if c not in settings and c != "method"]]]
+
+
+def run_study(grid: Grid, progress: bool = True) -> pd.DataFrame:
+    """Every run of ``grid``, as one tidy table (see the module docstring). Runs are ordered by
+    data seed so that data, models and raw-feature scores are shared within a data seed and
+    dropped before the next."""
+    cells = study_grid(grid)
+    data_seeds = list(dict.fromkeys(seed for cell in cells for seed in cell.data_seeds))
+    total = sum(len(c.data_seeds) * len(c.train_seeds) for c in cells)
+    tables = []
+    started = time.perf_counter()
+    for data_seed in data_seeds:
+        cache: dict[tuple, Any] = {}
+        for cell in cells:
+            if data_seed not in cell.data_seeds:
+                continue
+            for train_seed in cell.train_seeds:
+                tables.append(run_metrics(cell, data_seed, train_seed, cache))
+                if progress:
+                    print(f"[{len(tables)}/{total}] {cell.factor}={cell.level} data_seed={data_seed} "
+                          f"train_seed={train_seed} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+    return pd.concat(tables, ignore_index=True)
+
+
+# --------------------------------------------------------------------------- summary and plots
+
+
+def bootstrap_interval(values: np.ndarray, rng: np.random.Generator, num_resamples: int = 2_000,
+                       level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (NaN when empty)."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return math.nan, math.nan
+    means = values[rng.integers(0, len(values), size=(num_resamples, len(values)))].mean(axis=1)
+    tail = (1.0 - level) / 2.0
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail))
+
+
+def summarise(runs: pd.DataFrame, seed: int = 0, num_resamples: int = 2_000) -> pd.DataFrame:
+    """Mean and bootstrap 95% interval over runs of every metric, per factor x level x method x
+    scenario (seeded ``numpy.random.Generator``)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    keys = ["factor", "level", "method", "scenario"]
+    for group, table in runs.groupby(keys, sort=False):
+        row = dict(zip(keys, group), runs=len(table))
+        for metric in evaluation.METRIC_COLUMNS:
+            values = table[metric].to_numpy(dtype=np.float64)
+            low, high = bootstrap_interval(values, rng, num_resamples)
+            row.update({metric: float(np.nanmean(values)) if np.isfinite(values).any() else math.nan,
+                        f"{metric}_low": low, f"{metric}_high": high})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plot_summary(summary: pd.DataFrame, out: Path) -> list[Path]:
+    """Plots of the summary: methods (overall AUROC and AP, clean vs contaminated), burst attacks
+    vs contamination, and the embedding kNN across every factor. Returns the files written."""
+    import matplotlib
+
+    matplotlib.use("agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    overall = summary[summary["scenario"] == "overall"]
+    levels = overall[overall["factor"].isin(["centre", "contamination"])]
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5), sharey=True)
+    for ax, metric in zip(axes, ("auroc", "average_precision")):
+        for offset, (level, table) in enumerate(levels.groupby("level", sort=False)):
+            table = table.set_index("method").reindex(METHODS)
+            y = np.arange(len(METHODS)) + 0.15 * offset
+            ax.errorbar(table[metric], y, xerr=[table[metric] - table[f"{metric}_low"],
+                        table[f"{metric}_high"] - table[metric]], fmt="o", ms=4, capsize=2,
+                        label="clean" if level == "centre" else f"contamination {level}")
+        ax.set_yticks(np.arange(len(METHODS)), METHODS)
+        ax.set_xlabel(f"overall {metric} (mean, 95% bootstrap interval)")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    written.append(out / "methods_overall.png")
+    fig.savefig(written[-1], dpi=120)
+    plt.close(fig)
+
+    factors = [f for f in dict.fromkeys(summary["factor"]) if f != "centre"]
+    fig, axes = plt.subplots(1, max(1, len(factors)), figsize=(3.2 * max(1, len(factors)), 3.5), squeeze=False)
+    centre = overall[overall["factor"] == "centre"].set_index("method")
+    for ax, factor in zip(axes[0], factors):
+        for method in ("embedding_knn", "raw_knn", "isolation_forest", "mfp_surprisal", "rates_raw_iforest"):
+            table = pd.concat([centre.loc[[method]].assign(level="centre"),
+                               overall[(overall["factor"] == factor) & (overall["method"] == method)]])
+            ax.errorbar(table["level"].astype(str), table["auroc"],
+                        yerr=[table["auroc"] - table["auroc_low"], table["auroc_high"] - table["auroc"]],
+                        fmt="o-", ms=3, capsize=2, label=method)
+        ax.set_title(factor)
+        ax.tick_params(axis="x", rotation=45)
+    axes[0][0].set_ylabel("overall AUROC")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    written.append(out / "factors_overall_auroc.png")
+    fig.savefig(written[-1], dpi=120)
+    plt.close(fig)
+    return written
+
+
+def write_outputs(runs: pd.DataFrame, grid: Grid, out: Path, argv: Sequence[str], seconds: float) -> list[Path]:
+    """``runs.csv``, ``summary.csv``, ``meta.json`` and the plots in ``out``."""
+    from tabresnet_course.artifacts import package_version
+
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarise(runs)
+    runs.to_csv(out / "runs.csv", index=False)
+    summary.to_csv(out / "summary.csv", index=False)
+    meta = {
+        "command": "python -m tabresnet_course.study " + " ".join(argv),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "seconds": round(seconds, 1),
+        "hardware": {"machine": platform.machine(), "processor": platform.processor(),
+                     "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+        "versions": {"tabresnet_course": package_version(), "python": platform.python_version(),
+                     "torch": torch.__version__, "numpy": np.__version__, "pandas": pd.__version__},
+        "grid": {"name": grid.name, "centre": dataclasses.asdict(grid.centre),
+                 "variations": {k: list(v) for k, v in grid.variations.items()},
+                 "data_seeds": list(grid.data_seeds), "train_seeds": list(grid.train_seeds),
+                 "sweep_train_seeds": list(grid.sweep_train_seeds),
+                 "full_seed_factors": list(grid.full_seed_factors)},
+        "methods": list(METHODS),
+        "alert_budget": ALERT_BUDGET,
+    }
+    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return [out / "runs.csv", out / "summary.csv", out / "meta.json", *plot_summary(summary, out)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m tabresnet_course.study --grid default|smoke --out DIR``."""
+    parser = argparse.ArgumentParser(prog="python -m tabresnet_course.study", description=__doc__.split("\n")[0])
+    parser.add_argument("--grid", choices=sorted(GRIDS), default="default", help="which grid to run")
+    parser.add_argument("--out", required=True, type=Path, help="directory for runs.csv, summary.csv, plots")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: on a shared 2-core machine more threads are slower)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    started = time.perf_counter()
+    runs = run_study(GRIDS[args.grid], progress=not args.quiet)
+    written = write_outputs(runs, GRIDS[args.grid], args.out, argv, time.perf_counter() - started)
+    overall = summarise(runs[(runs["factor"] == "centre") & (runs["scenario"] == "overall")])
+    print(overall[["method", "runs", "auroc", "auroc_low", "auroc_high", "average_precision"]].round(3).to_string(index=False))
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,154 @@
+"""Scorers with one fit/score shape (tabresnet_course.scorers) and MFP surprisal (tabresnet_course.surprisal)."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from tabresnet_course.mfp import TabularResNetWithMFP, cell_cross_entropy
+from tabresnet_course.model import TabularResNet, TabularResNetConfig
+from tabresnet_course.scorers import (
+    PYOD_DETECTORS,
+    KNNScorer,
+    PyODScorer,
+    RankFusionScorer,
+    SubsampledKNNScorer,
+    rank_fusion,
+)
+from tabresnet_course.surprisal import MFPSurprisalScorer
+
+
+def normal_rows(n: int, seed: int = 0, d: int = 4) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, d))
+
+
+def test_knn_scores_are_mean_distances_and_accept_sparse():
+    reference = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]])
+    scorer = KNNScorer(k=2).fit(reference)
+    np.testing.assert_allclose(scorer.score([[0.0, 0.0]]), [1.5])  # (0 + 3) / 2
+    np.testing.assert_allclose(KNNScorer(k=1).fit(reference).score(reference), 0.0)
+    np.testing.assert_allclose(KNNScorer(2).fit(sp.csr_matrix(reference)).score(sp.csr_matrix([[0.0, 0.0]])), [1.5])
+    assert scorer.get_params() == {"k": 2}
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: KNNScorer(k=0), "k must be"),
+        (lambda: KNNScorer(k=5).fit(np.zeros((3, 2))), "fewer than k=5"),
+        (lambda: KNNScorer(k=1).fit(np.zeros((3, 2))).score(np.zeros((1, 3))), "3 columns"),
+        (lambda: KNNScorer(k=1).fit(np.array([[np.nan, 0.0]])), "NaN"),
+        (lambda: KNNScorer(k=1).fit(np.zeros(3)), "2-D"),
+        (lambda: KNNScorer(k=1).score(np.zeros((1, 2))), "not fitted"),
+        (lambda: SubsampledKNNScorer(k=5, subsample_size=3), "subsample_size"),
+        (lambda: SubsampledKNNScorer(aggregate="max"), "aggregate"),
+        (lambda: PyODScorer("knn"), "name must be"),
+        (lambda: rank_fusion([np.zeros(3), np.zeros(4)]), "equal length"),
+        (lambda: rank_fusion([np.zeros(3)], weights=[-1.0]), "weights"),
+    ],
+)
+def test_bad_input_is_refused_with_a_message(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_subsampled_knn_is_seeded_and_equals_knn_when_every_member_sees_everything():
+    reference, query = normal_rows(200), normal_rows(50, seed=1)
+    a = SubsampledKNNScorer(k=3, num_subsamples=5, subsample_size=64, seed=7).fit(reference).score(query)
+    b = SubsampledKNNScorer(k=3, num_subsamples=5, subsample_size=64, seed=7).fit(reference).score(query)
+    c = SubsampledKNNScorer(k=3, num_subsamples=5, subsample_size=64, seed=8).fit(reference).score(query)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+    whole = SubsampledKNNScorer(k=3, num_subsamples=2, subsample_size=500).fit(reference).score(query)
+    np.testing.assert_allclose(whole, KNNScorer(k=3).fit(reference).score(query), rtol=1e-6)
+
+
+def test_a_burst_in_the_reference_hides_from_knn_but_not_from_the_subsampled_ensemble():
+    normal = normal_rows(1000)
+    burst = np.full((40, 4), 6.0) + np.random.default_rng(2).normal(scale=0.01, size=(40, 4))
+    reference = np.vstack([normal, burst])  # the burst is 3.8% of the reference
+    query_normal, query_burst = normal_rows(300, seed=3), np.full((1, 4), 6.0)
+    for scorer, hidden in ((KNNScorer(k=5), True), (SubsampledKNNScorer(k=5, subsample_size=64, seed=0), False)):
+        scorer.fit(reference)
+        rank = (scorer.score(query_normal) < scorer.score(query_burst)[0]).mean()
+        assert (rank < 0.05) if hidden else (rank > 0.95), (type(scorer).__name__, rank)
+
+
+@pytest.mark.parametrize("name", PYOD_DETECTORS)
+def test_pyod_scorers_rank_an_outlier_first(name):
+    reference = normal_rows(300)
+    query = np.vstack([normal_rows(50, seed=1), np.full((1, 4), 8.0)])
+    scores = PyODScorer(name, seed=0).fit(reference).score(query)
+    assert scores.shape == (51,) and scores.argmax() == 50
+    assert PyODScorer(name).get_params()["name"] == name
+
+
+def test_pyod_isolation_forest_is_seeded():
+    reference, query = normal_rows(200), normal_rows(20, seed=1)
+    first = PyODScorer("iforest", seed=3).fit(reference).score(query)
+    np.testing.assert_array_equal(first, PyODScorer("iforest", seed=3).fit(reference).score(query))
+    assert not np.allclose(first, PyODScorer("iforest", seed=4).fit(reference).score(query))
+
+
+def test_rank_fusion_averages_normalised_ranks():
+    fused = rank_fusion([np.array([1.0, 2.0, 3.0, 4.0]), np.array([40.0, 30.0, 20.0, 10.0])])
+    np.testing.assert_allclose(fused, [0.625] * 4)
+    np.testing.assert_allclose(rank_fusion([np.array([5.0, 1.0]), np.array([0.0, 9.0])], [3, 1]), [0.875, 0.625])
+    scorer = RankFusionScorer([KNNScorer(1), PyODScorer("ecod")]).fit(normal_rows(100))
+    scores = scorer.score(np.vstack([normal_rows(9, seed=1), np.full((1, 4), 9.0)]))
+    assert scores.argmax() == 9 and scores.max() == 1.0
+    assert [m["class"] for m in scorer.get_params()["members"]] == ["KNNScorer", "PyODScorer"]
+
+
+# --------------------------------------------------------------------------- MFP surprisal
+
+
+def tiny_mfp_model(seed: int = 0) -> TabularResNetWithMFP:
+    torch.manual_seed(seed)
+    cardinalities = [3, 7, 2]
+    config = TabularResNetConfig(num_numerical_features=2, categorical_cardinalities=cardinalities, d_model=8, num_blocks=1)
+    return TabularResNetWithMFP(TabularResNet.from_config(config), cardinalities, 2)
+
+
+def tiny_batch(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    numerical = rng.normal(size=(n, 2)).astype(np.float32)
+    categorical = np.stack([rng.integers(3, c + 3, size=n) for c in (3, 7, 2)], axis=1)
+    categorical[0, 0] = 0  # a missing cell
+    return numerical, categorical
+
+
+def test_field_surprisal_matches_the_model_forward_with_one_field_masked():
+    model = tiny_mfp_model().eval()
+    numerical, categorical = tiny_batch(13)
+    scorer = MFPSurprisalScorer(model, max_logits=200).fit(tiny_batch(40, seed=1))  # chunks of a few rows
+    surprisal = scorer.field_surprisal(numerical, categorical)
+    assert surprisal.shape == (13, 5)
+    num_t, cat_t = torch.tensor(numerical), torch.tensor(categorical)
+    with torch.no_grad():
+        for field in range(5):
+            num_mask = torch.zeros(13, 2, dtype=torch.bool)
+            cat_mask = torch.zeros(13, 3, dtype=torch.bool)
+            (num_mask if field < 2 else cat_mask)[:, field % 2 if field < 2 else field - 2] = True
+            logits, predictions = model(*model.mask_inputs(num_t, cat_t, num_mask, cat_mask))
+            if field < 2:
+                variance = scorer.variance_[field]
+                error = (predictions[:, field] - num_t[:, field]).double().numpy() ** 2
+                expected = 0.5 * np.log(2 * np.pi * variance) + error / (2 * variance)
+            else:
+                expected = cell_cross_entropy(logits[:, field - 2], cat_t[:, field - 2]).double().numpy()
+            np.testing.assert_allclose(surprisal[:, field], expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(scorer.score((numerical, categorical)), surprisal.sum(axis=1))
+
+
+def test_surprisal_needs_fit_and_checks_shapes():
+    scorer = MFPSurprisalScorer(tiny_mfp_model())
+    numerical, categorical = tiny_batch(4)
+    with pytest.raises(ValueError, match="not fitted"):
+        scorer.field_surprisal(numerical, categorical)
+    with pytest.raises(ValueError, match=r"numerical must have shape \(N, 2\)"):
+        scorer.fit((numerical[:, :1], categorical))
+    with pytest.raises(ValueError, match="pair"):
+        scorer.fit(numerical)
+    with pytest.raises(ValueError, match="field_names"):
+        MFPSurprisalScorer(tiny_mfp_model(), field_names=["a"])

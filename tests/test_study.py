@@ -1,0 +1,68 @@
+"""The detection study (tabresnet_course.study): data contamination, summary statistics, and the smoke grid end to end."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tabresnet_course.evaluation import METRIC_COLUMNS
+from tabresnet_course.ocsf import generate_baseline_and_evaluation
+from tabresnet_course.study import (
+    GRIDS,
+    METHODS,
+    bootstrap_interval,
+    contaminated_baseline,
+    main,
+    study_grid,
+)
+
+
+def test_contaminated_baseline_holds_the_share_of_attacks_inside_the_baseline_period():
+    baseline, _ = generate_baseline_and_evaluation(num_baseline=4_000, num_evaluation=2_000, seed=0)
+    mixed = contaminated_baseline(baseline, 0.05, seed=10_000)
+    added = len(mixed) - len(baseline.frame)
+    assert added == pytest.approx(0.05 * len(mixed), abs=8)
+    assert mixed["time"].is_monotonic_increasing
+    assert mixed["time"].between(baseline.frame["time"].min() - 3_600_000 * 24, baseline.frame["time"].max() + 3_600_000 * 24).all()
+    new = mixed[~mixed["metadata.uid"].isin(baseline.frame["metadata.uid"])]
+    assert {3002, 4001, 4002} <= set(new["class_uid"].astype(int))  # brute force, scans, storms all present
+    assert contaminated_baseline(baseline, 0.0, seed=1) is baseline.frame
+    pd.testing.assert_frame_equal(mixed, contaminated_baseline(baseline, 0.05, seed=10_000))
+    with pytest.raises(ValueError, match="contamination"):
+        contaminated_baseline(baseline, 0.6, seed=1)
+
+
+def test_bootstrap_interval_is_seeded_and_brackets_the_mean():
+    values = np.array([0.8, 0.9, 0.85, 0.7, np.nan])
+    low, high = bootstrap_interval(values, np.random.default_rng(0))
+    assert (low, high) == bootstrap_interval(values, np.random.default_rng(0))
+    assert low < np.nanmean(values) < high
+    assert np.isnan(bootstrap_interval(np.array([np.nan]), np.random.default_rng(0))[0])
+
+
+def test_default_grid_runs_the_centre_and_contamination_on_three_by_three_seeds():
+    cells = study_grid(GRIDS["default"])
+    full = [c for c in cells if c.factor in ("centre", "contamination")]
+    assert all(len(c.data_seeds) >= 3 and len(c.train_seeds) >= 3 for c in full)
+    assert {c.config.contamination for c in full} == {0.0, 0.01, 0.02, 0.05}
+    assert {c.factor for c in cells} >= {"num_baseline", "epochs", "objective", "corruption_rate", "temperature", "d_model", "k"}
+
+
+def test_smoke_grid_writes_tidy_runs_summary_and_plots(tmp_path, one_thread):
+    assert main(["--grid", "smoke", "--out", str(tmp_path), "--quiet"]) == 0
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    num_runs = sum(len(c.data_seeds) * len(c.train_seeds) for c in study_grid(GRIDS["smoke"]))
+    overall = runs[runs["scenario"] == "overall"]
+    assert len(overall) == num_runs * len(METHODS) and set(overall["method"]) == set(METHODS)
+    assert runs.groupby(["factor", "level", "data_seed", "train_seed", "method"]).size().nunique() == 1
+    assert overall[METRIC_COLUMNS].notna().all().all()
+    assert overall["auroc"].between(0, 1).all()
+    clean_raw_knn = overall[(overall["method"] == "raw_knn") & (overall["factor"] == "centre")]
+    assert (clean_raw_knn["auroc"] > 0.75).all()  # the data carry signal
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    finite = summary.dropna(subset=["auroc"])
+    assert (finite["auroc_low"] <= finite["auroc"] + 1e-12).all() and (finite["auroc"] <= finite["auroc_high"] + 1e-12).all()
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["grid"]["name"] == "smoke" and meta["command"].endswith("--grid smoke --out " + str(tmp_path) + " --quiet")
+    assert (tmp_path / "methods_overall.png").stat().st_size > 0 and (tmp_path / "factors_overall_auroc.png").exists()
