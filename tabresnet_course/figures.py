@@ -20,15 +20,15 @@ from sklearn.decomposition import PCA
 
 from tabresnet_course.model import MASK_INDEX, TabularResNetConfig
 
-BOX_STYLE = "round,pad=0.02,rounding_size=0.08"
-INPUT_COLOUR, LAYER_COLOUR, BLOCK_COLOUR, OUTPUT_COLOUR = "#dbe9f6", "#f2f2f2", "#fde7c8", "#d9f0d3"
-MASK_COLOUR, MUTED_COLOUR = "#f4b6b6", "#bbbbbb"
+_BOX_STYLE = "round,pad=0.02,rounding_size=0.08"
+_INPUT_COLOUR, _LAYER_COLOUR, _BLOCK_COLOUR, _OUTPUT_COLOUR = "#dbe9f6", "#f2f2f2", "#fde7c8", "#d9f0d3"
+_MASK_COLOUR, _MUTED_COLOUR = "#f4b6b6", "#bbbbbb"
 
 
 def draw_box(ax: Axes, x: float, y: float, width: float, height: float, text: str, colour: str) -> FancyBboxPatch:
     """A rounded box centred on ``(x, y)`` with centred text; returns the patch."""
     box = FancyBboxPatch(
-        (x - width / 2, y - height / 2), width, height, boxstyle=BOX_STYLE, facecolor=colour, edgecolor="black", linewidth=0.8
+        (x - width / 2, y - height / 2), width, height, boxstyle=_BOX_STYLE, facecolor=colour, edgecolor="black", linewidth=0.8
     )
     ax.add_patch(box)
     ax.text(x, y, text, ha="center", va="center", fontsize=8)
@@ -64,17 +64,17 @@ def draw_tabular_resnet(config: TabularResNetConfig) -> Figure:
     fig, ax = blank_axes(12, 4.4, (0, 12), (0, 4.4))
 
     top, w, h = 3.3, 1.5, 0.8
-    draw_box(ax, 0.85, 3.95, w, 0.6, f"numerical\n(B, {n_num})", INPUT_COLOUR)
-    draw_box(ax, 0.85, 2.65, w, 0.6, f"categorical indices\n(B, {n_cat})", INPUT_COLOUR)
-    draw_box(ax, 2.55, 2.65, w, 0.6, f"embedding lookup\n(B, {n_cat}, {d_cat})", LAYER_COLOUR)
+    draw_box(ax, 0.85, 3.95, w, 0.6, f"numerical\n(B, {n_num})", _INPUT_COLOUR)
+    draw_box(ax, 0.85, 2.65, w, 0.6, f"categorical indices\n(B, {n_cat})", _INPUT_COLOUR)
+    draw_box(ax, 2.55, 2.65, w, 0.6, f"embedding lookup\n(B, {n_cat}, {d_cat})", _LAYER_COLOUR)
     stages = [
-        (4.3, f"concatenate\n(B, {n_num + n_cat * d_cat})", LAYER_COLOUR),
-        (6.0, f"input projection\nLinear -> (B, {d_model})", LAYER_COLOUR),
-        (7.7, f"{config.num_blocks} x residual block\n(B, {d_model})", BLOCK_COLOUR),
-        (9.4, f"output {norm}\nembedding (B, {d_model})", OUTPUT_COLOUR),
+        (4.3, f"concatenate\n(B, {n_num + n_cat * d_cat})", _LAYER_COLOUR),
+        (6.0, f"input projection\nLinear -> (B, {d_model})", _LAYER_COLOUR),
+        (7.7, f"{config.num_blocks} x residual block\n(B, {d_model})", _BLOCK_COLOUR),
+        (9.4, f"output {norm}\nembedding (B, {d_model})", _OUTPUT_COLOUR),
     ]
     if config.num_classes is not None:
-        stages.append((11.1, f"head Linear(ReLU)\n(B, {config.num_classes})", LAYER_COLOUR))
+        stages.append((11.1, f"head Linear(ReLU)\n(B, {config.num_classes})", _LAYER_COLOUR))
     draw_arrow(ax, (1.6, 2.65), (1.8, 2.65))
     draw_arrow(ax, (1.6, 3.95), (3.55, top + 0.2))
     draw_arrow(ax, (3.3, 2.65), (3.55, top - 0.2))
@@ -87,12 +87,12 @@ def draw_tabular_resnet(config: TabularResNetConfig) -> Figure:
     inner = [norm, f"Linear\n{d_model} -> {d_hidden}", "ReLU", "Dropout", f"Linear\n{d_hidden} -> {d_model}", "Dropout"]
     y, step = 0.75, 1.45
     ax.text(0.2, 1.95, "inside one residual block", fontsize=9, style="italic")
-    ax.add_patch(FancyBboxPatch((0.1, 0.1), 11.3, 1.75, boxstyle=BOX_STYLE, fill=False, linestyle="--", linewidth=0.8))
-    draw_box(ax, 0.85, y, 0.9, 0.55, f"x\n(B, {d_model})", BLOCK_COLOUR)
+    ax.add_patch(FancyBboxPatch((0.1, 0.1), 11.3, 1.75, boxstyle=_BOX_STYLE, fill=False, linestyle="--", linewidth=0.8))
+    draw_box(ax, 0.85, y, 0.9, 0.55, f"x\n(B, {d_model})", _BLOCK_COLOUR)
     xs = [2.3 + step * i for i in range(len(inner))]
     draw_arrow(ax, (1.3, y), (xs[0] - 0.575, y))
     for i, (x, text) in enumerate(zip(xs, inner)):
-        draw_box(ax, x, y, 1.15, 0.55, text, BLOCK_COLOUR)
+        draw_box(ax, x, y, 1.15, 0.55, text, _BLOCK_COLOUR)
         if i + 1 < len(xs):
             draw_arrow(ax, (x + 0.575, y), (xs[i + 1] - 0.575, y))
     plus_x = xs[-1] + 1.05
@@ -137,22 +137,22 @@ def draw_masking_and_heads(
         value = row[name]
         shown = f"{value:.2f}" if isinstance(value, (float, np.floating)) else str(value)
         ax.text(x, 5.3, name, ha="center", fontsize=7, rotation=20)
-        draw_box(ax, x, 4.85, 0.95, 0.45, shown, INPUT_COLOUR)
+        draw_box(ax, x, 4.85, 0.95, 0.45, shown, _INPUT_COLOUR)
         if hidden:
             text = f"[MASK]\nindex {MASK_INDEX}" if kind == "categorical" else f"learned\nm[{j - len(categorical_names)}]"
-            draw_box(ax, x, 3.95, 0.95, 0.5, text, MASK_COLOUR)
+            draw_box(ax, x, 3.95, 0.95, 0.5, text, _MASK_COLOUR)
             target = "cross-\nentropy" if kind == "categorical" else "squared\nerror"
-            draw_box(ax, x, 0.45, 0.95, 0.55, f"{'logits' if kind == 'categorical' else 'value'}\n{target}", MASK_COLOUR)
+            draw_box(ax, x, 0.45, 0.95, 0.55, f"{'logits' if kind == 'categorical' else 'value'}\n{target}", _MASK_COLOUR)
         else:
-            draw_box(ax, x, 3.95, 0.95, 0.5, shown, INPUT_COLOUR)
-            ax.text(x, 0.45, "no loss", ha="center", va="center", fontsize=7, color=MUTED_COLOUR)
+            draw_box(ax, x, 3.95, 0.95, 0.5, shown, _INPUT_COLOUR)
+            ax.text(x, 0.45, "no loss", ha="center", va="center", fontsize=7, color=_MUTED_COLOUR)
         draw_arrow(ax, (x, 4.6), (x, 4.22))
         draw_arrow(ax, (x, 3.68), (middle + (x - middle) * 0.3, 3.2), color="grey")
-        draw_arrow(ax, (middle + (x - middle) * 0.3, 1.5), (x, 0.75), color="grey" if hidden else MUTED_COLOUR)
+        draw_arrow(ax, (middle + (x - middle) * 0.3, 1.5), (x, 0.75), color="grey" if hidden else _MUTED_COLOUR)
     span = xs[-1] - xs[0] + 0.95
-    draw_box(ax, middle, 2.95, span * 0.5, 0.45, "TabularResNet encoder", LAYER_COLOUR)
-    draw_box(ax, middle, 2.35, span * 0.4, 0.4, "embedding (d_model)", OUTPUT_COLOUR)
-    draw_box(ax, middle, 1.75, span * 0.5, 0.45, "one Linear layer = every prediction head", LAYER_COLOUR)
+    draw_box(ax, middle, 2.95, span * 0.5, 0.45, "TabularResNet encoder", _LAYER_COLOUR)
+    draw_box(ax, middle, 2.35, span * 0.4, 0.4, "embedding (d_model)", _OUTPUT_COLOUR)
+    draw_box(ax, middle, 1.75, span * 0.5, 0.45, "one Linear layer = every prediction head", _LAYER_COLOUR)
     draw_arrow(ax, (middle, 2.72), (middle, 2.55))
     draw_arrow(ax, (middle, 2.15), (middle, 1.98))
     return fig
