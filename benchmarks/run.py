@@ -177,11 +177,12 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         bf16_rtol = training["tolerances"]["bf16_vs_fp32_rtol"]
         for objective in ("contrastive", "mfp"):
             section = training[objective]
-            best = section["variants"][section["best_package_variant"]]
+            seed_call = section["variants"]["seed call"]
             out.append({
-                "target": f"{objective}: training throughput >= {SPEEDUP_TARGET:g}x naive ({section['best_package_variant']})",
-                "value": round(best["speedup_vs_naive"], 2),
-                "met": best["speedup_vs_naive"] >= SPEEDUP_TARGET,
+                "target": f"{objective}: the seed's train_self_supervised(DataLoader(OCSFDataset)) call >= "
+                f"{SPEEDUP_TARGET:g}x naive rows/s",
+                "value": round(seed_call["speedup_vs_naive"], 2),
+                "met": seed_call["speedup_vs_naive"] >= SPEEDUP_TARGET,
             })
             for name, v in section["variants"].items():
                 if name == "naive":
