@@ -288,10 +288,10 @@ def _numerical(row: pd.Series, name: str) -> tuple[NumericalFeature, str]:
     last, _ = name_words(row["column"])
     low, high, median, skew = row["minimum"], row["maximum"], row["median"], row["skew"]
     span = f"range {low:g} to {high:g}, skewness {skew:.1f}"
-    quantity = bool(set(last) & QUANTITY_WORDS)
+    quantity = bool(set(last) & (QUANTITY_WORDS | TIME_WORDS))  # a time-named number that is no timestamp: a duration
     ratio = (high + 1) / (max(median, 0) + 1)
     if low >= 0 and quantity:
-        transform, why = "log1p", f"a non-negative quantity by its name ({span}): log1p"
+        transform, why = "log1p", f"a non-negative quantity or duration by its name ({span}): log1p"
     elif low >= 0 and (skew > HEAVY_TAIL_SKEW or ratio >= 100):
         transform, why = "log1p", f"non-negative and heavy-tailed ({span}): log1p"
     elif abs(skew) > HEAVY_TAIL_SKEW:
@@ -429,8 +429,9 @@ class InferredSpec:
         """The report table, then the columns left out and the built-in features dropped, with
         their reasons (what ``tabresnet-course spec`` prints)."""
         counts = self.report["origin"].value_counts()
-        lines = [f"{len(self.report)} features ({counts.get('built-in', 0)} built-in, "
-                 f"{counts.get('inferred', 0)} inferred) from {self.num_events} events:", format_report(self.report)]
+        head = (f"{len(self.report)} features ({counts.get('built-in', 0)} built-in, "
+                f"{counts.get('inferred', 0)} inferred) from {self.num_events} events:")
+        lines = [head, format_report(self.report)]
         if len(self.excluded):
             lines.append(f"left out ({len(self.excluded)} columns):")
             lines += [f"  {c}: {r}" for c, r in zip(self.excluded["column"], self.excluded["reason"])]

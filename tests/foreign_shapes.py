@@ -23,7 +23,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-T0 = int(dt.datetime(2026, 5, 4, tzinfo=dt.timezone.utc).timestamp() * 1000)
+T0 = int(dt.datetime(2026, 5, 4, tzinfo=dt.UTC).timestamp() * 1000)
 HOUR = 3_600_000
 IDENTIFIERS = {"metadata.uid", "unmapped.trace_id", "unmapped.span_id", "actor.session.uid", "api.request.uid",
                "unmapped.eventID", "metadata.correlation_uid"}
@@ -166,7 +166,7 @@ def flat_authentication(n: int = 300, seed: int = 4) -> pd.DataFrame:
     times = _times(rng, n)
     return pd.DataFrame({
         "time": pd.to_datetime(times, unit="ms", utc=True),
-        "time_dt": [dt.datetime.fromtimestamp(t / 1000, dt.timezone.utc).isoformat() for t in times],
+        "time_dt": [dt.datetime.fromtimestamp(t / 1000, dt.UTC).isoformat() for t in times],
         "class_uid": 3002, "category_uid": 3, "activity_id": 1, "type_uid": 300201,
         "severity_id": 1, "status_id": rng.choice([1, 2], size=n, p=[0.9, 0.1]),
         "metadata.uid": _uuid(rng, n),
@@ -186,7 +186,7 @@ def http_without_time(n: int = 300, seed: int = 5) -> list[dict]:
     for i, t in enumerate(_times(rng, n)):
         code = int(rng.choice([200, 302, 404, 503], p=[0.8, 0.1, 0.07, 0.03]))
         events.append({
-            "time_dt": dt.datetime.fromtimestamp(t / 1000, dt.timezone.utc).isoformat(),
+            "time_dt": dt.datetime.fromtimestamp(t / 1000, dt.UTC).isoformat(),
             "class_uid": 4002, "category_uid": 4, "activity_id": 3, "type_uid": 400203, "severity_id": 1,
             "metadata": {"uid": _uuid(rng, 1)[0], "version": "1.8.0"},
             "http_request": {"http_method": "GET", "url": {"url_string": f"https://intranet.example/docs/{rng.integers(1, 900)}"}},
