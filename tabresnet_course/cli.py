@@ -330,7 +330,8 @@ def run_spec(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     """``train``: read, train, save (rank 0 only under torchrun). Without ``--spec`` the feature
-    specification is inferred, and each built-in feature absent from the data is noted."""
+    specification is inferred; once the detector is saved, each built-in feature absent from the
+    data is noted (one line each) and the feature report printed, so that an error stays one line."""
     from tabresnet_course.detector import is_saved_detector, train_ocsf_anomaly_detector
     from tabresnet_course.features import FeatureSpec
     from tabresnet_course.spec_inference import feature_report, format_report
@@ -339,20 +340,17 @@ def run_train(args: argparse.Namespace) -> int:
     refuse_existing(args.out, args.overwrite, "saved detector", is_saved_detector)
     spec = FeatureSpec.from_file(args.spec) if args.spec is not None else None
     result = read_events_reported(args.events, args.strict)
-    if spec is None:
-        inferred = infer_spec_reported(result)
-        spec, report = inferred.spec, inferred.report
-        for name, reason in inferred.dropped.items() if distributed_rank() == 0 else ():
-            note(f"{PROG}: note: built-in feature {name!r} dropped: {reason}")
-    else:
-        report = feature_report(spec, result.frame)
-    if distributed_rank() == 0:
-        note(f"features ({len(report)}):\n{format_report(report)}")
+    inferred = infer_spec_reported(result) if spec is None else None
     given = {name: getattr(args, dest) for dest, name in TRAIN_OPTIONS.items() if getattr(args, dest) is not None}
     try:
-        detector = train_ocsf_anomaly_detector(result.frame, feature_spec=spec, progress=show_progress(), **given)
+        detector = train_ocsf_anomaly_detector(result.frame, feature_spec=spec or inferred.spec,
+                                               progress=show_progress(), **given)
         if distributed_rank() == 0:
             detector.save(args.out, overwrite=args.overwrite)
+            for name, reason in inferred.dropped.items() if inferred is not None else ():
+                note(f"{PROG}: note: built-in feature {name!r} dropped: {reason}")
+            report = inferred.report if inferred is not None else feature_report(spec, result.frame)
+            note(f"features ({len(report)}):\n{format_report(report)}")
             epochs = len(detector.training["history"]["epoch"])
             note(f"trained on {result.num_read} events for {epochs} epoch(s); saved the detector to {args.out}")
     finally:
