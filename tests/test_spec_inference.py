@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import json
 
+import foreign_shapes as shapes
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
-import foreign_shapes as shapes
 from cli_helpers import TINY_TRAIN, assert_error, call, stderr_lines
+
 from tabresnet_course.features import FeatureSpec
 from tabresnet_course.spec_inference import (
     REPORT_COLUMNS,
