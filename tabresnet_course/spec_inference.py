@@ -262,15 +262,14 @@ def _left_out(row: pd.Series, columns: set[str]) -> str | None:
     if name in DERIVED and DERIVED[name][0] in columns:
         return f"determined by {DERIVED[name][0]} ({DERIVED[name][1]})"
     caption_of = [f"{name}_id", f"{name}_uid"]
-    if last and last[-1] == "name":
-        base = name[: -len("_name")]
-        caption_of += [f"{base}_id", f"{base}_uid"]
+    if name.endswith("_name"):  # class_name -> class_uid, activity_name -> activity_id
+        caption_of += [f"{name[:-5]}_id", f"{name[:-5]}_uid"]
     enum = next((c for c in caption_of if c in columns and c != name), None)
     if kind == "text" and enum is not None:
         return f"caption of the enumeration {enum} (the same information as text)"
     per_event = bool(set(last + parent) & PER_EVENT_WORDS) and not set(parent) & ENTITY_WORDS
     entity = bool(set(parent) & ENTITY_WORDS or set(last[:-1]) & ENTITY_WORDS)
-    if last and last[-1] in ID_WORDS or {"trace", "span", "traceid", "spanid"} & set(last):
+    if (last and last[-1] in ID_WORDS) or {"trace", "span", "traceid", "spanid"} & set(last):
         small_enum = kind == "integer" and row["distinct"] <= ENUM_MAX_VALUES and not per_event
         if not small_enum and (per_event or not entity):
             return f"an identifier by its name ({_counts(row)})"
@@ -304,15 +303,24 @@ def _numerical(row: pd.Series, name: str) -> tuple[NumericalFeature, str]:
     return NumericalFeature(name, row["column"], transform, missing_indicator=missing), why
 
 
+def _is_port(row: pd.Series) -> bool:
+    return row["type"] == "integer" and name_words(row["column"])[0][-1:] == ["port"]
+
+
+def _is_http_status(row: pd.Series) -> bool:
+    named = bool(set(name_words(row["column"])[0]) & {"code", "status"})
+    return row["type"] == "integer" and named and row["minimum"] >= 100 and row["maximum"] < 600
+
+
 def _categorical_transform(row: pd.Series) -> tuple[str, str]:
     """The categorical transform of a column and why."""
     last, _ = name_words(row["column"])
     kind = row["type"]
     if kind == "boolean":
         return "bool", "true/false"
-    if kind == "integer" and (last[-1:] == ["port"]):
+    if _is_port(row):
         return "port_bucket", "a port: well-known ports kept, others bucketed"
-    if kind == "integer" and set(last) & {"code", "status"} and row["minimum"] >= 100 and row["maximum"] < 600:
+    if _is_http_status(row):
         return "status_class", "an HTTP status code: its class (2xx ... 5xx)"
     if kind == "integer":
         enum = bool(last) and last[-1] in ID_WORDS
@@ -325,13 +333,12 @@ def _categorical_transform(row: pd.Series) -> tuple[str, str]:
 
 
 def _is_code(row: pd.Series) -> bool:
-    """An integer column that is a category: an enumeration, a port, a status, or few values."""
+    """An integer column that is a category: an enumeration or entity id, a port, an HTTP
+    status, or a column of few values with no quantity in its name."""
     last, _ = name_words(row["column"])
     if row["type"] != "integer":
         return False
-    if (last and last[-1] in ID_WORDS) or last[-1:] == ["port"]:
-        return True
-    if set(last) & {"code", "status"} and row["minimum"] >= 100 and row["maximum"] < 600:
+    if (last and last[-1] in ID_WORDS) or _is_port(row) or _is_http_status(row):
         return True
     return row["distinct"] <= CODE_MAX_VALUES and not set(last) & QUANTITY_WORDS
 
