@@ -347,6 +347,10 @@ class CategoricalFeature:
         if self.num_buckets < 1 or (self.max_categories is not None and self.max_categories < 1):
             raise ValueError(f"feature {self.name!r}: num_buckets and max_categories must be positive")
 
+    def hashes(self, cardinality: int) -> bool:
+        """Whether a fit that finds ``cardinality`` distinct values hashes this feature."""
+        return self.max_categories is not None and cardinality > self.max_categories
+
 
 USER_SOURCES = ["user.name", "actor.user.name", "user.email_addr", "actor.user.email_addr", "user.uid",
                 "actor.user.uid"]
@@ -580,7 +584,7 @@ class OCSFFeaturizer:
             absent.update(missing_sources)
             count = int(pd.Series(text, dtype=object).nunique(dropna=True))
             self.cardinality_[feature.name] = count
-            self.hashed_[feature.name] = feature.max_categories is not None and count > feature.max_categories
+            self.hashed_[feature.name] = feature.hashes(count)
         for feature in self.spec.numerical:
             absent.update(p for p in ([feature.source] if isinstance(feature.source, str) else feature.source)
                           if p not in frame.columns)

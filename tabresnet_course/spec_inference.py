@@ -39,10 +39,10 @@ from tabresnet_course.artifacts import atomic_write_bytes
 from tabresnet_course.errors import InputError
 from tabresnet_course.features import (
     CATEGORICAL_TRANSFORMS,
+    NUMERICAL_TRANSFORMS,
     CategoricalFeature,
     FeatureSpec,
     NumericalFeature,
-    OCSFFeaturizer,
     _source_values,
     _to_float,
 )
@@ -384,20 +384,20 @@ def feature_report(spec: FeatureSpec, frame: Any) -> pd.DataFrame:
     with a readable value), ``distinct`` values (before hashing) and ``hashed`` (whether fitting on
     ``frame`` hashes the category; always ``False`` for numbers)."""
     frame = as_flat_frame(frame)
-    featurizer = OCSFFeaturizer(spec).fit(frame)
-    features = featurizer.transform(frame)
     rows = []
-    for kind, items in (("numerical", spec.numerical), ("categorical", spec.categorical)):
+    for kind, items, transforms in (("numerical", spec.numerical, NUMERICAL_TRANSFORMS),
+                                    ("categorical", spec.categorical, CATEGORICAL_TRANSFORMS)):
         for feature in items:
             sources = [feature.source] if isinstance(feature.source, str) else feature.source
-            present = [s for s in sources if s in frame.columns]
-            values = features[feature.name]
-            numerical = kind == "numerical"
+            values = pd.Series(transforms[feature.transform](_source_values(frame, feature.source)[0]))
+            if kind == "numerical":
+                values = values.where(np.isfinite(values))
+            distinct = int(values.nunique(dropna=True))
             rows.append({
-                "feature": feature.name, "kind": kind, "source": " | ".join(present) or "(absent)",
-                "transform": feature.transform, "coverage": float(values.notna().mean()),
-                "distinct": int(values.nunique()) if numerical else featurizer.cardinality_[feature.name],
-                "hashed": False if numerical else featurizer.hashed_[feature.name],
+                "feature": feature.name, "kind": kind,
+                "source": " | ".join(s for s in sources if s in frame.columns) or "(absent)",
+                "transform": feature.transform, "coverage": float(values.notna().mean()), "distinct": distinct,
+                "hashed": kind == "categorical" and feature.hashes(distinct),
             })
     return pd.DataFrame(rows, columns=REPORT_COLUMNS)
 
