@@ -149,10 +149,18 @@ def add_spec(commands: Any) -> None:
     )
     add_events_input(command)
     command.add_argument("--out", type=Path, required=True, metavar="FILE", help="specification to write: .yaml, .yml or .json")
-    command.add_argument("--max-categories", type=positive_int, default=None, metavar="N",
-                         help="hash inferred categories with more distinct values than N (default 200)")
+    command.add_argument("--max-categories", type=positive_int, metavar="N",
+                         help="hash inferred categories with more distinct values than N (default %(default)s)")
     command.add_argument("--overwrite", action="store_true", help="replace an existing file")
     command.set_defaults(handler=run_spec)
+    command.help_defaults = spec_defaults
+
+
+def spec_defaults() -> dict[str, Any]:
+    """``spec``'s defaults for the help text (``spec_inference``'s, imported only then)."""
+    from tabresnet_course.spec_inference import MAX_CATEGORIES
+
+    return {"max_categories": MAX_CATEGORIES}
 
 
 def train_defaults() -> dict[str, Any]:
@@ -303,13 +311,13 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def infer_spec_reported(result: Any, max_categories: int | None = None) -> Any:
-    """The :class:`~tabresnet_course.spec_inference.InferredSpec` of the events read; "no usable
-    feature" names the file."""
-    from tabresnet_course.spec_inference import MAX_CATEGORIES, infer_feature_spec
+def infer_spec_reported(result: Any, **options: Any) -> Any:
+    """The :class:`~tabresnet_course.spec_inference.InferredSpec` of the events read (``options``
+    go to ``infer_feature_spec``); "no usable feature" names the file."""
+    from tabresnet_course.spec_inference import infer_feature_spec
 
     try:
-        return infer_feature_spec(result.frame, max_categories=max_categories or MAX_CATEGORIES)
+        return infer_feature_spec(result.frame, **options)
     except ValueError as error:
         raise InputError(f"{result.path}: {error}") from None
 
@@ -320,7 +328,8 @@ def run_spec(args: argparse.Namespace) -> int:
         raise InputError(f"{args.out}: feature specification must be .json, .yaml or .yml")
     refuse_existing(args.out, args.overwrite)
     result = read_events_reported(args.events, args.strict)
-    inferred = infer_spec_reported(result, args.max_categories)
+    given = {"max_categories": args.max_categories} if args.max_categories is not None else {}
+    inferred = infer_spec_reported(result, **given)
     print(inferred.summary())
     inferred.to_file(args.out, overwrite=args.overwrite, title=args.events.name)
     note(f"wrote the feature specification to {args.out}; edit it and pass it back with "
