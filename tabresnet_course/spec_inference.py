@@ -537,13 +537,12 @@ def infer_feature_spec(
     dropped = {f.name: _builtin_drop_reason(f, frame) for f in base.numerical + base.categorical
                if not usable.get(f.name, False)}
     profile = profile_columns(frame)
-    reasons = {f.name: "built-in feature" for f in kept["numerical"] + kept["categorical"]}
     used_by: dict[str, str] = {}
     for feature in kept["numerical"] + kept["categorical"]:
         for source in [feature.source] if isinstance(feature.source, str) else feature.source:
             used_by.setdefault(source, feature.name)
     taken = {f.name for f in kept["numerical"] + kept["categorical"]} | {f"{f.name}_missing" for f in kept["numerical"]}
-    decisions, reasons_inferred = [], {}
+    decisions, inferred_reasons = [], {}
     for _, row in profile.iterrows():
         column = row["column"]
         if column in used_by:
@@ -556,17 +555,15 @@ def infer_feature_spec(
         feature = decision.feature
         kept["numerical" if isinstance(feature, NumericalFeature) else "categorical"].append(feature)
         taken.update({feature.name, f"{feature.name}_missing"})
-        reasons_inferred[feature.name] = decision.reason
+        inferred_reasons[feature.name] = decision.reason
         decisions.append((f"inferred {feature.name}", decision.reason))
     if not kept["numerical"] and not kept["categorical"]:
         raise ValueError(f"no usable feature in {len(frame)} events: every built-in source is absent and every "
                          f"other column is left out ({len(profile)} columns; see 'tabresnet-course spec')")
     spec = FeatureSpec(**kept)
     report = feature_report(spec, frame)
-    report["origin"] = ["built-in" if name in reasons else "inferred" for name in report["feature"]]
-    report["reason"] = [reasons_inferred.get(name, "") for name in report["feature"]]
-    built_in = report["origin"] == "built-in"
-    report.loc[built_in, "reason"] = [f"{s} in {_pct(c)} of events" for s, c in
-                                      zip(report.loc[built_in, "source"], report.loc[built_in, "coverage"])]
+    report["origin"] = np.where(report["feature"].isin(list(inferred_reasons)), "inferred", "built-in")
+    report["reason"] = [inferred_reasons.get(name, f"{source} in {_pct(coverage)} of events")
+                        for name, source, coverage in zip(report["feature"], report["source"], report["coverage"])]
     columns = profile.assign(decision=[d for d, _ in decisions], reason=[r for _, r in decisions])
     return InferredSpec(spec, report, columns, dropped, len(frame))
