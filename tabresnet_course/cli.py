@@ -1,8 +1,10 @@
 """The ``tabresnet-course`` command line (also ``python -m tabresnet_course``).
 
-Four commands follow the pipeline of chapter "The OCSF pipeline": ``generate`` writes seeded
-OCSF events and their labels, ``train`` fits a detector on a (clean) baseline file, ``score``
-writes one anomaly score per readable record and ``evaluate`` compares scores with labels.
+Five commands follow the pipeline of chapter "The OCSF pipeline": ``generate`` writes seeded
+OCSF events and their labels, ``spec`` infers a feature specification for a file of events
+(written as commented YAML to edit), ``train`` fits a detector on a (clean) baseline file (with
+an inferred specification unless ``--spec`` is given), ``score`` writes one anomaly score per
+readable record and ``evaluate`` compares scores with labels.
 Bad input (a missing file, a malformed record in ``--strict`` mode, a bad option) ends with
 one line ``tabresnet-course: error: ...`` on stderr and exit status 2; nothing is overwritten
 without ``--overwrite``. Progress bars and notes go to stderr, results to files or stdout.
@@ -91,7 +93,7 @@ def utc_datetime(text: str) -> dt.datetime:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of all four commands."""
+    """The argument parser of all five commands."""
     parser = ArgumentParser(
         prog=PROG,
         description="Generate OCSF events, train TabularResNet encoders, score and evaluate anomalies.",
@@ -99,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_generate(commands)
+    add_spec(commands)
     add_train(commands)
     add_score(commands)
     add_evaluate(commands)
@@ -132,6 +135,34 @@ def add_generate(commands: Any) -> None:
     command.set_defaults(handler=run_generate)
 
 
+def add_spec(commands: Any) -> None:
+    """The ``spec`` command: infer a feature specification and print the feature report."""
+    command = commands.add_parser(
+        "spec",
+        help="infer a feature specification for a file of events",
+        description="Profile every column of the events of PATH and write a feature specification: the "
+        "built-in OCSF features present in the data, plus inferred ones for the other columns; per-event "
+        "identifiers, timestamps other than time and free text are left out. Prints one row per feature "
+        "(source, kind, transform, coverage, distinct values, hashed) and why each column was left out. "
+        "A .yaml file is commented with the reason for each choice: edit it and pass it to "
+        "'train --spec'.",
+    )
+    add_events_input(command)
+    command.add_argument("--out", type=Path, required=True, metavar="FILE", help="specification to write: .yaml, .yml or .json")
+    command.add_argument("--max-categories", type=positive_int, metavar="N",
+                         help="hash inferred categories with more distinct values than N (default %(default)s)")
+    command.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    command.set_defaults(handler=run_spec)
+    command.help_defaults = spec_defaults
+
+
+def spec_defaults() -> dict[str, Any]:
+    """``spec``'s defaults for the help text (``spec_inference``'s, imported only then)."""
+    from tabresnet_course.spec_inference import MAX_CATEGORIES
+
+    return {"max_categories": MAX_CATEGORIES}
+
+
 def train_defaults() -> dict[str, Any]:
     """``train``'s defaults, by ``dest``: ``DetectorConfig``'s. Imported only for the help text,
     since the detector loads PyTorch; when parsing, an option not given stays ``None`` and the
@@ -161,7 +192,8 @@ def add_train(commands: Any) -> None:
     command.add_argument("--seed", type=int, metavar="S", help="random seed (default %(default)s)")
     command.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default %(default)s")
     command.add_argument("--spec", type=Path, default=None, metavar="FILE",
-                         help="feature specification (.json, .yaml or .yml; default: the built-in one)")
+                         help="feature specification (.json, .yaml or .yml; default: inferred from the events "
+                         "as 'tabresnet-course spec' does)")
     command.add_argument("--batch-size", type=positive_int, metavar="B", help="default %(default)s")
     command.add_argument("--d-model", type=positive_int, metavar="D", help="embedding size (default %(default)s)")
     command.add_argument("--num-blocks", type=positive_int, metavar="N", help="residual blocks (default %(default)s)")
@@ -279,20 +311,55 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def infer_spec_reported(result: Any, **options: Any) -> Any:
+    """The :class:`~tabresnet_course.spec_inference.InferredSpec` of the events read (``options``
+    go to ``infer_feature_spec``); "no usable feature" names the file."""
+    from tabresnet_course.spec_inference import infer_feature_spec
+
+    try:
+        return infer_feature_spec(result.frame, **options)
+    except ValueError as error:
+        raise InputError(f"{result.path}: {error}") from None
+
+
+def run_spec(args: argparse.Namespace) -> int:
+    """``spec``: infer a feature specification, print the report, write the file."""
+    if args.out.suffix.lower() not in (".yaml", ".yml", ".json"):
+        raise InputError(f"{args.out}: feature specification must be .json, .yaml or .yml")
+    refuse_existing(args.out, args.overwrite)
+    result = read_events_reported(args.events, args.strict)
+    given = {"max_categories": args.max_categories} if args.max_categories is not None else {}
+    inferred = infer_spec_reported(result, **given)
+    print(inferred.summary())
+    inferred.to_file(args.out, overwrite=args.overwrite, title=args.events.name)
+    note(f"wrote the feature specification to {args.out}; edit it and pass it back with "
+         f"'{PROG} train --spec {args.out} ...'")
+    return 0
+
+
 def run_train(args: argparse.Namespace) -> int:
-    """``train``: read, train, save (rank 0 only under torchrun)."""
+    """``train``: read, train, save (rank 0 only under torchrun). Without ``--spec`` the feature
+    specification is inferred; once the detector is saved, each built-in feature absent from the
+    data is noted (one line each) and the feature report printed, so that an error stays one line."""
     from tabresnet_course.detector import is_saved_detector, train_ocsf_anomaly_detector
     from tabresnet_course.features import FeatureSpec
+    from tabresnet_course.spec_inference import feature_report, format_report
     from tabresnet_course.training import cleanup_distributed, distributed_rank
 
     refuse_existing(args.out, args.overwrite, "saved detector", is_saved_detector)
     spec = FeatureSpec.from_file(args.spec) if args.spec is not None else None
     result = read_events_reported(args.events, args.strict)
+    inferred = infer_spec_reported(result) if spec is None else None
     given = {name: getattr(args, dest) for dest, name in TRAIN_OPTIONS.items() if getattr(args, dest) is not None}
     try:
-        detector = train_ocsf_anomaly_detector(result.frame, feature_spec=spec, progress=show_progress(), **given)
+        detector = train_ocsf_anomaly_detector(result.frame, feature_spec=spec or inferred.spec,
+                                               progress=show_progress(), **given)
         if distributed_rank() == 0:
             detector.save(args.out, overwrite=args.overwrite)
+            for name, reason in inferred.dropped.items() if inferred is not None else ():
+                note(f"{PROG}: note: built-in feature {name!r} dropped: {reason}")
+            report = inferred.report if inferred is not None else feature_report(spec, result.frame)
+            note(f"features ({len(report)}):\n{format_report(report)}")
             epochs = len(detector.training["history"]["epoch"])
             note(f"trained on {result.num_read} events for {epochs} epoch(s); saved the detector to {args.out}")
     finally:

@@ -135,11 +135,12 @@ def test_evaluate_names_a_bad_label(work, tmp_path):
 
 def test_help_of_every_command(work):
     here = dict(cwd=work)
-    for command in ("generate", "train", "score", "evaluate"):
+    for command in ("generate", "spec", "train", "score", "evaluate"):
         result = call(command, "--help", **here)
         assert result.returncode == 0 and "usage:" in result.stdout
     assert "NO row" in call("score", "--help", **here).stdout
     assert "torchrun" in call("train", "--help", **here).stdout
+    assert "inferred from the events" in call("train", "--help", **here).stdout
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="torchrun with gloo on CPU is tested on Linux")
