@@ -137,14 +137,20 @@ def shown_values(frame: pd.DataFrame, explained: ExplainedField) -> tuple[np.nda
     return shown, None
 
 
-def typical_text(texts: np.ndarray, numbers: np.ndarray | None) -> str:
-    """The neighbours' values of one field: a range ``low to high`` of numbers, else the most
-    frequent distinct values (at most ``MAX_TYPICAL_VALUES``)."""
-    if numbers is not None and np.isfinite(numbers).any():
-        low, high = np.nanmin(numbers), np.nanmax(numbers)
-        return number_text(low) if low == high else f"{number_text(low)} to {number_text(high)}"
-    ranked = [text for text, _ in Counter(texts.tolist()).most_common(MAX_TYPICAL_VALUES)]
-    return ", ".join(ranked)
+def typical_values(texts: np.ndarray, numbers: np.ndarray | None) -> np.ndarray:
+    """The neighbours' values of one field, one text per event from ``(n, k)`` arrays of the
+    neighbours' shown values (and numbers): a range ``low to high`` where there are numbers,
+    else the most frequent distinct values (at most ``MAX_TYPICAL_VALUES``)."""
+    out = np.empty(len(texts), dtype=object)
+    present = np.zeros(len(texts), dtype=bool) if numbers is None else np.isfinite(numbers).any(axis=1)  # (n,)
+    for i in np.flatnonzero(~present):
+        out[i] = ", ".join(text for text, _ in Counter(texts[i].tolist()).most_common(MAX_TYPICAL_VALUES))
+    if present.any():
+        low = np.min(np.where(np.isfinite(numbers), numbers, np.inf), axis=1)  # (n,)
+        high = np.max(np.where(np.isfinite(numbers), numbers, -np.inf), axis=1)  # (n,)
+        for i in np.flatnonzero(present):
+            out[i] = number_text(low[i]) if low[i] == high[i] else f"{number_text(low[i])} to {number_text(high[i])}"
+    return out
 
 
 # --------------------------------------------------------------------------- the explainer
@@ -247,17 +253,19 @@ class NeighbourExplainer:
         order = np.argsort(-contributions, axis=1, kind="stable")[:, :top]  # (n, top)
         events, ranks = np.nonzero(np.take_along_axis(contributions, order, axis=1) > 0)
         chosen = order[events, ranks]
-        shown = [shown_values(frame, f) for f in self.fields]
-        values = [shown[f][0][i] for i, f in zip(events, chosen)]
-        typical = [typical_text(self.shown_[f][0][neighbours[i]],
-                                None if self.shown_[f][1] is None else self.shown_[f][1][neighbours[i]])
-                   for i, f in zip(events, chosen)]
+        values, typical = np.empty(len(chosen), dtype=object), np.empty(len(chosen), dtype=object)
+        for f in np.unique(chosen):  # only the chosen fields are shown
+            picked = np.flatnonzero(chosen == f)
+            values[picked] = shown_values(frame.iloc[events[picked]], self.fields[f])[0]
+            texts, numbers = self.shown_[f]
+            near = neighbours[events[picked]]  # (n_f, k)
+            typical[picked] = typical_values(texts[near], None if numbers is None else numbers[near])
         return pd.DataFrame({
             "event": (events + first_event).astype(np.int64),
             "rank": (ranks + 1).astype(np.int64),
             "field": np.array([self.fields[f].name for f in chosen], dtype=object),
-            "value": np.array(values, dtype=object),
-            "typical": np.array(typical, dtype=object),
+            "value": values,
+            "typical": typical,
             "contribution": contributions[events, chosen],
         })
 
