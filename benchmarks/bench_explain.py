@@ -35,10 +35,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python benchmarks/bench_explain.py` from the repository root
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import time_interleaved  # noqa: E402
-from tabresnet_course.detector import OCSFAnomalyDetector, train_ocsf_anomaly_detector  # noqa: E402
-from tabresnet_course.explain import NeighbourExplainer  # noqa: E402
-from tabresnet_course.ocsf import generate_baseline_and_evaluation  # noqa: E402
+from benchmarks.common import time_interleaved
+from tabresnet_course.detector import OCSFAnomalyDetector, train_ocsf_anomaly_detector
+from tabresnet_course.explain import NeighbourExplainer
+from tabresnet_course.ocsf import generate_baseline_and_evaluation
 
 CHANGED_FIELDS = {
     "data_exfiltration": {"bytes_out"},
