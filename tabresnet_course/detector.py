@@ -421,7 +421,8 @@ class OCSFAnomalyDetector:
 
     def save(self, directory: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write the detector to ``directory`` (``weights.pt``, ``config.json``,
-        ``reference_embeddings.npy``, and ``reference_sample.json`` when it has one) atomically (:func:`~tabresnet_course.artifacts.atomic_write_directory`).
+        ``reference_embeddings.npy``, and ``reference_sample.json`` when it has one) atomically
+        (:func:`~tabresnet_course.artifacts.atomic_write_directory`).
         An existing ``directory`` is refused (:class:`InputError`) unless ``overwrite=True``, and
         is only ever replaced when it is empty or holds a saved detector. Returns the directory."""
         if self.reference_embeddings is None:
@@ -506,12 +507,12 @@ def train_ocsf_anomaly_detector(
     ``temperature``, ``precision``, ...). Under ``torchrun`` every process calls this
     function; the trainer shards the batches.
     """
+    from tabresnet_course.explain import reference_sample
+
     config = (config if config is not None else DetectorConfig()).with_options(**options)  # checked before featurising
     frame = as_flat_frame(events)
     if len(frame) < 2 * config.k:
         raise ValueError(f"need at least {2 * config.k} events to train a detector with k={config.k}, got {len(frame)}")
-    from tabresnet_course.explain import reference_sample
-
     featurizer, preprocessor, (numerical, categorical) = fit_preprocessing(frame, feature_spec)
     model_config = config.model_config(numerical.shape[1], list(preprocessor.cardinalities_))
     encoder, history = pretrain_encoder(model_config, numerical, categorical, config)
