@@ -36,6 +36,7 @@ from sklearn.neighbors import NearestNeighbors
 from tabresnet_course.errors import collapse_whitespace
 from tabresnet_course.features import _source_values, cat_identity, num_identity
 from tabresnet_course.flat import as_flat_frame
+from tabresnet_course.model import NUM_RESERVED_INDICES
 
 REFERENCE_SAMPLE_SIZE = 2048
 """Reference events a detector keeps (raw) for explanations: neighbours and typical values."""
@@ -197,7 +198,7 @@ class NeighbourExplainer:
         self.index_ = NearestNeighbors(n_neighbors=min(self.k, len(frame))).fit(
             self.embed(self.numerical_, self.categorical_)
         )
-        sizes = [c + 3 for c in self.preprocessor.cardinalities_]  # real categories + reserved indices
+        sizes = [c + NUM_RESERVED_INDICES for c in self.preprocessor.cardinalities_]  # all indices of each column
         self.surprisal_ = np.zeros((len(sizes), max(sizes, default=1)))  # (n_cat, max indices): -log p_j(index)
         for j, size in enumerate(sizes):
             counts = np.bincount(self.categorical_[:, j], minlength=size)[:size]
