@@ -216,6 +216,9 @@ def add_score(commands: Any) -> None:
     command.add_argument("--model", type=Path, required=True, metavar="DIR", help="detector directory from 'train'")
     add_events_input(command)
     command.add_argument("--out", type=Path, required=True, metavar="CSV", help="scores file to write")
+    command.add_argument("--explain", type=positive_int, default=None, metavar="K",
+                         help="also write the K fields that set each record apart from its nearest normal "
+                         "events: top_fields and, per rank i, field_i, value_i, typical_i, contribution_i")
     command.add_argument("--overwrite", action="store_true", help="replace an existing scores file")
     command.set_defaults(handler=run_score)
 
@@ -383,11 +386,21 @@ def run_score(args: argparse.Namespace) -> int:
             "score": scores,
         }
     )
+    if args.explain is not None:
+        table = pd.concat([table, explanation_table(detector, result.frame, args.explain)], axis=1)
     buffer = io.StringIO()
     table.to_csv(buffer, index=False, float_format="%.8g")
     atomic_write_bytes(args.out, buffer.getvalue().encode("utf-8"), overwrite=args.overwrite)
     note(f"wrote {len(table)} scores to {args.out}")
     return 0
+
+
+def explanation_table(detector: Any, frame: pd.DataFrame, top: int) -> pd.DataFrame:
+    """``score --explain``'s extra columns for the records of ``frame``, one row each
+    (:func:`tabresnet_course.explain.explanation_columns`)."""
+    from tabresnet_course.explain import explanation_columns
+
+    return explanation_columns(detector.explain(frame, top), len(frame), top)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

@@ -18,7 +18,9 @@ fraction, reference size, ``k``); the command line takes its defaults from it.
 The saved detector is one directory with ``weights.pt`` (the encoder's ``state_dict``, loadable
 with ``torch.load(weights_only=True)``), ``config.json`` (the ``DetectorConfig``, every fitted
 preprocessing state and the training record as plain JSON) and ``reference_embeddings.npy``
-(``allow_pickle=False``): nothing is pickled. The file mechanics (atomic directory replace,
+(``allow_pickle=False``) and, for explanations (:meth:`OCSFAnomalyDetector.explain`),
+``reference_sample.json`` (a bounded sample of the raw reference events; detectors saved without
+it still load): nothing is pickled. The file mechanics (atomic directory replace,
 checksums, safe loads) are :mod:`tabresnet_course.artifacts`'. Chapter "The OCSF pipeline"
 teaches this file.
 """
@@ -75,6 +77,7 @@ DETECTOR_KIND = "tabresnet_course.OCSFAnomalyDetector"
 WEIGHTS_FILE = "weights.pt"
 CONFIG_FILE = "config.json"
 REFERENCE_FILE = "reference_embeddings.npy"
+REFERENCE_SAMPLE_FILE = "reference_sample.json"
 
 
 # --------------------------------------------------------------------------- inputs
@@ -274,6 +277,8 @@ class OCSFAnomalyDetector:
         config: the :class:`DetectorConfig` (``k``, ``embedding_batch_size``, and how the encoder
             was trained); the defaults when ``None``.
         training: plain-JSON record of the training run (history, rows; saved with the detector).
+        reference_sample: a bounded sample of the raw reference events (flat frame) that
+            :meth:`explain` draws neighbours and typical values from, or ``None``.
     """
 
     def __init__(
@@ -285,6 +290,7 @@ class OCSFAnomalyDetector:
         *,
         config: DetectorConfig | None = None,
         training: dict[str, Any] | None = None,
+        reference_sample: pd.DataFrame | None = None,
     ) -> None:
         self.model = model.eval()
         self.featurizer = featurizer
@@ -293,6 +299,8 @@ class OCSFAnomalyDetector:
         self.training = dict(training or {})
         self.reference_embeddings: np.ndarray | None = None
         self.knn_: KNNScorer | None = None
+        self.reference_sample = reference_sample
+        self.explainer_: Any = None
         if reference_embeddings is not None:
             self.set_reference_embeddings(reference_embeddings)
 
@@ -351,9 +359,29 @@ class OCSFAnomalyDetector:
             return np.zeros(0)
         return self.knn_.score(embeddings)
 
+    def explain(self, events: Any, top: int = 3) -> pd.DataFrame:
+        """The ``top`` fields that set each event apart from its nearest normal neighbours, as a
+        tidy table (columns ``event``, ``rank``, ``field``, ``value``, ``typical``,
+        ``contribution``): :class:`~tabresnet_course.explain.NeighbourExplainer` on the
+        reference sample (chapter "Explaining alerts")."""
+        from tabresnet_course.explain import NeighbourExplainer
+
+        if self.reference_sample is None:
+            raise NotFittedError(
+                "this detector keeps no reference sample to explain with (saved by an older version); "
+                "rebuild it with with_reference(baseline events)"
+            )
+        if self.explainer_ is None:
+            self.explainer_ = NeighbourExplainer(self.featurizer, self.preprocessor, self.embed_arrays, self.k)
+            self.explainer_.fit(self.reference_sample)
+        return self.explainer_.explain(events, top)
+
     def with_reference(self, events: Any) -> "OCSFAnomalyDetector":
         """A detector sharing this encoder and preprocessing whose reference set is the
-        embeddings of ``events`` (used by the evaluation's baselines and contamination demo)."""
+        embeddings of ``events`` (used by the evaluation's baselines and contamination demo),
+        and whose reference sample for :meth:`explain` is drawn from them."""
+        from tabresnet_course.explain import reference_sample
+
         return OCSFAnomalyDetector(
             self.model,
             self.featurizer,
@@ -361,6 +389,7 @@ class OCSFAnomalyDetector:
             self.embed(events),
             config=self.config,
             training=self.training,
+            reference_sample=reference_sample(events, self.featurizer, self.config.seed),
         )
 
     def untrained_copy(self, seed: int | None = None) -> "OCSFAnomalyDetector":
@@ -392,7 +421,8 @@ class OCSFAnomalyDetector:
 
     def save(self, directory: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write the detector to ``directory`` (``weights.pt``, ``config.json``,
-        ``reference_embeddings.npy``) atomically (:func:`~tabresnet_course.artifacts.atomic_write_directory`).
+        ``reference_embeddings.npy``, and ``reference_sample.json`` when it has one) atomically
+        (:func:`~tabresnet_course.artifacts.atomic_write_directory`).
         An existing ``directory`` is refused (:class:`InputError`) unless ``overwrite=True``, and
         is only ever replaced when it is empty or holds a saved detector. Returns the directory."""
         if self.reference_embeddings is None:
@@ -400,8 +430,11 @@ class OCSFAnomalyDetector:
         weights = torch_bytes({name: tensor.detach().cpu() for name, tensor in self.model.state_dict().items()})
         reference = npy_bytes(self.reference_embeddings)
         config = self.config_dict()
-        config["files"] = {WEIGHTS_FILE: sha256(weights), REFERENCE_FILE: sha256(reference)}
-        files = {WEIGHTS_FILE: weights, REFERENCE_FILE: reference, CONFIG_FILE: json_bytes(config)}
+        files = {WEIGHTS_FILE: weights, REFERENCE_FILE: reference}
+        if self.reference_sample is not None:
+            files[REFERENCE_SAMPLE_FILE] = sample_bytes(self.reference_sample)
+        config["files"] = {name: sha256(data) for name, data in files.items()}
+        files[CONFIG_FILE] = json_bytes(config)
         return atomic_write_directory(
             directory, files, overwrite=overwrite, what="saved detector", replaceable=is_saved_detector
         )
@@ -421,6 +454,10 @@ class OCSFAnomalyDetector:
         featurizer, preprocessor, model, detector_config = rebuild_parts(directory / CONFIG_FILE, config)
         load_weights(model, weights, directory / WEIGHTS_FILE)
         embeddings = read_reference(reference, directory / REFERENCE_FILE, model.d_model)
+        sample = None
+        if REFERENCE_SAMPLE_FILE in checksums:  # detectors saved before explanations have none
+            sample_data = read_checked_bytes(directory / REFERENCE_SAMPLE_FILE, checksums[REFERENCE_SAMPLE_FILE], CONFIG_FILE)
+            sample = read_sample(sample_data, directory / REFERENCE_SAMPLE_FILE)
         if config["k"] > len(embeddings):
             raise InputError(
                 f"{directory / CONFIG_FILE}: k={config['k']} is more than the {len(embeddings)} "
@@ -433,6 +470,7 @@ class OCSFAnomalyDetector:
             embeddings,
             config=detector_config,
             training=config.get("training") or {},
+            reference_sample=sample,
         )
 
 
@@ -469,6 +507,8 @@ def train_ocsf_anomaly_detector(
     ``temperature``, ``precision``, ...). Under ``torchrun`` every process calls this
     function; the trainer shards the batches.
     """
+    from tabresnet_course.explain import reference_sample
+
     config = (config if config is not None else DetectorConfig()).with_options(**options)  # checked before featurising
     frame = as_flat_frame(events)
     if len(frame) < 2 * config.k:
@@ -476,8 +516,11 @@ def train_ocsf_anomaly_detector(
     featurizer, preprocessor, (numerical, categorical) = fit_preprocessing(frame, feature_spec)
     model_config = config.model_config(numerical.shape[1], list(preprocessor.cardinalities_))
     encoder, history = pretrain_encoder(model_config, numerical, categorical, config)
-    detector = OCSFAnomalyDetector(encoder, featurizer, preprocessor, config=config)
     reference_rows = reference_subset(len(frame), config.reference_size, config.seed)
+    detector = OCSFAnomalyDetector(
+        encoder, featurizer, preprocessor, config=config,
+        reference_sample=reference_sample(frame.iloc[reference_rows], featurizer, config.seed),
+    )
     detector.set_reference_embeddings(
         detector.embed_arrays(numerical[reference_rows], categorical[reference_rows], progress=config.training.progress)
     )
@@ -660,3 +703,24 @@ def read_reference(data: bytes, path: Path, d_model: int) -> np.ndarray:
     if embeddings.ndim != 2 or embeddings.shape[1] != d_model or not np.isfinite(embeddings).all():
         raise InputError(f"{path} must hold finite embeddings of shape (n, {d_model}), got {embeddings.shape}")
     return embeddings
+
+
+def sample_bytes(sample: pd.DataFrame) -> bytes:
+    """The reference sample as compact JSON: a list of nested OCSF events."""
+    from tabresnet_course.flat import frame_to_events
+
+    finite = sample.replace([np.inf, -np.inf], np.nan)
+    return (json.dumps(frame_to_events(finite), separators=(",", ":"), allow_nan=False) + "\n").encode("utf-8")
+
+
+def read_sample(data: bytes, path: Path) -> pd.DataFrame:
+    """The reference sample written by :func:`sample_bytes`, checked to be a list of events."""
+    from tabresnet_course.flat import flatten_events
+
+    try:
+        events = json.loads(data.decode("utf-8"))
+        if not isinstance(events, list) or not events:
+            raise ValueError("expected a non-empty JSON list of events")
+        return flatten_events(events)
+    except (UnicodeDecodeError, ValueError, TypeError) as error:
+        raise InputError(f"{path} is not a valid reference sample: {collapse_whitespace(error)[:200]}") from None

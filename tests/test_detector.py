@@ -10,6 +10,7 @@ import torch
 from tabresnet_course.detector import (
     CONFIG_FILE,
     REFERENCE_FILE,
+    REFERENCE_SAMPLE_FILE,
     WEIGHTS_FILE,
     KNNScorer,
     OCSFAnomalyDetector,
@@ -87,7 +88,7 @@ def test_untrained_copy_starts_from_the_training_initialisation(detector):
 
 
 def test_save_and_load_give_identical_scores(detector, saved, baseline):
-    assert sorted(p.name for p in saved.iterdir()) == sorted([CONFIG_FILE, REFERENCE_FILE, WEIGHTS_FILE])
+    assert sorted(p.name for p in saved.iterdir()) == sorted([CONFIG_FILE, REFERENCE_FILE, REFERENCE_SAMPLE_FILE, WEIGHTS_FILE])
     loaded = OCSFAnomalyDetector.load(saved)
     frame = baseline.frame.iloc[:200]
     np.testing.assert_array_equal(loaded.score(frame), detector.score(frame))
