@@ -28,7 +28,7 @@ def test_knn_scores_are_mean_distances_and_accept_sparse():
     np.testing.assert_allclose(scorer.score([[0.0, 0.0]]), [1.5])  # (0 + 3) / 2
     np.testing.assert_allclose(KNNScorer(k=1).fit(reference).score(reference), 0.0)
     np.testing.assert_allclose(KNNScorer(2).fit(sp.csr_matrix(reference)).score(sp.csr_matrix([[0.0, 0.0]])), [1.5])
-    assert scorer.get_params() == {"k": 2}
+    assert scorer.get_params() == {"k": 2, "backend": "auto"}
 
 
 @pytest.mark.parametrize(
