@@ -273,6 +273,9 @@ class OCSFAnomalyDetector:
     def preprocess(self, events: Any) -> tuple[np.ndarray, np.ndarray]:
         """Events -> ``(numerical float32 (N, n_num), categorical int64 (N, n_cat))``, row-aligned."""
         frame = as_flat_frame(events)
+        if len(frame) == 0:
+            numerical_columns = len(self.preprocessor.numerical_feature_names_)
+            return np.zeros((0, numerical_columns), np.float32), np.zeros((0, len(self.cardinalities)), np.int64)
         features = self.featurizer.transform(frame)
         numerical, categorical = self.preprocessor.transform(features)
         if len(numerical) != len(frame):

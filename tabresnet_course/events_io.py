@@ -461,9 +461,8 @@ class EventChunks:
     may have another dtype in a chunk, for example ``int64`` where the whole file needs
     ``float64``; :class:`~tabresnet_course.features.OCSFFeaturizer` reads both alike).
 
-    JSON Lines files are read ``chunk_size`` lines at a time and Parquet files ``chunk_size``
-    rows at a time (``pyarrow.parquet.ParquetFile.iter_batches``, one row group in memory at
-    most). A JSON array is parsed whole (the ``json`` module has no incremental parser) and only
+    JSON Lines files are read ``chunk_size`` lines at a time, Parquet files row group by row
+    group in batches of at most ``chunk_size`` rows (``pyarrow.parquet.ParquetFile.iter_batches``). A JSON array is parsed whole (the ``json`` module has no incremental parser) and only
     then cut into chunks. The path is checked at once; the records when iterated.
     """
 
@@ -506,16 +505,17 @@ class EventChunks:
             raise InputError(f"{self.path}: file is empty")
 
     def _parquet_chunks(self) -> Iterator[ReadResult]:
-        """Batches of ``chunk_size`` rows, read row group by row group."""
+        """Row group by row group, in batches of at most ``chunk_size`` rows."""
         try:
             parquet = pq.ParquetFile(self.path)
             if parquet.metadata.num_rows == 0:
                 raise InputError(f"{self.path}: file is empty (no rows)")
             first = 1
-            for batch in parquet.iter_batches(batch_size=self.chunk_size):
-                table = _flat_parquet_table(self.path, pa.Table.from_batches([batch]))
-                yield _arrow_table_to_result(self.path, table, self.strict, "row", first)
-                first += batch.num_rows
+            for group in range(parquet.num_row_groups):
+                for batch in parquet.iter_batches(batch_size=self.chunk_size, row_groups=[group]):
+                    table = _flat_parquet_table(self.path, pa.Table.from_batches([batch]))
+                    yield _arrow_table_to_result(self.path, table, self.strict, "row", first)
+                    first += batch.num_rows
         except (OSError, pa.ArrowException) as error:
             raise InputError(f"{self.path}: not a readable Parquet file ({error})") from error
 
