@@ -8,15 +8,15 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-
 from cli_helpers import call, stderr_lines
+
 from tabresnet_course.cli import score_table
 from tabresnet_course.detector import OCSFAnomalyDetector, train_ocsf_anomaly_detector
 from tabresnet_course.errors import InputError
 from tabresnet_course.events_io import EventChunks, read_events, write_events
 from tabresnet_course.ocsf import generate_ocsf_events
 
-TINY = dict(d_model=16, num_blocks=1, num_epochs=1, batch_size=128, device="cpu", embedding_batch_size=64)
+TINY = {"d_model": 16, "num_blocks": 1, "num_epochs": 1, "batch_size": 128, "device": "cpu", "embedding_batch_size": 64}
 CHUNK_SIZES = (7, 64, 100_000)  # smaller than, equal to and larger than a scoring block; the whole file
 
 
