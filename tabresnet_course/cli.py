@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import io
 import sys
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Sequence
+from typing import Any, Callable, Iterable, NoReturn, Sequence
 
 import numpy as np
 import pandas as pd
 
 from tabresnet_course import __version__
-from tabresnet_course.artifacts import atomic_write_bytes, refuse_existing
+from tabresnet_course.artifacts import atomic_write, atomic_write_bytes, refuse_existing
 from tabresnet_course.errors import InputError, collapse_whitespace
 
 PROG = "tabresnet-course"
@@ -211,7 +210,8 @@ def add_score(commands: Any) -> None:
         "row per readable record, in input order; 'line' is the record's line (JSON Lines), element "
         "(JSON array) or row (Parquet) number, 1-based; 'uid' is metadata.uid (empty when absent); a "
         "higher score is more anomalous. Records that cannot be read get NO row: their count and first "
-        "line numbers are printed to stderr (with --strict the first one is an error).",
+        "line numbers are printed to stderr (with --strict the first one is an error). The file is read, "
+        "scored and written chunk by chunk, so memory does not grow with it (a JSON array is parsed whole).",
     )
     command.add_argument("--model", type=Path, required=True, metavar="DIR", help="detector directory from 'train'")
     add_events_input(command)
@@ -220,6 +220,8 @@ def add_score(commands: Any) -> None:
                          help="also write the K fields that set each record apart from its nearest normal "
                          "events: top_fields and, per rank i, field_i, value_i, typical_i, contribution_i")
     command.add_argument("--overwrite", action="store_true", help="replace an existing scores file")
+    command.add_argument("--chunk-size", type=positive_int, default=None, metavar="N",
+                         help="records read per chunk (default 16384); the scores do not depend on it")
     command.set_defaults(handler=run_score)
 
 
@@ -257,11 +259,17 @@ def read_events_reported(path: Path, strict: bool) -> Any:
     from tabresnet_course.events_io import read_events
 
     result = read_events(path, strict=strict)
+    report_skipped(result, path)
+    return result
+
+
+def report_skipped(result: Any, path: Path) -> None:
+    """Tell stderr how many records of ``path`` were skipped and where (``result``: a
+    ``ReadResult`` or ``ReadReport``); no readable record at all is an error."""
     if result.num_read == 0:  # one error line that says why, instead of a warning and an error
         raise InputError(f"{path}: no readable events; {result.skipped_summary(MAX_LISTED_PROBLEMS)}")
     if result.num_skipped:
         note(f"{PROG}: warning: {result.summary(MAX_LISTED_PROBLEMS)}")
-    return result
 
 
 def read_csv_checked(path: Path, columns: Sequence[str]) -> pd.DataFrame:
@@ -371,28 +379,42 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_score(args: argparse.Namespace) -> int:
-    """``score``: one CSV row per readable record, in input order."""
+    """``score``: one CSV row per readable record, in input order, read, scored and written
+    chunk by chunk into a temporary file that replaces ``--out`` when complete."""
     from tabresnet_course.detector import OCSFAnomalyDetector
+    from tabresnet_course.events_io import DEFAULT_CHUNK_SIZE, EventChunks
 
     refuse_existing(args.out, args.overwrite)
     detector = OCSFAnomalyDetector.load(args.model)
-    result = read_events_reported(args.events, args.strict)
-    scores = detector.score(result.frame, progress=show_progress())
-    uids = result.uids if result.uids is not None else pd.Series([None] * result.num_read)
-    table = pd.DataFrame(
-        {
-            "line": result.lines,
-            "uid": uids.astype(object).where(uids.notna(), "").to_numpy(),
-            "score": scores,
-        }
-    )
-    if args.explain is not None:
-        table = pd.concat([table, explanation_table(detector, result.frame, args.explain)], axis=1)
-    buffer = io.StringIO()
-    table.to_csv(buffer, index=False, float_format="%.8g")
-    atomic_write_bytes(args.out, buffer.getvalue().encode("utf-8"), overwrite=args.overwrite)
-    note(f"wrote {len(table)} scores to {args.out}")
+    chunks = EventChunks(args.events, args.chunk_size or DEFAULT_CHUNK_SIZE, args.strict)
+
+    def write(path: Path) -> None:
+        write_scores(path, detector.score_chunks(chunks, progress=show_progress()), detector, args.explain)
+        report_skipped(chunks.report, args.events)
+
+    atomic_write(args.out, write, overwrite=args.overwrite)
+    note(f"wrote {chunks.report.num_read} scores to {args.out}")
     return 0
+
+
+def write_scores(
+    path: Path, scored: Iterable[tuple[Any, np.ndarray]], detector: Any = None, explain: int | None = None
+) -> None:
+    """Write the CSV of ``score``: a header, then the rows of each ``(chunk, scores)`` pair, with
+    ``explain`` explaining fields per row (``--explain``) when it is given."""
+    with open(path, "w", encoding="utf-8", newline="") as file:
+        for number, (chunk, scores) in enumerate(scored):
+            table = score_table(chunk, scores)
+            if explain is not None:
+                table = pd.concat([table, explanation_table(detector, chunk.frame, explain)], axis=1)
+            table.to_csv(file, header=number == 0, index=False, float_format="%.8g")
+
+
+def score_table(chunk: Any, scores: np.ndarray) -> pd.DataFrame:
+    """The ``line``, ``uid`` (empty when absent) and ``score`` columns of a read chunk."""
+    uids = chunk.uids if chunk.uids is not None else pd.Series([None] * chunk.num_read)
+    uids = uids.astype(object).where(uids.notna(), "").to_numpy()
+    return pd.DataFrame({"line": chunk.lines, "uid": uids, "score": scores})
 
 
 def explanation_table(detector: Any, frame: pd.DataFrame, top: int) -> pd.DataFrame:

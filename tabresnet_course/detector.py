@@ -5,7 +5,8 @@ baseline period: flatten the events, featurise them (``OCSFFeaturizer``), turn t
 tensors (``TabularPreprocessor``), pre-train a ``TabularResNet`` without labels, embed the
 baseline events and keep those embeddings as the *reference set*. Scoring a new event is then
 the mean Euclidean distance from its embedding to its ``k`` nearest reference embeddings
-(``sklearn.neighbors.NearestNeighbors``): events unlike anything in the baseline score high.
+(:class:`~tabresnet_course.scorers.KNNScorer`): events unlike anything in the baseline score
+high. :meth:`OCSFAnomalyDetector.score_chunks` scores a file chunk by chunk, in bounded memory.
 
 The reference set must be clean. Bursty attacks (brute force, port scans) form dense clusters
 of near-identical events; if such a burst is in the reference set, the burst's own records are
@@ -29,6 +30,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -36,10 +39,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
-from sklearn.neighbors import NearestNeighbors
-from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
 
 from tabresnet_course.artifacts import (
     FORMAT_VERSION,
@@ -62,6 +63,7 @@ from tabresnet_course.model import (
     TabularResNetConfig,
     embed_in_batches,
 )
+from tabresnet_course.scorers import KNNScorer
 from tabresnet_course.training import (
     Trainer,
     TrainingConfig,
@@ -210,55 +212,6 @@ def build_encoder(config: TabularResNetConfig | dict[str, Any], seed: int) -> Ta
         return TabularResNet.from_config(config)
 
 
-# --------------------------------------------------------------------------- kNN scoring
-
-
-class KNNScorer(BaseEstimator):
-    """Mean Euclidean distance to the ``k`` nearest rows of a reference set (higher = more
-    anomalous), with scikit-learn's ``NearestNeighbors`` (or ``faiss``, if installed and asked
-    for with ``backend="faiss"``). Accepts dense arrays, and sparse matrices with scikit-learn.
-    A scikit-learn estimator: ``get_params`` follows the constructor, and ``score`` before
-    ``fit`` raises ``NotFittedError``."""
-
-    def __init__(self, k: int = DEFAULT_K, backend: str = "sklearn") -> None:
-        if int(k) < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        if backend not in ("sklearn", "faiss"):
-            raise ValueError(f"backend must be 'sklearn' or 'faiss', got {backend!r}")
-        self.k = int(k)
-        self.backend = backend
-
-    def fit(self, reference: Any) -> "KNNScorer":
-        """Index the reference rows ``(n_ref, d)``; needs at least ``k`` of them."""
-        if reference.shape[0] < self.k:
-            raise ValueError(f"the reference set has {reference.shape[0]} rows, fewer than k={self.k}")
-        if self.backend == "faiss":
-            self.index_ = faiss_index(np.ascontiguousarray(reference, dtype=np.float32))
-        else:
-            self.index_ = NearestNeighbors(n_neighbors=self.k).fit(reference)
-        return self
-
-    def score(self, query: Any) -> np.ndarray:
-        """``(n_query,)`` mean distance of each query row to its ``k`` nearest reference rows."""
-        check_is_fitted(self, "index_")
-        if self.backend == "faiss":
-            squared, _ = self.index_.search(np.ascontiguousarray(query, dtype=np.float32), self.k)
-            return np.sqrt(np.maximum(squared, 0.0)).mean(axis=1).astype(np.float64)
-        distances, _ = self.index_.kneighbors(query)  # (n_query, k)
-        return distances.mean(axis=1)
-
-
-def faiss_index(reference: np.ndarray) -> Any:
-    """An exact L2 ``faiss`` index over ``reference`` (only when faiss is installed)."""
-    try:
-        import faiss
-    except ImportError:
-        raise ImportError("backend='faiss' needs the faiss package (pip install faiss-cpu)") from None
-    index = faiss.IndexFlatL2(reference.shape[1])
-    index.add(reference)
-    return index
-
-
 # --------------------------------------------------------------------------- the detector
 
 
@@ -279,6 +232,8 @@ class OCSFAnomalyDetector:
         training: plain-JSON record of the training run (history, rows; saved with the detector).
         reference_sample: a bounded sample of the raw reference events (flat frame) that
             :meth:`explain` draws neighbours and typical values from, or ``None``.
+        knn_backend: the :class:`~tabresnet_course.scorers.KNNScorer` backend (``"auto"``: the
+            fastest exact one installed). A choice of this machine, not saved with the detector.
     """
 
     def __init__(
@@ -291,12 +246,14 @@ class OCSFAnomalyDetector:
         config: DetectorConfig | None = None,
         training: dict[str, Any] | None = None,
         reference_sample: pd.DataFrame | None = None,
+        knn_backend: str = "auto",
     ) -> None:
         self.model = model.eval()
         self.featurizer = featurizer
         self.preprocessor = preprocessor
         self.config = config if config is not None else DetectorConfig()
         self.training = dict(training or {})
+        self.knn_backend = knn_backend
         self.reference_embeddings: np.ndarray | None = None
         self.knn_: KNNScorer | None = None
         self.reference_sample = reference_sample
@@ -324,6 +281,9 @@ class OCSFAnomalyDetector:
     def preprocess(self, events: Any) -> tuple[np.ndarray, np.ndarray]:
         """Events -> ``(numerical float32 (N, n_num), categorical int64 (N, n_cat))``, row-aligned."""
         frame = as_flat_frame(events)
+        if len(frame) == 0:
+            numerical_columns = len(self.preprocessor.numerical_feature_names_)
+            return np.zeros((0, numerical_columns), np.float32), np.zeros((0, len(self.cardinalities)), np.int64)
         features = self.featurizer.transform(frame)
         numerical, categorical = self.preprocessor.transform(features)
         if len(numerical) != len(frame):
@@ -347,17 +307,62 @@ class OCSFAnomalyDetector:
                 f"reference embeddings must have shape (n, {self.model.d_model}), got {embeddings.shape}"
             )
         self.reference_embeddings = embeddings
-        self.knn_ = KNNScorer(self.k).fit(embeddings)
+        self.knn_ = KNNScorer(self.k, self.knn_backend).fit(embeddings)
 
     def score(self, events: Any, progress: bool = False) -> np.ndarray:
         """``(N,)`` anomaly scores: mean distance of each record's embedding to its ``k`` nearest
         reference embeddings. One score per input record, in input order; higher = more anomalous."""
+        [(_, scores)] = self.score_chunks([events], progress=progress)
+        return scores
+
+    def score_arrays(self, numerical: np.ndarray, categorical: np.ndarray) -> np.ndarray:
+        """Scores of preprocessed rows, embedded and searched in blocks of
+        ``config.embedding_batch_size`` rows counted from the first row."""
         if self.knn_ is None:
             raise NotFittedError("this detector has no reference set; call with_reference(events) first")
-        embeddings = self.embed(events, progress=progress)
-        if len(embeddings) == 0:
-            return np.zeros(0)
-        return self.knn_.score(embeddings)
+        embeddings = self.embed_arrays(numerical, categorical)  # (N, d_model)
+        size = self.config.embedding_batch_size
+        blocks = [self.knn_.score(embeddings[start : start + size]) for start in range(0, len(embeddings), size)]
+        return np.concatenate([np.zeros(0), *blocks])
+
+    def score_chunks(self, chunks: Iterable[Any], progress: bool = False) -> Iterator[tuple[Any, np.ndarray]]:
+        """Score events that come in chunks (anything :func:`~tabresnet_course.flat.as_flat_frame`
+        takes, such as the chunks of :class:`~tabresnet_course.events_io.EventChunks`): yields
+        ``(chunk, scores)`` for each chunk, in order, as soon as all its rows are scored
+        (chapter "The OCSF pipeline").
+
+        Rows are preprocessed chunk by chunk but embedded and searched in blocks of
+        ``config.embedding_batch_size`` rows counted from the first row of the first chunk,
+        whatever the chunk sizes: the scores are bit for bit those of :meth:`score` on all the
+        events at once, and memory holds one block plus the chunks waiting for it.
+        """
+        if self.knn_ is None:
+            raise NotFittedError("this detector has no reference set; call with_reference(events) first")
+        size = self.config.embedding_batch_size
+        waiting: deque[tuple[Any, int]] = deque()  # chunks not yet yielded, and their rows
+        numerical: list[np.ndarray] = []  # preprocessed rows not yet scored
+        categorical: list[np.ndarray] = []
+        scores = np.zeros(0)  # scores of rows whose chunk is not complete yet
+        with tqdm(desc="scoring", unit=" events", disable=not progress, leave=False) as bar:
+            for chunk in chunks:
+                rows = self.preprocess(chunk)
+                waiting.append((chunk, len(rows[0])))
+                numerical.append(rows[0])
+                categorical.append(rows[1])
+                buffered = sum(len(block) for block in numerical)
+                if buffered >= size:
+                    full = buffered - buffered % size
+                    numerical, categorical = [np.concatenate(numerical)], [np.concatenate(categorical)]
+                    scores = np.concatenate([scores, self.score_arrays(numerical[0][:full], categorical[0][:full])])
+                    numerical, categorical = [numerical[0][full:]], [categorical[0][full:]]
+                    bar.update(full)
+                scores, ready = complete_chunks(waiting, scores)
+                yield from ready
+            if numerical:
+                rest = self.score_arrays(np.concatenate(numerical), np.concatenate(categorical))
+                bar.update(len(rest))
+                scores = np.concatenate([scores, rest])
+        yield from complete_chunks(waiting, scores)[1]
 
     def explain(self, events: Any, top: int = 3) -> pd.DataFrame:
         """The ``top`` fields that set each event apart from its nearest normal neighbours, as a
@@ -376,7 +381,7 @@ class OCSFAnomalyDetector:
             self.explainer_.fit(self.reference_sample)
         return self.explainer_.explain(events, top)
 
-    def with_reference(self, events: Any) -> "OCSFAnomalyDetector":
+    def with_reference(self, events: Any) -> OCSFAnomalyDetector:
         """A detector sharing this encoder and preprocessing whose reference set is the
         embeddings of ``events`` (used by the evaluation's baselines and contamination demo),
         and whose reference sample for :meth:`explain` is drawn from them."""
@@ -390,15 +395,17 @@ class OCSFAnomalyDetector:
             config=self.config,
             training=self.training,
             reference_sample=reference_sample(events, self.featurizer, self.config.seed),
+            knn_backend=self.knn_backend,
         )
 
-    def untrained_copy(self, seed: int | None = None) -> "OCSFAnomalyDetector":
+    def untrained_copy(self, seed: int | None = None) -> OCSFAnomalyDetector:
         """The same architecture and preprocessing with freshly initialised weights (by default
         the training seed, i.e. the very weights training started from) and no reference set."""
         seed = self.config.seed if seed is None else int(seed)
         model = build_encoder(self.model.config, seed).to(self.device)
         return OCSFAnomalyDetector(
-            model, self.featurizer, self.preprocessor, config=self.config.with_options(seed=seed), training={"seed": seed}
+            model, self.featurizer, self.preprocessor, config=self.config.with_options(seed=seed), training={"seed": seed},
+            knn_backend=self.knn_backend,
         )
 
     # -- saving and loading ------------------------------------------------------------------
@@ -440,8 +447,10 @@ class OCSFAnomalyDetector:
         )
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> "OCSFAnomalyDetector":
-        """Read a detector written by :meth:`save`. Raises :class:`InputError` naming the file
+    def load(
+        cls, directory: str | os.PathLike, device: str | torch.device = "cpu", knn_backend: str = "auto"
+    ) -> OCSFAnomalyDetector:
+        """Read a detector written by :meth:`save` (scoring with ``knn_backend``). Raises :class:`InputError` naming the file
         when the directory or a file is missing, a file is corrupted, the format version is not
         one this package reads, or the configuration does not match the weights."""
         directory = Path(directory)
@@ -471,7 +480,19 @@ class OCSFAnomalyDetector:
             config=detector_config,
             training=config.get("training") or {},
             reference_sample=sample,
+            knn_backend=knn_backend,
         )
+
+
+def complete_chunks(waiting: deque[tuple[Any, int]], scores: np.ndarray) -> tuple[np.ndarray, list[tuple[Any, np.ndarray]]]:
+    """Take from the front of ``waiting`` every chunk whose rows ``scores`` covers: returns the
+    scores left over and the ``(chunk, its scores)`` pairs taken."""
+    ready = []
+    while waiting and waiting[0][1] <= len(scores):
+        chunk, rows = waiting.popleft()
+        ready.append((chunk, scores[:rows]))
+        scores = scores[rows:]
+    return scores, ready
 
 
 # --------------------------------------------------------------------------- training
@@ -530,8 +551,8 @@ def train_ocsf_anomaly_detector(
         "seed": config.seed,
         "batch_size": config.batch_size,
         "validation_fraction": float(config.validation_fraction),
-        "training_rows": int(len(frame)),
-        "reference_rows": int(len(reference_rows)),
+        "training_rows": len(frame),
+        "reference_rows": len(reference_rows),
     }
     return detector
 
