@@ -13,12 +13,17 @@ each other's nearest neighbours and score as normal (chapter "The OCSF pipeline"
 effect with :func:`tabresnet_course.evaluation.contamination_effect`).
 
 Every setting lives in one :class:`DetectorConfig` (model size, training, batch size, validation
-fraction, reference size, ``k``); the command line takes its defaults from it.
+fraction, reference size, ``k``, the scorer, the protected columns); the command line takes its
+defaults from it. The scorer (``DetectorConfig.scorer``, built by
+:func:`tabresnet_course.scorers.build_detector_scorer`) is the embedding kNN, a subsampled kNN
+ensemble, or a fusion of the embedding kNN with an Isolation Forest on the raw features, with or
+without per-entity rate features (:mod:`tabresnet_course.rates`).
 
 The saved detector is one directory with ``weights.pt`` (the encoder's ``state_dict``, loadable
 with ``torch.load(weights_only=True)``), ``config.json`` (the ``DetectorConfig``, every fitted
 preprocessing state and the training record as plain JSON) and ``reference_embeddings.npy``
-(``allow_pickle=False``): nothing is pickled. The file mechanics (atomic directory replace,
+(``allow_pickle=False``), plus ``reference_features.npy`` for the fusion scorers (the raw
+reference rows; the seeded forest is regrown from them at load time): nothing is pickled. The file mechanics (atomic directory replace,
 checksums, safe loads) are :mod:`tabresnet_course.artifacts`'. Chapter "The OCSF pipeline"
 teaches this file.
 """
@@ -60,6 +65,7 @@ from tabresnet_course.model import (
     TabularResNetConfig,
     embed_in_batches,
 )
+from tabresnet_course.scorers import DETECTOR_SCORERS, build_detector_scorer, tree_features
 from tabresnet_course.training import (
     Trainer,
     TrainingConfig,
@@ -75,6 +81,7 @@ DETECTOR_KIND = "tabresnet_course.OCSFAnomalyDetector"
 WEIGHTS_FILE = "weights.pt"
 CONFIG_FILE = "config.json"
 REFERENCE_FILE = "reference_embeddings.npy"
+FEATURES_FILE = "reference_features.npy"
 
 
 # --------------------------------------------------------------------------- inputs
@@ -98,7 +105,10 @@ class DetectorConfig:
     not depend on the data (the detector's encoder is smaller than the model's default: width 64,
     two blocks); ``training`` is a :class:`~tabresnet_course.training.TrainingConfig`;
     ``batch_size`` and ``validation_fraction`` shape training; ``reference_size`` rows of the
-    baseline (all when ``None``) form the kNN reference set, scored with ``k`` neighbours;
+    baseline (all when ``None``) form the reference set, scored with ``k`` neighbours by
+    ``scorer`` (one of :data:`~tabresnet_course.scorers.DETECTOR_SCORERS`);
+    ``protected_columns`` names features the contrastive augmentation never changes (names the
+    feature specification lacks are skipped; the training record lists the ones protected);
     ``embedding_batch_size`` bounds the rows per forward pass when embedding.
     """
 
@@ -117,11 +127,18 @@ class DetectorConfig:
     validation_fraction: float = 0.1
     reference_size: int | None = None
     k: int = DEFAULT_K
+    scorer: str = "knn"
+    protected_columns: list[str] = field(default_factory=list)
     embedding_batch_size: int = EMBEDDING_BATCH_SIZE
 
     def __post_init__(self) -> None:
         if isinstance(self.training, dict):
             self.training = TrainingConfig.from_dict(self.training)
+        if self.scorer not in DETECTOR_SCORERS:
+            raise ValueError(f"scorer must be one of {sorted(DETECTOR_SCORERS)}, got {self.scorer!r}")
+        if isinstance(self.protected_columns, str) or not all(isinstance(c, str) for c in self.protected_columns):
+            raise ValueError(f"protected_columns must be a list of feature names, got {self.protected_columns!r}")
+        self.protected_columns = list(dict.fromkeys(self.protected_columns))
         for name in ("d_model", "num_blocks", "batch_size", "k", "embedding_batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -184,8 +201,9 @@ class DetectorConfig:
         weights must match). Detectors saved before ``detector_config`` existed get the rest
         rebuilt from their training record."""
         model = {name: config["model_config"][name] for name in cls.MODEL_FIELDS if name in config["model_config"]}
-        if "detector_config" in config:
-            return replace(cls.from_dict(config["detector_config"]), k=config["k"], **model)
+        if "detector_config" in config:  # saved before scorer / protected_columns existed: kNN, nothing protected
+            saved = {"scorer": "knn", "protected_columns": [], **config["detector_config"]}
+            return replace(cls.from_dict(saved), k=config["k"], **model)
         training = config.get("training") or {}
         rows = (training.get("training_rows"), training.get("reference_rows"))
         defaults = cls()
@@ -196,6 +214,8 @@ class DetectorConfig:
             validation_fraction=training.get("validation_fraction", defaults.validation_fraction),
             reference_size=None if rows[0] is None or rows[0] == rows[1] else rows[1],
             k=config["k"],
+            scorer="knn",
+            protected_columns=[],
         )
 
 
@@ -271,6 +291,8 @@ class OCSFAnomalyDetector:
         featurizer: a fitted ``OCSFFeaturizer`` (flat events -> named features).
         preprocessor: a fitted ``TabularPreprocessor`` (features -> index/float arrays).
         reference_embeddings: ``(n_ref, d_model)`` embeddings of the clean baseline, or ``None``.
+        reference_features: ``(n_ref, n)`` raw rows of the same events (:meth:`raw_features`),
+            needed by the fusion scorers only.
         config: the :class:`DetectorConfig` (``k``, ``embedding_batch_size``, and how the encoder
             was trained); the defaults when ``None``.
         training: plain-JSON record of the training run (history, rows; saved with the detector).
@@ -282,6 +304,7 @@ class OCSFAnomalyDetector:
         featurizer: Any,
         preprocessor: Any,
         reference_embeddings: np.ndarray | None = None,
+        reference_features: np.ndarray | None = None,
         *,
         config: DetectorConfig | None = None,
         training: dict[str, Any] | None = None,
@@ -292,9 +315,10 @@ class OCSFAnomalyDetector:
         self.config = config if config is not None else DetectorConfig()
         self.training = dict(training or {})
         self.reference_embeddings: np.ndarray | None = None
-        self.knn_: KNNScorer | None = None
+        self.reference_features: np.ndarray | None = None
+        self.scorer_: Any = None
         if reference_embeddings is not None:
-            self.set_reference_embeddings(reference_embeddings)
+            self.set_reference_embeddings(reference_embeddings, reference_features)
 
     # -- the pipeline, one step per method ---------------------------------------------------
 
@@ -331,34 +355,70 @@ class OCSFAnomalyDetector:
         """``(N, d_model)`` embeddings of ``events``, one row per input record, in input order."""
         return self.embed_arrays(*self.preprocess(events), progress=progress)
 
-    def set_reference_embeddings(self, embeddings: np.ndarray) -> None:
-        """Use ``embeddings`` ``(n_ref, d_model)`` as the kNN reference set."""
+    @property
+    def raw_view(self) -> str | None:
+        """The raw-feature view the scorer reads besides the embedding (``"codes"``,
+        ``"codes+rates"``), or ``None``."""
+        views = DETECTOR_SCORERS[self.config.scorer]
+        return views[1] if len(views) > 1 else None
+
+    def raw_features(self, frame: pd.DataFrame, numerical: np.ndarray, categorical: np.ndarray) -> np.ndarray | None:
+        """The scorer's raw view of preprocessed events (``None`` when it reads embeddings
+        only): :func:`~tabresnet_course.scorers.tree_features`, with the causal rate features of
+        ``frame`` for ``"codes+rates"``. Rates count only the events passed in, so score a
+        period in time order rather than event by event."""
+        if self.raw_view is None:
+            return None
+        from tabresnet_course.rates import rate_features
+
+        rates = rate_features(frame).to_numpy() if self.raw_view == "codes+rates" else None
+        return tree_features(numerical, categorical, rates)
+
+    def set_reference_embeddings(self, embeddings: np.ndarray, features: np.ndarray | None = None) -> None:
+        """Use ``embeddings`` ``(n_ref, d_model)`` (and, for the fusion scorers, the same rows'
+        ``features`` from :meth:`raw_features`) as the reference set and fit the scorer on it."""
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if embeddings.ndim != 2 or embeddings.shape[1] != self.model.d_model:
             raise ValueError(
                 f"reference embeddings must have shape (n, {self.model.d_model}), got {embeddings.shape}"
             )
-        self.reference_embeddings = embeddings
-        self.knn_ = KNNScorer(self.k).fit(embeddings)
+        scorer = build_detector_scorer(self.config.scorer, self.k, self.config.seed)
+        if self.raw_view is None:
+            self.scorer_ = scorer.fit(embeddings)
+        elif features is None or len(features) != len(embeddings):
+            raise ValueError(f"scorer {self.config.scorer!r} needs reference features for the {len(embeddings)} reference rows")
+        else:
+            features = np.asarray(features, dtype=np.float64)
+            self.scorer_ = scorer.fit([embeddings, features])
+        self.reference_embeddings, self.reference_features = embeddings, features
 
     def score(self, events: Any, progress: bool = False) -> np.ndarray:
-        """``(N,)`` anomaly scores: mean distance of each record's embedding to its ``k`` nearest
-        reference embeddings. One score per input record, in input order; higher = more anomalous."""
-        if self.knn_ is None:
+        """``(N,)`` anomaly scores, one per input record, in input order; higher = more
+        anomalous. With ``scorer="knn"``, the mean distance of each record's embedding to its
+        ``k`` nearest reference embeddings; the fusions average its reference rank with an
+        Isolation Forest's on the raw features."""
+        if self.scorer_ is None:
             raise NotFittedError("this detector has no reference set; call with_reference(events) first")
-        embeddings = self.embed(events, progress=progress)
-        if len(embeddings) == 0:
+        frame = as_flat_frame(events)
+        numerical, categorical = self.preprocess(frame)
+        if len(numerical) == 0:
             return np.zeros(0)
-        return self.knn_.score(embeddings)
+        embeddings = self.embed_arrays(numerical, categorical, progress=progress)
+        if self.raw_view is None:
+            return self.scorer_.score(embeddings)
+        return self.scorer_.score([embeddings, self.raw_features(frame, numerical, categorical)])
 
     def with_reference(self, events: Any) -> "OCSFAnomalyDetector":
         """A detector sharing this encoder and preprocessing whose reference set is the
         embeddings of ``events`` (used by the evaluation's baselines and contamination demo)."""
+        frame = as_flat_frame(events)
+        numerical, categorical = self.preprocess(frame)
         return OCSFAnomalyDetector(
             self.model,
             self.featurizer,
             self.preprocessor,
-            self.embed(events),
+            self.embed_arrays(numerical, categorical),
+            self.raw_features(frame, numerical, categorical),
             config=self.config,
             training=self.training,
         )
@@ -398,10 +458,12 @@ class OCSFAnomalyDetector:
         if self.reference_embeddings is None:
             raise NotFittedError("cannot save a detector without a reference set")
         weights = torch_bytes({name: tensor.detach().cpu() for name, tensor in self.model.state_dict().items()})
-        reference = npy_bytes(self.reference_embeddings)
+        files = {WEIGHTS_FILE: weights, REFERENCE_FILE: npy_bytes(self.reference_embeddings)}
+        if self.reference_features is not None:
+            files[FEATURES_FILE] = npy_bytes(self.reference_features)
         config = self.config_dict()
-        config["files"] = {WEIGHTS_FILE: sha256(weights), REFERENCE_FILE: sha256(reference)}
-        files = {WEIGHTS_FILE: weights, REFERENCE_FILE: reference, CONFIG_FILE: json_bytes(config)}
+        config["files"] = {name: sha256(data) for name, data in files.items()}
+        files[CONFIG_FILE] = json_bytes(config)
         return atomic_write_directory(
             directory, files, overwrite=overwrite, what="saved detector", replaceable=is_saved_detector
         )
@@ -426,11 +488,16 @@ class OCSFAnomalyDetector:
                 f"{directory / CONFIG_FILE}: k={config['k']} is more than the {len(embeddings)} "
                 f"reference embeddings in {REFERENCE_FILE}"
             )
+        features = None
+        if len(DETECTOR_SCORERS[detector_config.scorer]) > 1:
+            data = read_checked_bytes(directory / FEATURES_FILE, checksums.get(FEATURES_FILE), CONFIG_FILE)
+            features = read_features(data, directory / FEATURES_FILE, len(embeddings))
         return cls(
             model.to(resolve_device(device)),
             featurizer,
             preprocessor,
             embeddings,
+            features,
             config=detector_config,
             training=config.get("training") or {},
         )
@@ -475,14 +542,18 @@ def train_ocsf_anomaly_detector(
         raise ValueError(f"need at least {2 * config.k} events to train a detector with k={config.k}, got {len(frame)}")
     featurizer, preprocessor, (numerical, categorical) = fit_preprocessing(frame, feature_spec)
     model_config = config.model_config(numerical.shape[1], list(preprocessor.cardinalities_))
-    encoder, history = pretrain_encoder(model_config, numerical, categorical, config)
+    training, protected = protect_columns(config.training, config.protected_columns, preprocessor)
+    encoder, history = pretrain_encoder(model_config, numerical, categorical, replace(config, training=training))
     detector = OCSFAnomalyDetector(encoder, featurizer, preprocessor, config=config)
     reference_rows = reference_subset(len(frame), config.reference_size, config.seed)
+    features = detector.raw_features(frame, numerical, categorical)
     detector.set_reference_embeddings(
-        detector.embed_arrays(numerical[reference_rows], categorical[reference_rows], progress=config.training.progress)
+        detector.embed_arrays(numerical[reference_rows], categorical[reference_rows], progress=config.training.progress),
+        None if features is None else features[reference_rows],
     )
     detector.training = {
-        "config": config.training.to_dict(),
+        "config": training.to_dict(),
+        "protected_columns": protected,
         "history": history,
         "seed": config.seed,
         "batch_size": config.batch_size,
@@ -512,6 +583,20 @@ def fit_preprocessing(frame: pd.DataFrame, feature_spec: Any = None) -> tuple[An
         list(featurizer.numerical_columns), list(featurizer.categorical_columns), missing_indicators=False
     )
     return featurizer, preprocessor, preprocessor.fit_transform(features)
+
+
+def protect_columns(training: TrainingConfig, names: list[str], preprocessor: Any) -> tuple[TrainingConfig, list[str]]:
+    """``training`` with the feature ``names`` the preprocessor produces added to its protected
+    column indices, and the names protected (names it lacks are skipped, so a default list works
+    with any feature specification)."""
+    numerical = list(preprocessor.numerical_feature_names_)
+    categorical = list(preprocessor.categorical_cols)
+    protected = [name for name in names if name in numerical or name in categorical]
+    return replace(
+        training,
+        protected_numerical=[*training.protected_numerical, *(numerical.index(n) for n in protected if n in numerical)],
+        protected_categorical=[*training.protected_categorical, *(categorical.index(n) for n in protected if n in categorical)],
+    ), protected
 
 
 def split_rows(num_rows: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -652,6 +737,14 @@ def load_weights(model: TabularResNet, data: bytes, path: Path) -> None:
     except RuntimeError as error:
         reason = collapse_whitespace(error)[:300]
         raise InputError(f"{path} does not match the model in {CONFIG_FILE}: {reason}") from None
+
+
+def read_features(data: bytes, path: Path, num_rows: int) -> np.ndarray:
+    """The reference rows' raw features ``(num_rows, n)``, read without pickle and checked."""
+    features = load_npy_bytes(data, path)
+    if features.ndim != 2 or len(features) != num_rows or not np.isfinite(features).all():
+        raise InputError(f"{path} must hold finite features of shape ({num_rows}, n), got {features.shape}")
+    return features
 
 
 def read_reference(data: bytes, path: Path, d_model: int) -> np.ndarray:
