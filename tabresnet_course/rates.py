@@ -97,23 +97,6 @@ def windowed_sum(times: np.ndarray, entity: pd.Series, values: np.ndarray, windo
     rows = table.index.to_numpy()[np.argsort(groups.ngroup().to_numpy(), kind="stable")]
     out[rows] = rolled.to_numpy()
     return out
-    table = pd.DataFrame(
-        {
-            "entity": entity.to_numpy()[known].astype(str),
-            "time": pd.to_datetime(times[known], unit="ms"),
-            "value": values[known],
-            "row": np.flatnonzero(known),
-        }
-    )
-    rolled = table.groupby("entity", sort=False).rolling(f"{int(window_ms)}ms", on="time")[["value", "row"]].sum()
-    # ``row`` was summed too; the per-group order is the input order, so read positions from the frame.
-    order = table.groupby("entity", sort=False).cumcount().to_numpy()
-    positions = table.groupby("entity", sort=False).indices
-    sums = rolled["value"].to_numpy()
-    flat_rows = np.concatenate([table["row"].to_numpy()[positions[g]] for g in positions])
-    out[flat_rows] = sums
-    del order
-    return out
 
 
 def rate_features(

@@ -145,7 +145,7 @@ GRIDS: dict[str, Grid] = {
     "defaults": Grid(
         name="defaults",
         centre=StudyConfig(protected="class_type_status"),
-        variations={"contamination": (0.02,)},
+        variations={"contamination": (0.02,), "protected": ("none",)},
         methods=(
             "embedding_knn", "untrained_knn", "embedding_subsampled_knn", "raw_knn", "isolation_forest",
             "rates_raw_iforest", "fusion_embedding_iforest", "fusion_embedding_rates",

@@ -20,6 +20,7 @@ from tabresnet_course.detector import (
 from tabresnet_course.errors import InputError
 from tabresnet_course.flat import as_flat_frame
 from tabresnet_course.ocsf import generate_ocsf_events
+from tabresnet_course.rates import rate_feature_names
 
 TINY = dict(num_epochs=1, d_model=16, num_blocks=1, batch_size=128, device="cpu", seed=0)
 
@@ -260,3 +261,72 @@ def test_not_fitted_is_sklearn_not_fitted_error(detector):
         untrained.score(generate_ocsf_events(10, days=1, anomalies=False).frame)
     with pytest.raises(NotFittedError, match="without a reference set"):
         untrained.save("unused")
+
+
+# --------------------------------------------------------------------------- scorers and protected columns
+
+
+@pytest.fixture(scope="module")
+def fusion_detector(baseline):
+    return train_ocsf_anomaly_detector(baseline, **{**TINY, "scorer": "fusion_rates"})
+
+
+def test_fusion_detector_saves_reference_features_and_scores_the_same_after_loading(fusion_detector, baseline, tmp_path):
+    from tabresnet_course.detector import FEATURES_FILE
+
+    saved = fusion_detector.save(tmp_path / "fusion")
+    assert sorted(p.name for p in saved.iterdir()) == [CONFIG_FILE, REFERENCE_FILE, FEATURES_FILE, WEIGHTS_FILE]
+    numerical, categorical = fusion_detector.preprocess(baseline.frame.iloc[:1])
+    width = numerical.shape[1] + categorical.shape[1] + len(rate_feature_names())  # numbers, codes, rates
+    assert np.load(saved / FEATURES_FILE, allow_pickle=False).shape == (len(baseline), width)
+    query = generate_ocsf_events(300, days=1, seed=9, anomalies=True).frame
+    scores = fusion_detector.score(query)
+    assert ((scores >= 0) & (scores <= 1)).all()
+    np.testing.assert_array_equal(OCSFAnomalyDetector.load(saved).score(query), scores)  # the forest is regrown
+    (saved / FEATURES_FILE).unlink()
+    with pytest.raises(InputError, match=FEATURES_FILE):
+        OCSFAnomalyDetector.load(saved)
+
+
+def test_fusion_without_rates_scores_each_event_on_its_own(baseline):
+    detector = train_ocsf_anomaly_detector(baseline, **{**TINY, "scorer": "fusion_iforest"})
+    query = generate_ocsf_events(40, days=1, seed=9, anomalies=False).frame
+    together = detector.score(query)
+    np.testing.assert_allclose([detector.score(query.iloc[[i]])[0] for i in range(0, 40, 7)], together[::7])
+
+
+def test_scorer_and_protected_columns_are_checked_and_a_detector_saved_without_them_loads_as_knn(detector, copy_of):
+    from tabresnet_course.detector import DetectorConfig
+
+    with pytest.raises(ValueError, match="scorer must be one of"):
+        DetectorConfig(scorer="lof")
+    with pytest.raises(ValueError, match="protected_columns must be a list"):
+        DetectorConfig(protected_columns="status_id")
+
+    def before_scorers(config):
+        del config["detector_config"]["scorer"], config["detector_config"]["protected_columns"]
+
+    rewrite_config(copy_of, before_scorers)
+    loaded = OCSFAnomalyDetector.load(copy_of)
+    assert (loaded.config.scorer, loaded.config.protected_columns) == ("knn", [])
+
+
+def test_protected_columns_are_resolved_by_name_and_kept_out_of_the_augmentation(baseline):
+    from tabresnet_course.training import SelfSupervisedObjective, TrainingConfig
+
+    names = ["status_id", "bytes_out", "no_such_feature"]
+    detector = train_ocsf_anomaly_detector(baseline, **{**TINY, "protected_columns": names})
+    assert detector.training["protected_columns"] == ["status_id", "bytes_out"]
+    categorical = detector.featurizer.categorical_columns.index("status_id")
+    numerical = list(detector.preprocessor.numerical_feature_names_).index("bytes_out")
+    training = TrainingConfig.from_dict(detector.training["config"])
+    assert (training.protected_categorical, training.protected_numerical) == ([categorical], [numerical])
+    objective = SelfSupervisedObjective(detector.model, detector.cardinalities, training)
+    num, cat = (torch.as_tensor(a) for a in detector.preprocess(baseline.frame.iloc[:256]))
+    view_num, view_cat = objective.augmenter(torch.Generator().manual_seed(0))(num, cat, detector.cardinalities)
+    assert torch.equal(view_cat[:, categorical], cat[:, categorical]) and not torch.equal(view_cat, cat)
+    assert torch.equal(view_num[:, numerical], num[:, numerical]) and not torch.equal(view_num, num)
+    with pytest.raises(ValueError, match="protected_categorical"):
+        SelfSupervisedObjective(detector.model, detector.cardinalities, TrainingConfig(protected_categorical=[99]))
+    with pytest.raises(ValueError, match="column indices"):
+        TrainingConfig(protected_numerical=[-1])
