@@ -133,6 +133,7 @@ GRIDS: dict[str, Grid] = {
             "temperature": (0.1, 0.5),
             "d_model": (32, 128),
             "k": (1, 20),
+            "protected": ("class_type_status",),
         },
     ),
     "smoke": Grid(
@@ -146,6 +147,8 @@ GRIDS: dict[str, Grid] = {
         name="defaults",
         centre=StudyConfig(protected="class_type_status"),
         variations={"contamination": (0.02,), "protected": ("none",)},
+        train_seeds=(0,),
+        full_seed_factors=(),
         methods=(
             "embedding_knn", "untrained_knn", "embedding_subsampled_knn", "raw_knn", "isolation_forest",
             "rates_raw_iforest", "fusion_embedding_iforest", "fusion_embedding_rates",
@@ -409,10 +412,12 @@ def run_metrics(
     return table[[*settings, "method", *[c for c in table.columns if c not in settings and c != "method"]]]
 
 
-def run_study(grid: Grid, progress: bool = True) -> pd.DataFrame:
+def run_study(
+    grid: Grid, progress: bool = True, on_run: Callable[[pd.DataFrame], None] | None = None
+) -> pd.DataFrame:
     """Every run of ``grid``, as one tidy table (see the module docstring). Runs are ordered by
     data seed so that data, models and raw-feature scores are shared within a data seed and
-    dropped before the next."""
+    dropped before the next. ``on_run`` receives the table so far after every run."""
     cells = study_grid(grid)
     data_seeds = list(dict.fromkeys(seed for cell in cells for seed in cell.data_seeds))
     total = sum(len(c.data_seeds) * len(c.train_seeds) for c in cells)
@@ -425,6 +430,8 @@ def run_study(grid: Grid, progress: bool = True) -> pd.DataFrame:
                 continue
             for train_seed in cell.train_seeds:
                 tables.append(run_metrics(cell, data_seed, train_seed, cache, grid.methods or METHODS))
+                if on_run is not None:
+                    on_run(pd.concat(tables, ignore_index=True))
                 if progress:
                     print(f"[{len(tables)}/{total}] {cell.factor}={cell.level} data_seed={data_seed} "
                           f"train_seed={train_seed} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
@@ -556,7 +563,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     argv = list(sys.argv[1:] if argv is None else argv)
     started = time.perf_counter()
-    runs = run_study(GRIDS[args.grid], progress=not args.quiet)
+    args.out.mkdir(parents=True, exist_ok=True)
+    partial = args.out / "runs.partial.csv"  # the runs so far, for a look before the grid ends
+    runs = run_study(GRIDS[args.grid], progress=not args.quiet, on_run=lambda table: table.to_csv(partial, index=False))
+    partial.unlink()
     written = write_outputs(runs, GRIDS[args.grid], args.out, argv, time.perf_counter() - started)
     overall = summarise(runs[(runs["factor"] == "centre") & (runs["scenario"] == "overall")])
     print(overall[["method", "runs", "auroc", "auroc_low", "auroc_high", "average_precision"]].round(3).to_string(index=False))

@@ -11,6 +11,7 @@ from tabresnet_course.ocsf import generate_baseline_and_evaluation
 from tabresnet_course.study import (
     GRIDS,
     METHODS,
+    PROTECTED,
     bootstrap_interval,
     contaminated_baseline,
     main,
@@ -46,7 +47,8 @@ def test_default_grid_runs_the_centre_and_contamination_on_three_by_three_seeds(
     full = [c for c in cells if c.factor in ("centre", "contamination")]
     assert all(len(c.data_seeds) >= 3 and len(c.train_seeds) >= 3 for c in full)
     assert {c.config.contamination for c in full} == {0.0, 0.01, 0.02, 0.05}
-    assert {c.factor for c in cells} >= {"num_baseline", "epochs", "objective", "corruption_rate", "temperature", "d_model", "k"}
+    assert {c.factor for c in cells} >= {"num_baseline", "epochs", "objective", "corruption_rate", "temperature", "d_model", "k", "protected"}
+    assert all(c.config.protected in PROTECTED for c in cells)
 
 
 def test_smoke_grid_writes_tidy_runs_summary_and_plots(tmp_path, one_thread):
