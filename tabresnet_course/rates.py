@@ -52,15 +52,11 @@ def first_present(frame: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
 
 
 def numeric_column(frame: pd.DataFrame, column: str, default: float = 0.0) -> np.ndarray:
-    """``frame[column]`` as float64 with missing values (and an absent column) as ``default``;
-    ``ValueError`` naming the column when it holds text that is not a number."""
+    """``frame[column]`` as float64; missing values, text that is not a number (as in
+    :mod:`tabresnet_course.features`) and an absent column count as ``default``."""
     if column not in frame.columns:
         return np.full(len(frame), default)
     values = pd.to_numeric(frame[column], errors="coerce")
-    bad = values.isna() & frame[column].notna()
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise ValueError(f"column {column!r}, row {row}: {frame[column].iloc[row]!r} is not a number")
     return values.fillna(default).to_numpy(dtype=np.float64)
 
 
@@ -105,6 +101,7 @@ def rate_features(
     failed_logon_minutes: int = 5,
     source_columns: Sequence[str] = SOURCE_COLUMNS,
     user_columns: Sequence[str] = USER_COLUMNS,
+    untimed: str = "raise",
 ) -> pd.DataFrame:
     """Per-entity rates of each event, computed causally (chapter "The OCSF pipeline").
 
@@ -118,11 +115,24 @@ def rate_features(
       current clock minute (a tumbling window, which counts distinct values exactly);
     - ``bytes_out_per_{source,user}_1h``: ``traffic.bytes_out`` in the last hour.
 
+    An event without a readable ``time`` (or a frame without the column) raises ``ValueError``
+    naming the row, or, with ``untimed="zero"`` (what the detector uses, so that every readable
+    record gets a score), gets zero rates and counts towards no other event's rates.
+
     Returns a float64 frame with ``frame``'s index, in ``frame``'s row order.
     """
     minutes = int(failed_logon_minutes)
     if minutes < 1 or minutes != failed_logon_minutes:
         raise ValueError(f"failed_logon_minutes must be a positive integer, got {failed_logon_minutes!r}")
+    if untimed not in ("raise", "zero"):
+        raise ValueError(f"untimed must be 'raise' or 'zero', got {untimed!r}")
+    options = {"failed_logon_minutes": minutes, "source_columns": source_columns, "user_columns": user_columns}
+    if untimed == "zero":
+        timed = pd.to_numeric(frame["time"], errors="coerce").notna() if "time" in frame.columns else pd.Series(False, frame.index)
+        result = pd.DataFrame(0.0, index=frame.index, columns=rate_feature_names(minutes))
+        if timed.any():
+            result.loc[timed.to_numpy()] = rate_features(frame[timed.to_numpy()], **options).to_numpy()
+        return result
     times = event_times(frame)
     order = np.argsort(times, kind="stable")
     ordered = frame.iloc[order]

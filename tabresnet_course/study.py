@@ -389,6 +389,14 @@ period (:func:`~tabresnet_course.scorers.rank_fusion`); ``detector_fusion_*`` ar
 detector's own scorers (:func:`~tabresnet_course.scorers.build_detector_scorer`: ranks among the
 reference's scores, so an event's score does not depend on the others scored with it)."""
 
+DETECTOR_METHODS: dict[str, str] = {
+    "knn": "embedding_knn",
+    "subsampled_knn": "embedding_subsampled_knn",
+    "fusion_iforest": "detector_fusion_iforest",
+    "fusion_rates": "detector_fusion_rates",
+}
+"""The study method that measures each ``DetectorConfig.scorer`` (chapter "The OCSF pipeline")."""
+
 
 def run_metrics(
     cell: Cell, data_seed: int, train_seed: int, cache: dict[tuple, Any], methods: Sequence[str] = METHODS
