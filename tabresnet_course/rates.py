@@ -52,23 +52,38 @@ def first_present(frame: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
 
 
 def numeric_column(frame: pd.DataFrame, column: str, default: float = 0.0) -> np.ndarray:
-    """``frame[column]`` as float64; missing values, text that is not a number (as in
-    :mod:`tabresnet_course.features`) and an absent column count as ``default``."""
+    """``frame[column]`` as float64; missing values, text that is not a number, infinities and
+    numbers beyond float64 (:func:`tabresnet_course.data.numeric_values`) and an absent column
+    count as ``default``."""
+    from tabresnet_course.data import numeric_values
+
     if column not in frame.columns:
         return np.full(len(frame), default)
-    values = pd.to_numeric(frame[column], errors="coerce")
-    return values.fillna(default).to_numpy(dtype=np.float64)
+    values = numeric_values(frame[column])
+    return np.where(np.isfinite(values), values, default)
+
+
+def readable_times(frame: pd.DataFrame) -> np.ndarray:
+    """Boolean ``(N,)``: which events have a ``time`` that is a number of epoch milliseconds
+    a timestamp can hold (none when the column is absent)."""
+    from tabresnet_course.data import numeric_values
+
+    if "time" not in frame.columns:
+        return np.zeros(len(frame), dtype=bool)
+    times = numeric_values(frame["time"])
+    with np.errstate(invalid="ignore"):
+        return (times >= pd.Timestamp.min.value // 1_000_000 + 1) & (times <= pd.Timestamp.max.value // 1_000_000)
 
 
 def event_times(frame: pd.DataFrame) -> np.ndarray:
     """The ``time`` column as int64 epoch milliseconds; ``ValueError`` naming the first bad row."""
     if "time" not in frame.columns:
         raise ValueError(f"rate features need a 'time' column (epoch ms); columns: {list(frame.columns)[:10]}")
-    times = pd.to_numeric(frame["time"], errors="coerce")
-    if times.isna().any():
-        row = int(np.flatnonzero(times.isna().to_numpy())[0])
+    readable = readable_times(frame)
+    if not readable.all():
+        row = int(np.flatnonzero(~readable)[0])
         raise ValueError(f"column 'time', row {row}: {frame['time'].iloc[row]!r} is not an epoch-millisecond time")
-    return times.to_numpy().astype(np.int64)
+    return pd.to_numeric(frame["time"]).to_numpy().astype(np.int64)
 
 
 def windowed_sum(times: np.ndarray, entity: pd.Series, values: np.ndarray, window_ms: int) -> np.ndarray:
@@ -128,10 +143,10 @@ def rate_features(
         raise ValueError(f"untimed must be 'raise' or 'zero', got {untimed!r}")
     options = {"failed_logon_minutes": minutes, "source_columns": source_columns, "user_columns": user_columns}
     if untimed == "zero":
-        timed = pd.to_numeric(frame["time"], errors="coerce").notna() if "time" in frame.columns else pd.Series(False, frame.index)
+        timed = readable_times(frame)
         result = pd.DataFrame(0.0, index=frame.index, columns=rate_feature_names(minutes))
         if timed.any():
-            result.loc[timed.to_numpy()] = rate_features(frame[timed.to_numpy()], **options).to_numpy()
+            result.loc[timed] = rate_features(frame[timed], **options).to_numpy()
         return result
     times = event_times(frame)
     order = np.argsort(times, kind="stable")

@@ -307,10 +307,11 @@ class IsolationForestScorer:
 def tree_features(numerical: np.ndarray, categorical: np.ndarray, rates: np.ndarray | None = None) -> np.ndarray:
     """Rows for a tree model: the numericals ``(N, n_num)``, the integer category codes
     ``(N, n_cat)`` as floats (a split on a code separates groups of categories) and, when
-    given, rate features ``(N, n_rates)`` compressed with ``log1p``."""
+    given, rate features ``(N, n_rates)`` compressed with ``log1p`` (after clipping to
+    ``[0, float64 max]``, so absurd byte counts stay finite)."""
     parts = [np.asarray(numerical, dtype=np.float64), np.asarray(categorical, dtype=np.float64)]
     if rates is not None:
-        parts.append(np.log1p(np.asarray(rates, dtype=np.float64)))
+        parts.append(np.log1p(np.clip(np.asarray(rates, dtype=np.float64), 0.0, np.finfo(np.float64).max)))
     return np.hstack(parts)
 
 

@@ -73,8 +73,10 @@ def test_absent_entities_give_zeros_and_bad_time_is_refused():
         rate_features(pd.DataFrame({"time": [0, "soon"]}))
     lots = rate_features(pd.DataFrame({"time": [0, 1], "src_endpoint.ip": ["a", "a"], "traffic.bytes_out": ["lots", 5]}))
     assert lots["bytes_out_per_source_1h"].tolist() == [0, 5]  # text that is not a number counts as missing
-    untimed = rate_features(pd.DataFrame({"time": [0, None, 2], "src_endpoint.ip": ["a", "a", "a"]}), untimed="zero")
-    assert untimed["events_per_source_1m"].tolist() == [1, 0, 2]
+    untimed = rate_features(pd.DataFrame({"time": [0, None, 2, 1e300], "src_endpoint.ip": ["a"] * 4}), untimed="zero")
+    assert untimed["events_per_source_1m"].tolist() == [1, 0, 2, 0]
+    with pytest.raises(ValueError, match="column 'time', row 1"):
+        rate_features(pd.DataFrame({"time": [0, 10**30]}))
     assert (rate_features(pd.DataFrame({"class_uid": [3002]}), untimed="zero").to_numpy() == 0).all()
     with pytest.raises(ValueError, match="failed_logon_minutes"):
         rate_features(pd.DataFrame({"time": [0]}), failed_logon_minutes=0)
