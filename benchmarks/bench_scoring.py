@@ -6,6 +6,11 @@ preprocessed (the data benchmark measures the way from JSON Lines to tensors). S
 through :class:`tabresnet_course.detector.OCSFAnomalyDetector` (``embed_arrays``, batches of
 4096 rows in eval mode) and its :class:`~tabresnet_course.detector.KNNScorer` (scikit-learn
 ``NearestNeighbors``, k = 5). Reported: events per second for embed + kNN, and for each part.
+
+``backends`` compares the kNN backends of :class:`tabresnet_course.scorers.KNNScorer` on the
+same embeddings of the detector's encoder size (d_model 64, 2 blocks): 100,000 reference rows,
+10,000 queries, k = 5, the backends timed in turn, in an order that rotates every repeat; the
+approximate ``faiss_hnsw`` also reports its recall@k against exact search.
 """
 
 from __future__ import annotations
@@ -15,9 +20,19 @@ from typing import Any
 
 import torch
 
-from benchmarks.bench_training import QUICK_SETUP, SEED_SETUP, new_model, structured_data
-from benchmarks.common import Settings, synchronize, time_call
+from benchmarks.bench_training import (
+    QUICK_SETUP,
+    SEED_SETUP,
+    new_model,
+    structured_data,
+)
+from benchmarks.common import Settings, summarize, synchronize, time_call
 from tabresnet_course.detector import DetectorConfig, OCSFAnomalyDetector
+from tabresnet_course.scorers import (
+    APPROXIMATE_KNN_BACKENDS,
+    KNNScorer,
+    installed_knn_backends,
+)
 
 
 def run(settings: Settings) -> dict[str, Any]:
@@ -52,4 +67,33 @@ def run(settings: Settings) -> dict[str, Any]:
         "embed_only": {"seconds": embed, "events_per_second": num_queries / embed["median"]},
         "knn_only": {"seconds": knn, "events_per_second": num_queries / knn["median"]},
         "threads": torch.get_num_threads(),
+        "backends": compare_backends(settings, setup),
     }
+
+
+def compare_backends(settings: Settings, setup: dict[str, Any]) -> dict[str, Any]:
+    """Queries per second of every installed kNN backend on the same embeddings (d = 64)."""
+    setup = {**setup, "d_model": 64, "num_blocks": 2}
+    num_reference, num_queries = (2_000, 500) if settings.quick else (100_000, 10_000)
+    model = new_model(setup, "contrastive").to(settings.device).eval()
+    detector = OCSFAnomalyDetector(model, featurizer=None, preprocessor=None)
+    reference = detector.embed_arrays(*structured_data(num_reference, setup["num_numerical"], setup["cardinalities"], seed=1))
+    queries = detector.embed_arrays(*structured_data(num_queries, setup["num_numerical"], setup["cardinalities"], seed=2))
+    names = [*installed_knn_backends(), *(APPROXIMATE_KNN_BACKENDS if "faiss" in installed_knn_backends() else ())]
+    scorers = {name: KNNScorer(5, name).fit(reference) for name in names}
+    exact = scorers["sklearn"].kneighbors(queries)[1]
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for repeat in range(settings.warmup + settings.repeats):
+        for name in names[repeat % len(names):] + names[: repeat % len(names)]:
+            started = time.perf_counter()
+            scorers[name].score(queries)
+            if repeat >= settings.warmup:
+                samples[name].append(time.perf_counter() - started)
+    results = {}
+    for name in names:
+        neighbours = scorers[name].kneighbors(queries)[1]
+        recall = sum(len(set(a) & set(b)) for a, b in zip(neighbours, exact)) / exact.size
+        seconds = summarize(samples[name])
+        results[name] = {"seconds": seconds, "queries_per_second": num_queries / seconds["median"], "recall_at_k": recall}
+    return {"num_reference": num_reference, "num_queries": num_queries, "k": 5, "dim": int(reference.shape[1]),
+            "auto": installed_knn_backends()[0], "results": results}

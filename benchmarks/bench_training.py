@@ -32,10 +32,12 @@ import torch
 
 from benchmarks.common import Settings, bf16_supported, summarize, synchronize
 from benchmarks.naive_reference import SeedAugmentation, naive_epoch, seed_dataloader
-from tabresnet_course.data import TensorBatchLoader
+from torch.utils.data import DataLoader
+
+from tabresnet_course.data import OCSFDataset, TensorBatchLoader
 from tabresnet_course.mfp import TabularResNetWithMFP
 from tabresnet_course.model import NUM_RESERVED_INDICES, TabularResNet
-from tabresnet_course.training import Trainer, TrainingConfig
+from tabresnet_course.training import Trainer, TrainingConfig, train_self_supervised
 
 SEED_SETUP = {
     "num_numerical": 50,
@@ -180,6 +182,30 @@ class PackageRun:
         return self.trainer.train_epoch(self.loader, epoch)
 
 
+class SeedCallRun:
+    """The call a reader copies from the seed: ``train_self_supervised(model, DataLoader(
+    OCSFDataset(...), batch_size, shuffle=True), optimizer, cardinalities, ...)``, one epoch per
+    call, with the seed's optimiser and the same augmentation, temperature and mask rate as the
+    naive loop. Precision is left at the package default (``"auto"``)."""
+
+    def __init__(self, setup: dict[str, Any], objective: str, data: tuple[np.ndarray, np.ndarray], device: torch.device) -> None:
+        self.setup, self.objective, self.device = setup, objective, device
+        self.model = new_model(setup, objective)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=setup["learning_rate"], weight_decay=setup["weight_decay"]
+        )
+        self.loader = DataLoader(OCSFDataset(*data), batch_size=setup["batch_size"], shuffle=True)
+
+    def run_epoch(self, epoch: int) -> float:
+        setup = self.setup
+        (loss,) = train_self_supervised(
+            self.model, self.loader, self.optimizer, setup["cardinalities"], num_epochs=1, device=str(self.device),
+            objective=self.objective, augmentation="noise_swap", temperature=setup["temperature"],
+            mask_prob=setup["mask_prob"], grad_clip_norm=None, seed=epoch, progress=False,
+        )
+        return loss
+
+
 @dataclass
 class Variant:
     name: str
@@ -198,6 +224,7 @@ def train_side_by_side(setup: dict[str, Any], objective: str, settings: Settings
     ]
     if bf16_supported(device):
         variants.append(Variant("package bf16", PackageRun(setup, objective, data, device, "bf16"), [], []))
+    variants.append(Variant("seed call", SeedCallRun(setup, objective, data, device), [], []))
     for epoch in range(setup["epochs"]):
         shift = epoch % len(variants)
         for variant in variants[shift:] + variants[:shift]:

@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/run.py [--quick] [--device auto|cpu|cuda] [--threads N]
-                             [--only training hardware compile data scoring book]
+                             [--only training hardware compile data scoring streaming book]
                              [--out benchmarks/results.json] [--update-readme]
     python benchmarks/run.py --readme-from benchmarks/results.json
 
@@ -31,7 +31,15 @@ if str(ROOT) not in sys.path:  # `python benchmarks/run.py` from the repository 
 
 import torch  # noqa: E402
 
-from benchmarks import bench_book, bench_compile, bench_data, bench_hardware, bench_scoring, bench_training  # noqa: E402
+from benchmarks import (  # noqa: E402
+    bench_book,
+    bench_compile,
+    bench_data,
+    bench_hardware,
+    bench_scoring,
+    bench_streaming,
+    bench_training,
+)
 from benchmarks.common import Settings, load_average, machine_description  # noqa: E402
 from tabresnet_course.training import resolve_device  # noqa: E402
 
@@ -41,6 +49,7 @@ BENCHMARKS: dict[str, Callable[[Settings], dict[str, Any]]] = {
     "compile": bench_compile.run,
     "data": bench_data.run,
     "scoring": bench_scoring.run,
+    "streaming": bench_streaming.run,
     "book": bench_book.run,
 }
 SPEEDUP_TARGET = 3.0
@@ -159,6 +168,20 @@ def table_rows(results: dict[str, Any]) -> list[dict[str, str]]:
             add("scoring", label, fmt(scoring[key]["events_per_second"]), "events/s",
                 spread(scoring[key]["seconds"], q, invert=True),
                 f"{scoring['num_reference']:,} reference, {q:,} queries, k={scoring['k']}")
+    if isinstance(scoring, dict) and "backends" in scoring:
+        backends = scoring["backends"]
+        for name, b in backends["results"].items():
+            recall = "" if name in ("sklearn", "faiss", "torch") else f"; recall@{backends['k']} {b['recall_at_k']:.3f}"
+            auto = " (auto)" if name == backends["auto"] else ""
+            add("scoring", f"kNN backend {name}{auto}", fmt(b["queries_per_second"]), "queries/s",
+                spread(b["seconds"], backends["num_queries"], invert=True),
+                f"{backends['num_reference']:,} reference, {backends['num_queries']:,} queries, "
+                f"d={backends['dim']}, k={backends['k']}{recall}")
+    streaming = results.get("streaming")
+    if isinstance(streaming, dict) and "runs" in streaming:
+        for size, r in streaming["runs"].items():
+            add("streaming", f"score {int(size):,} events (JSON Lines)", fmt(r["events_per_second"]), "events/s", "",
+                f"one run, {r['seconds']:.0f} s end to end; peak RSS {r['peak_rss_bytes'] / 2**20:,.0f} MiB")
     book = results.get("book")
     if isinstance(book, dict) and "chapters" in book:
         for chapter, c in book["chapters"].items():
@@ -177,11 +200,12 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         bf16_rtol = training["tolerances"]["bf16_vs_fp32_rtol"]
         for objective in ("contrastive", "mfp"):
             section = training[objective]
-            best = section["variants"][section["best_package_variant"]]
+            seed_call = section["variants"]["seed call"]
             out.append({
-                "target": f"{objective}: training throughput >= {SPEEDUP_TARGET:g}x naive ({section['best_package_variant']})",
-                "value": round(best["speedup_vs_naive"], 2),
-                "met": best["speedup_vs_naive"] >= SPEEDUP_TARGET,
+                "target": f"{objective}: the seed's train_self_supervised(DataLoader(OCSFDataset)) call >= "
+                f"{SPEEDUP_TARGET:g}x naive rows/s",
+                "value": round(seed_call["speedup_vs_naive"], 2),
+                "met": seed_call["speedup_vs_naive"] >= SPEEDUP_TARGET,
             })
             for name, v in section["variants"].items():
                 if name == "naive":
@@ -206,6 +230,20 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "value": round(ratio, 2),
                 "met": ratio >= DATA_RATIO_TARGET,
             })
+    streaming = results.get("streaming")
+    if isinstance(streaming, dict) and "runs" in streaming:
+        largest = max(r["peak_rss_bytes"] for r in streaming["runs"].values())
+        out.append({
+            "target": f"streaming score: peak RSS at {streaming['sizes'][-1]:,} events <= "
+                      f"{streaming['memory_ratio_target']:g}x at {streaming['sizes'][0]:,}",
+            "value": round(streaming["memory_ratio"], 2),
+            "met": streaming["memory_ratio"] <= streaming["memory_ratio_target"],
+        })
+        out.append({
+            "target": f"streaming score: peak RSS < {streaming['memory_limit_bytes'] / 2**30:g} GiB (MiB)",
+            "value": round(largest / 2**20),
+            "met": largest < streaming["memory_limit_bytes"],
+        })
     book = results.get("book")
     if isinstance(book, dict) and "chapters" in book:
         out.append({

@@ -1,8 +1,10 @@
 """The ``tabresnet-course`` command line (also ``python -m tabresnet_course``).
 
-Four commands follow the pipeline of chapter "The OCSF pipeline": ``generate`` writes seeded
-OCSF events and their labels, ``train`` fits a detector on a (clean) baseline file, ``score``
-writes one anomaly score per readable record and ``evaluate`` compares scores with labels.
+Five commands follow the pipeline of chapter "The OCSF pipeline": ``generate`` writes seeded
+OCSF events and their labels, ``spec`` infers a feature specification for a file of events
+(written as commented YAML to edit), ``train`` fits a detector on a (clean) baseline file (with
+an inferred specification unless ``--spec`` is given), ``score`` writes one anomaly score per
+readable record and ``evaluate`` compares scores with labels.
 Bad input (a missing file, a malformed record in ``--strict`` mode, a bad option) ends with
 one line ``tabresnet-course: error: ...`` on stderr and exit status 2; nothing is overwritten
 without ``--overwrite``. Progress bars and notes go to stderr, results to files or stdout.
@@ -12,16 +14,15 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import io
 import sys
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Sequence
+from typing import Any, Callable, Iterable, NoReturn, Sequence
 
 import numpy as np
 import pandas as pd
 
 from tabresnet_course import __version__
-from tabresnet_course.artifacts import atomic_write_bytes, refuse_existing
+from tabresnet_course.artifacts import atomic_write, atomic_write_bytes, refuse_existing
 from tabresnet_course.errors import InputError, collapse_whitespace
 
 PROG = "tabresnet-course"
@@ -91,7 +92,7 @@ def utc_datetime(text: str) -> dt.datetime:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of all four commands."""
+    """The argument parser of all five commands."""
     parser = ArgumentParser(
         prog=PROG,
         description="Generate OCSF events, train TabularResNet encoders, score and evaluate anomalies.",
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_generate(commands)
+    add_spec(commands)
     add_train(commands)
     add_score(commands)
     add_evaluate(commands)
@@ -132,6 +134,34 @@ def add_generate(commands: Any) -> None:
     command.set_defaults(handler=run_generate)
 
 
+def add_spec(commands: Any) -> None:
+    """The ``spec`` command: infer a feature specification and print the feature report."""
+    command = commands.add_parser(
+        "spec",
+        help="infer a feature specification for a file of events",
+        description="Profile every column of the events of PATH and write a feature specification: the "
+        "built-in OCSF features present in the data, plus inferred ones for the other columns; per-event "
+        "identifiers, timestamps other than time and free text are left out. Prints one row per feature "
+        "(source, kind, transform, coverage, distinct values, hashed) and why each column was left out. "
+        "A .yaml file is commented with the reason for each choice: edit it and pass it to "
+        "'train --spec'.",
+    )
+    add_events_input(command)
+    command.add_argument("--out", type=Path, required=True, metavar="FILE", help="specification to write: .yaml, .yml or .json")
+    command.add_argument("--max-categories", type=positive_int, metavar="N",
+                         help="hash inferred categories with more distinct values than N (default %(default)s)")
+    command.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    command.set_defaults(handler=run_spec)
+    command.help_defaults = spec_defaults
+
+
+def spec_defaults() -> dict[str, Any]:
+    """``spec``'s defaults for the help text (``spec_inference``'s, imported only then)."""
+    from tabresnet_course.spec_inference import MAX_CATEGORIES
+
+    return {"max_categories": MAX_CATEGORIES}
+
+
 def train_defaults() -> dict[str, Any]:
     """``train``'s defaults, by ``dest``: ``DetectorConfig``'s. Imported only for the help text,
     since the detector loads PyTorch; when parsing, an option not given stays ``None`` and the
@@ -161,7 +191,8 @@ def add_train(commands: Any) -> None:
     command.add_argument("--seed", type=int, metavar="S", help="random seed (default %(default)s)")
     command.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default %(default)s")
     command.add_argument("--spec", type=Path, default=None, metavar="FILE",
-                         help="feature specification (.json, .yaml or .yml; default: the built-in one)")
+                         help="feature specification (.json, .yaml or .yml; default: inferred from the events "
+                         "as 'tabresnet-course spec' does)")
     command.add_argument("--batch-size", type=positive_int, metavar="B", help="default %(default)s")
     command.add_argument("--d-model", type=positive_int, metavar="D", help="embedding size (default %(default)s)")
     command.add_argument("--num-blocks", type=positive_int, metavar="N", help="residual blocks (default %(default)s)")
@@ -179,12 +210,18 @@ def add_score(commands: Any) -> None:
         "row per readable record, in input order; 'line' is the record's line (JSON Lines), element "
         "(JSON array) or row (Parquet) number, 1-based; 'uid' is metadata.uid (empty when absent); a "
         "higher score is more anomalous. Records that cannot be read get NO row: their count and first "
-        "line numbers are printed to stderr (with --strict the first one is an error).",
+        "line numbers are printed to stderr (with --strict the first one is an error). The file is read, "
+        "scored and written chunk by chunk, so memory does not grow with it (a JSON array is parsed whole).",
     )
     command.add_argument("--model", type=Path, required=True, metavar="DIR", help="detector directory from 'train'")
     add_events_input(command)
     command.add_argument("--out", type=Path, required=True, metavar="CSV", help="scores file to write")
+    command.add_argument("--explain", type=positive_int, default=None, metavar="K",
+                         help="also write the K fields that set each record apart from its nearest normal "
+                         "events: top_fields and, per rank i, field_i, value_i, typical_i, contribution_i")
     command.add_argument("--overwrite", action="store_true", help="replace an existing scores file")
+    command.add_argument("--chunk-size", type=positive_int, default=None, metavar="N",
+                         help="records read per chunk (default 16384); the scores do not depend on it")
     command.set_defaults(handler=run_score)
 
 
@@ -222,11 +259,17 @@ def read_events_reported(path: Path, strict: bool) -> Any:
     from tabresnet_course.events_io import read_events
 
     result = read_events(path, strict=strict)
+    report_skipped(result, path)
+    return result
+
+
+def report_skipped(result: Any, path: Path) -> None:
+    """Tell stderr how many records of ``path`` were skipped and where (``result``: a
+    ``ReadResult`` or ``ReadReport``); no readable record at all is an error."""
     if result.num_read == 0:  # one error line that says why, instead of a warning and an error
         raise InputError(f"{path}: no readable events; {result.skipped_summary(MAX_LISTED_PROBLEMS)}")
     if result.num_skipped:
         note(f"{PROG}: warning: {result.summary(MAX_LISTED_PROBLEMS)}")
-    return result
 
 
 def read_csv_checked(path: Path, columns: Sequence[str]) -> pd.DataFrame:
@@ -279,20 +322,55 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def infer_spec_reported(result: Any, **options: Any) -> Any:
+    """The :class:`~tabresnet_course.spec_inference.InferredSpec` of the events read (``options``
+    go to ``infer_feature_spec``); "no usable feature" names the file."""
+    from tabresnet_course.spec_inference import infer_feature_spec
+
+    try:
+        return infer_feature_spec(result.frame, **options)
+    except ValueError as error:
+        raise InputError(f"{result.path}: {error}") from None
+
+
+def run_spec(args: argparse.Namespace) -> int:
+    """``spec``: infer a feature specification, print the report, write the file."""
+    if args.out.suffix.lower() not in (".yaml", ".yml", ".json"):
+        raise InputError(f"{args.out}: feature specification must be .json, .yaml or .yml")
+    refuse_existing(args.out, args.overwrite)
+    result = read_events_reported(args.events, args.strict)
+    given = {"max_categories": args.max_categories} if args.max_categories is not None else {}
+    inferred = infer_spec_reported(result, **given)
+    print(inferred.summary())
+    inferred.to_file(args.out, overwrite=args.overwrite, title=args.events.name)
+    note(f"wrote the feature specification to {args.out}; edit it and pass it back with "
+         f"'{PROG} train --spec {args.out} ...'")
+    return 0
+
+
 def run_train(args: argparse.Namespace) -> int:
-    """``train``: read, train, save (rank 0 only under torchrun)."""
+    """``train``: read, train, save (rank 0 only under torchrun). Without ``--spec`` the feature
+    specification is inferred; once the detector is saved, each built-in feature absent from the
+    data is noted (one line each) and the feature report printed, so that an error stays one line."""
     from tabresnet_course.detector import is_saved_detector, train_ocsf_anomaly_detector
     from tabresnet_course.features import FeatureSpec
+    from tabresnet_course.spec_inference import feature_report, format_report
     from tabresnet_course.training import cleanup_distributed, distributed_rank
 
     refuse_existing(args.out, args.overwrite, "saved detector", is_saved_detector)
     spec = FeatureSpec.from_file(args.spec) if args.spec is not None else None
     result = read_events_reported(args.events, args.strict)
+    inferred = infer_spec_reported(result) if spec is None else None
     given = {name: getattr(args, dest) for dest, name in TRAIN_OPTIONS.items() if getattr(args, dest) is not None}
     try:
-        detector = train_ocsf_anomaly_detector(result.frame, feature_spec=spec, progress=show_progress(), **given)
+        detector = train_ocsf_anomaly_detector(result.frame, feature_spec=spec or inferred.spec,
+                                               progress=show_progress(), **given)
         if distributed_rank() == 0:
             detector.save(args.out, overwrite=args.overwrite)
+            for name, reason in inferred.dropped.items() if inferred is not None else ():
+                note(f"{PROG}: note: built-in feature {name!r} dropped: {reason}")
+            report = inferred.report if inferred is not None else feature_report(spec, result.frame)
+            note(f"features ({len(report)}):\n{format_report(report)}")
             epochs = len(detector.training["history"]["epoch"])
             note(f"trained on {result.num_read} events for {epochs} epoch(s); saved the detector to {args.out}")
     finally:
@@ -301,26 +379,50 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_score(args: argparse.Namespace) -> int:
-    """``score``: one CSV row per readable record, in input order."""
+    """``score``: one CSV row per readable record, in input order, read, scored and written
+    chunk by chunk into a temporary file that replaces ``--out`` when complete."""
     from tabresnet_course.detector import OCSFAnomalyDetector
+    from tabresnet_course.events_io import DEFAULT_CHUNK_SIZE, EventChunks
 
     refuse_existing(args.out, args.overwrite)
     detector = OCSFAnomalyDetector.load(args.model)
-    result = read_events_reported(args.events, args.strict)
-    scores = detector.score(result.frame, progress=show_progress())
-    uids = result.uids if result.uids is not None else pd.Series([None] * result.num_read)
-    table = pd.DataFrame(
-        {
-            "line": result.lines,
-            "uid": uids.astype(object).where(uids.notna(), "").to_numpy(),
-            "score": scores,
-        }
-    )
-    buffer = io.StringIO()
-    table.to_csv(buffer, index=False, float_format="%.8g")
-    atomic_write_bytes(args.out, buffer.getvalue().encode("utf-8"), overwrite=args.overwrite)
-    note(f"wrote {len(table)} scores to {args.out}")
+    chunks = EventChunks(args.events, args.chunk_size or DEFAULT_CHUNK_SIZE, args.strict)
+
+    def write(path: Path) -> None:
+        write_scores(path, detector.score_chunks(chunks, progress=show_progress()), detector, args.explain)
+        report_skipped(chunks.report, args.events)
+
+    atomic_write(args.out, write, overwrite=args.overwrite)
+    note(f"wrote {chunks.report.num_read} scores to {args.out}")
     return 0
+
+
+def write_scores(
+    path: Path, scored: Iterable[tuple[Any, np.ndarray]], detector: Any = None, explain: int | None = None
+) -> None:
+    """Write the CSV of ``score``: a header, then the rows of each ``(chunk, scores)`` pair, with
+    ``explain`` explaining fields per row (``--explain``) when it is given."""
+    with open(path, "w", encoding="utf-8", newline="") as file:
+        for number, (chunk, scores) in enumerate(scored):
+            table = score_table(chunk, scores)
+            if explain is not None:
+                table = pd.concat([table, explanation_table(detector, chunk.frame, explain)], axis=1)
+            table.to_csv(file, header=number == 0, index=False, float_format="%.8g")
+
+
+def score_table(chunk: Any, scores: np.ndarray) -> pd.DataFrame:
+    """The ``line``, ``uid`` (empty when absent) and ``score`` columns of a read chunk."""
+    uids = chunk.uids if chunk.uids is not None else pd.Series([None] * chunk.num_read)
+    uids = uids.astype(object).where(uids.notna(), "").to_numpy()
+    return pd.DataFrame({"line": chunk.lines, "uid": uids, "score": scores})
+
+
+def explanation_table(detector: Any, frame: pd.DataFrame, top: int) -> pd.DataFrame:
+    """``score --explain``'s extra columns for the records of ``frame``, one row each
+    (:func:`tabresnet_course.explain.explanation_columns`)."""
+    from tabresnet_course.explain import explanation_columns
+
+    return explanation_columns(detector.explain(frame, top), len(frame), top)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.exceptions import NotFittedError
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
 
 from tabresnet_course.model import NUM_RESERVED_INDICES, PADDING_INDEX, UNKNOWN_INDEX, check_batch
 
@@ -195,6 +195,47 @@ class TensorBatchLoader:
         self.epoch += 1
         for batch in indices.split(self.batch_size):
             yield self.numerical[batch], self.categorical[batch]  # (B, n_num), (B, n_cat)
+
+
+class IndexedDataLoader:
+    """The batches of a ``DataLoader`` over an :class:`OCSFDataset` (or a two-tensor
+    ``TensorDataset``), served by indexing the dataset's tensors instead of calling
+    ``__getitem__`` once per row and collating.
+
+    The batches are the loader's own, in the same order: the same batch sampler (so its batch
+    size, ``shuffle``, ``drop_last``, ``generator`` and any custom sampler) and the same random
+    draws (the one a ``DataLoader`` iterator makes for its worker seed, then the sampler's).
+    :meth:`wrap` returns ``None`` for a loader it cannot serve exactly, such as one with a custom
+    ``collate_fn``. :class:`~tabresnet_course.training.Trainer` wraps every loader it can, so the
+    seed's ``DataLoader(OCSFDataset(...), batch_size=256, shuffle=True)`` call trains at the speed
+    of :class:`TensorBatchLoader`. Taught in chapter "Training best practices".
+    """
+
+    def __init__(self, loader: DataLoader, numerical: torch.Tensor, categorical: torch.Tensor) -> None:
+        self.loader = loader
+        self.sampler = loader.sampler  # the trainer calls sampler.set_epoch for a DistributedSampler
+        self.numerical, self.categorical = numerical, categorical
+
+    @classmethod
+    def wrap(cls, loader: Any) -> "IndexedDataLoader | None":
+        """An indexed view of ``loader``, or ``None`` when its batches are not plain row slices."""
+        if not isinstance(loader, DataLoader) or loader.batch_sampler is None or loader.collate_fn is not default_collate:
+            return None
+        dataset = loader.dataset
+        if type(dataset) is OCSFDataset:
+            return cls(loader, dataset.numerical, dataset.categorical)
+        if type(dataset) is TensorDataset and len(dataset.tensors) == 2:
+            return cls(loader, *dataset.tensors)
+        return None
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Batch]:
+        torch.empty((), dtype=torch.int64).random_(generator=self.loader.generator)  # DataLoader's worker-seed draw
+        for indices in self.loader.batch_sampler:
+            rows = torch.as_tensor(indices)
+            yield self.numerical[rows], self.categorical[rows]  # (B, n_num), (B, n_cat)
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)

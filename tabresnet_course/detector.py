@@ -5,7 +5,8 @@ baseline period: flatten the events, featurise them (``OCSFFeaturizer``), turn t
 tensors (``TabularPreprocessor``), pre-train a ``TabularResNet`` without labels, embed the
 baseline events and keep those embeddings as the *reference set*. Scoring a new event is then
 the mean Euclidean distance from its embedding to its ``k`` nearest reference embeddings
-(``sklearn.neighbors.NearestNeighbors``): events unlike anything in the baseline score high.
+(:class:`~tabresnet_course.scorers.KNNScorer`): events unlike anything in the baseline score
+high. :meth:`OCSFAnomalyDetector.score_chunks` scores a file chunk by chunk, in bounded memory.
 
 The reference set must be clean. Bursty attacks (brute force, port scans) form dense clusters
 of near-identical events; if such a burst is in the reference set, the burst's own records are
@@ -23,7 +24,9 @@ The saved detector is one directory with ``weights.pt`` (the encoder's ``state_d
 with ``torch.load(weights_only=True)``), ``config.json`` (the ``DetectorConfig``, every fitted
 preprocessing state and the training record as plain JSON) and ``reference_embeddings.npy``
 (``allow_pickle=False``), plus ``reference_features.npy`` for the fusion scorers (the raw
-reference rows; the seeded forest is regrown from them at load time): nothing is pickled. The file mechanics (atomic directory replace,
+reference rows; the seeded forest is regrown from them at load time) and, for explanations
+(:meth:`OCSFAnomalyDetector.explain`), ``reference_sample.json`` (a bounded sample of the raw
+reference events; detectors saved without it still load): nothing is pickled. The file mechanics (atomic directory replace,
 checksums, safe loads) are :mod:`tabresnet_course.artifacts`'. Chapter "The OCSF pipeline"
 teaches this file.
 """
@@ -32,6 +35,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -39,10 +44,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
-from sklearn.neighbors import NearestNeighbors
-from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
 
 from tabresnet_course.artifacts import (
     FORMAT_VERSION,
@@ -82,6 +85,7 @@ WEIGHTS_FILE = "weights.pt"
 CONFIG_FILE = "config.json"
 REFERENCE_FILE = "reference_embeddings.npy"
 FEATURES_FILE = "reference_features.npy"
+REFERENCE_SAMPLE_FILE = "reference_sample.json"
 
 
 # --------------------------------------------------------------------------- inputs
@@ -231,55 +235,6 @@ def build_encoder(config: TabularResNetConfig | dict[str, Any], seed: int) -> Ta
         return TabularResNet.from_config(config)
 
 
-# --------------------------------------------------------------------------- kNN scoring
-
-
-class KNNScorer(BaseEstimator):
-    """Mean Euclidean distance to the ``k`` nearest rows of a reference set (higher = more
-    anomalous), with scikit-learn's ``NearestNeighbors`` (or ``faiss``, if installed and asked
-    for with ``backend="faiss"``). Accepts dense arrays, and sparse matrices with scikit-learn.
-    A scikit-learn estimator: ``get_params`` follows the constructor, and ``score`` before
-    ``fit`` raises ``NotFittedError``."""
-
-    def __init__(self, k: int = DEFAULT_K, backend: str = "sklearn") -> None:
-        if int(k) < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        if backend not in ("sklearn", "faiss"):
-            raise ValueError(f"backend must be 'sklearn' or 'faiss', got {backend!r}")
-        self.k = int(k)
-        self.backend = backend
-
-    def fit(self, reference: Any) -> "KNNScorer":
-        """Index the reference rows ``(n_ref, d)``; needs at least ``k`` of them."""
-        if reference.shape[0] < self.k:
-            raise ValueError(f"the reference set has {reference.shape[0]} rows, fewer than k={self.k}")
-        if self.backend == "faiss":
-            self.index_ = faiss_index(np.ascontiguousarray(reference, dtype=np.float32))
-        else:
-            self.index_ = NearestNeighbors(n_neighbors=self.k).fit(reference)
-        return self
-
-    def score(self, query: Any) -> np.ndarray:
-        """``(n_query,)`` mean distance of each query row to its ``k`` nearest reference rows."""
-        check_is_fitted(self, "index_")
-        if self.backend == "faiss":
-            squared, _ = self.index_.search(np.ascontiguousarray(query, dtype=np.float32), self.k)
-            return np.sqrt(np.maximum(squared, 0.0)).mean(axis=1).astype(np.float64)
-        distances, _ = self.index_.kneighbors(query)  # (n_query, k)
-        return distances.mean(axis=1)
-
-
-def faiss_index(reference: np.ndarray) -> Any:
-    """An exact L2 ``faiss`` index over ``reference`` (only when faiss is installed)."""
-    try:
-        import faiss
-    except ImportError:
-        raise ImportError("backend='faiss' needs the faiss package (pip install faiss-cpu)") from None
-    index = faiss.IndexFlatL2(reference.shape[1])
-    index.add(reference)
-    return index
-
-
 # --------------------------------------------------------------------------- the detector
 
 
@@ -300,6 +255,10 @@ class OCSFAnomalyDetector:
         config: the :class:`DetectorConfig` (``k``, ``embedding_batch_size``, and how the encoder
             was trained); the defaults when ``None``.
         training: plain-JSON record of the training run (history, rows; saved with the detector).
+        reference_sample: a bounded sample of the raw reference events (flat frame) that
+            :meth:`explain` draws neighbours and typical values from, or ``None``.
+        knn_backend: the :class:`~tabresnet_course.scorers.KNNScorer` backend (``"auto"``: the
+            fastest exact one installed). A choice of this machine, not saved with the detector.
     """
 
     def __init__(
@@ -312,15 +271,20 @@ class OCSFAnomalyDetector:
         *,
         config: DetectorConfig | None = None,
         training: dict[str, Any] | None = None,
+        reference_sample: pd.DataFrame | None = None,
+        knn_backend: str = "auto",
     ) -> None:
         self.model = model.eval()
         self.featurizer = featurizer
         self.preprocessor = preprocessor
         self.config = config if config is not None else DetectorConfig()
         self.training = dict(training or {})
+        self.knn_backend = knn_backend
         self.reference_embeddings: np.ndarray | None = None
         self.reference_features: np.ndarray | None = None
         self.scorer_: Any = None
+        self.reference_sample = reference_sample
+        self.explainer_: Any = None
         if reference_embeddings is not None:
             self.set_reference_embeddings(reference_embeddings, reference_features)
 
@@ -344,6 +308,9 @@ class OCSFAnomalyDetector:
     def preprocess(self, events: Any) -> tuple[np.ndarray, np.ndarray]:
         """Events -> ``(numerical float32 (N, n_num), categorical int64 (N, n_cat))``, row-aligned."""
         frame = as_flat_frame(events)
+        if len(frame) == 0:
+            numerical_columns = len(self.preprocessor.numerical_feature_names_)
+            return np.zeros((0, numerical_columns), np.float32), np.zeros((0, len(self.cardinalities)), np.int64)
         features = self.featurizer.transform(frame)
         numerical, categorical = self.preprocessor.transform(features)
         if len(numerical) != len(frame):
@@ -366,17 +333,23 @@ class OCSFAnomalyDetector:
         views = DETECTOR_SCORERS[self.config.scorer]
         return views[1] if len(views) > 1 else None
 
-    def raw_features(self, frame: pd.DataFrame, numerical: np.ndarray, categorical: np.ndarray) -> np.ndarray | None:
+    def raw_features(
+        self, frame: pd.DataFrame, numerical: np.ndarray, categorical: np.ndarray, rates: Any = None
+    ) -> np.ndarray | None:
         """The scorer's raw view of preprocessed events (``None`` when it reads embeddings
         only): :func:`~tabresnet_course.scorers.tree_features`, with the causal rate features of
         ``frame`` for ``"codes+rates"`` (zero for an event without a readable time). Rates count
-        only the events passed in, so score a period in time order rather than event by event."""
+        only the events passed in, plus, when ``rates`` is a
+        :class:`~tabresnet_course.rates.ChunkedRates`, the recent events of the chunks it saw
+        before: score a period in time order rather than event by event."""
         if self.raw_view is None:
             return None
-        from tabresnet_course.rates import rate_features
+        from tabresnet_course.rates import ChunkedRates
 
-        rates = rate_features(frame, untimed="zero").to_numpy() if self.raw_view == "codes+rates" else None
-        return tree_features(numerical, categorical, rates)
+        if self.raw_view != "codes+rates":
+            return tree_features(numerical, categorical)
+        stream = rates if rates is not None else ChunkedRates()
+        return tree_features(numerical, categorical, stream.transform(frame).to_numpy())
 
     def set_reference_embeddings(self, embeddings: np.ndarray, features: np.ndarray | None = None) -> None:
         """Use ``embeddings`` ``(n_ref, d_model)`` (and, for the fusion scorers, the same rows'
@@ -386,7 +359,7 @@ class OCSFAnomalyDetector:
             raise ValueError(
                 f"reference embeddings must have shape (n, {self.model.d_model}), got {embeddings.shape}"
             )
-        scorer = build_detector_scorer(self.config.scorer, self.k, self.config.seed)
+        scorer = build_detector_scorer(self.config.scorer, self.k, self.config.seed, self.knn_backend)
         if self.raw_view is None:
             self.scorer_ = scorer.fit(embeddings)
         elif features is None or len(features) != len(embeddings):
@@ -400,21 +373,98 @@ class OCSFAnomalyDetector:
         """``(N,)`` anomaly scores, one per input record, in input order; higher = more
         anomalous. With ``scorer="knn"``, the mean distance of each record's embedding to its
         ``k`` nearest reference embeddings; the fusions average its reference rank with an
-        Isolation Forest's on the raw features."""
+        Isolation Forest's on the raw features. The same path as :meth:`score_chunks`."""
+        [(_, scores)] = self.score_chunks([events], progress=progress)
+        return scores
+
+    def score_arrays(self, numerical: np.ndarray, categorical: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
+        """Scores of preprocessed rows (and, for the fusion scorers, the same rows' ``features``
+        from :meth:`raw_features`), embedded and scored in blocks of
+        ``config.embedding_batch_size`` rows counted from the first row."""
         if self.scorer_ is None:
             raise NotFittedError("this detector has no reference set; call with_reference(events) first")
-        frame = as_flat_frame(events)
-        numerical, categorical = self.preprocess(frame)
-        if len(numerical) == 0:
-            return np.zeros(0)
-        embeddings = self.embed_arrays(numerical, categorical, progress=progress)
-        if self.raw_view is None:
-            return self.scorer_.score(embeddings)
-        return self.scorer_.score([embeddings, self.raw_features(frame, numerical, categorical)])
+        if self.raw_view is not None and (features is None or len(features) != len(numerical)):
+            raise ValueError(f"scorer {self.config.scorer!r} needs raw features for the {len(numerical)} rows")
+        embeddings = self.embed_arrays(numerical, categorical)  # (N, d_model)
+        size = self.config.embedding_batch_size
+        blocks = []
+        for start in range(0, len(embeddings), size):
+            block = embeddings[start : start + size]
+            view = block if self.raw_view is None else [block, features[start : start + size]]
+            blocks.append(self.scorer_.score(view))
+        return np.concatenate([np.zeros(0), *blocks])
 
-    def with_reference(self, events: Any) -> "OCSFAnomalyDetector":
+    def score_chunks(self, chunks: Iterable[Any], progress: bool = False) -> Iterator[tuple[Any, np.ndarray]]:
+        """Score events that come in chunks (anything :func:`~tabresnet_course.flat.as_flat_frame`
+        takes, such as the chunks of :class:`~tabresnet_course.events_io.EventChunks`): yields
+        ``(chunk, scores)`` for each chunk, in order, as soon as all its rows are scored
+        (chapter "The OCSF pipeline").
+
+        Rows are preprocessed chunk by chunk but embedded and scored in blocks of
+        ``config.embedding_batch_size`` rows counted from the first row of the first chunk,
+        whatever the chunk sizes, and the rate features of the ``"fusion_rates"`` scorer carry
+        the recent events of earlier chunks (:class:`~tabresnet_course.rates.ChunkedRates`): the
+        scores are bit for bit those of :meth:`score` on all the events at once, and memory holds
+        one block, the chunks waiting for it and the last hour of events' rate columns. For
+        ``"fusion_rates"`` that equality needs time-ordered input (no event older than an event
+        of an earlier chunk), as OCSF exports and the generator's files are.
+        """
+        from tabresnet_course.rates import ChunkedRates
+
+        if self.scorer_ is None:
+            raise NotFittedError("this detector has no reference set; call with_reference(events) first")
+        size = self.config.embedding_batch_size
+        rates = ChunkedRates()
+        waiting: deque[tuple[Any, int]] = deque()  # chunks not yet yielded, and their rows
+        pending: list[list[np.ndarray]] = []  # preprocessed rows not yet scored: numerical, categorical(, raw)
+        scores = np.zeros(0)  # scores of rows whose chunk is not complete yet
+        with tqdm(desc="scoring", unit=" events", disable=not progress, leave=False) as bar:
+            for chunk in chunks:
+                frame = as_flat_frame(chunk)
+                numerical, categorical = self.preprocess(frame)
+                waiting.append((chunk, len(numerical)))
+                if len(numerical):
+                    features = self.raw_features(frame, numerical, categorical, rates)
+                    pending.append([numerical, categorical] if features is None else [numerical, categorical, features])
+                buffered = sum(len(part[0]) for part in pending)
+                if buffered >= size:
+                    full = buffered - buffered % size
+                    joined = [np.concatenate(column) for column in zip(*pending)]
+                    scores = np.concatenate([scores, self.score_arrays(*(column[:full] for column in joined))])
+                    pending = [[column[full:] for column in joined]]
+                    bar.update(full)
+                scores, ready = complete_chunks(waiting, scores)
+                yield from ready
+            buffered = sum(len(part[0]) for part in pending)
+            if buffered:
+                rest = self.score_arrays(*(np.concatenate(column) for column in zip(*pending)))
+                bar.update(len(rest))
+                scores = np.concatenate([scores, rest])
+        yield from complete_chunks(waiting, scores)[1]
+
+    def explain(self, events: Any, top: int = 3) -> pd.DataFrame:
+        """The ``top`` fields that set each event apart from its nearest normal neighbours, as a
+        tidy table (columns ``event``, ``rank``, ``field``, ``value``, ``typical``,
+        ``contribution``): :class:`~tabresnet_course.explain.NeighbourExplainer` on the
+        reference sample (chapter "Explaining alerts")."""
+        from tabresnet_course.explain import NeighbourExplainer
+
+        if self.reference_sample is None:
+            raise NotFittedError(
+                "this detector keeps no reference sample to explain with (saved by an older version); "
+                "rebuild it with with_reference(baseline events)"
+            )
+        if self.explainer_ is None:
+            self.explainer_ = NeighbourExplainer(self.featurizer, self.preprocessor, self.embed_arrays, self.k)
+            self.explainer_.fit(self.reference_sample)
+        return self.explainer_.explain(events, top)
+
+    def with_reference(self, events: Any) -> OCSFAnomalyDetector:
         """A detector sharing this encoder and preprocessing whose reference set is the
-        embeddings of ``events`` (used by the evaluation's baselines and contamination demo)."""
+        embeddings of ``events`` (used by the evaluation's baselines and contamination demo),
+        and whose reference sample for :meth:`explain` is drawn from them."""
+        from tabresnet_course.explain import reference_sample
+
         frame = as_flat_frame(events)
         numerical, categorical = self.preprocess(frame)
         return OCSFAnomalyDetector(
@@ -425,15 +475,18 @@ class OCSFAnomalyDetector:
             self.raw_features(frame, numerical, categorical),
             config=self.config,
             training=self.training,
+            reference_sample=reference_sample(frame, self.featurizer, self.config.seed),
+            knn_backend=self.knn_backend,
         )
 
-    def untrained_copy(self, seed: int | None = None) -> "OCSFAnomalyDetector":
+    def untrained_copy(self, seed: int | None = None) -> OCSFAnomalyDetector:
         """The same architecture and preprocessing with freshly initialised weights (by default
         the training seed, i.e. the very weights training started from) and no reference set."""
         seed = self.config.seed if seed is None else int(seed)
         model = build_encoder(self.model.config, seed).to(self.device)
         return OCSFAnomalyDetector(
-            model, self.featurizer, self.preprocessor, config=self.config.with_options(seed=seed), training={"seed": seed}
+            model, self.featurizer, self.preprocessor, config=self.config.with_options(seed=seed), training={"seed": seed},
+            knn_backend=self.knn_backend,
         )
 
     # -- saving and loading ------------------------------------------------------------------
@@ -456,7 +509,9 @@ class OCSFAnomalyDetector:
 
     def save(self, directory: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write the detector to ``directory`` (``weights.pt``, ``config.json``,
-        ``reference_embeddings.npy``) atomically (:func:`~tabresnet_course.artifacts.atomic_write_directory`).
+        ``reference_embeddings.npy``, ``reference_features.npy`` for the fusion scorers and
+        ``reference_sample.json`` when it has one) atomically
+        (:func:`~tabresnet_course.artifacts.atomic_write_directory`).
         An existing ``directory`` is refused (:class:`InputError`) unless ``overwrite=True``, and
         is only ever replaced when it is empty or holds a saved detector. Returns the directory."""
         if self.reference_embeddings is None:
@@ -465,6 +520,8 @@ class OCSFAnomalyDetector:
         files = {WEIGHTS_FILE: weights, REFERENCE_FILE: npy_bytes(self.reference_embeddings)}
         if self.reference_features is not None:
             files[FEATURES_FILE] = npy_bytes(self.reference_features)
+        if self.reference_sample is not None:
+            files[REFERENCE_SAMPLE_FILE] = sample_bytes(self.reference_sample)
         config = self.config_dict()
         config["files"] = {name: sha256(data) for name, data in files.items()}
         files[CONFIG_FILE] = json_bytes(config)
@@ -473,8 +530,10 @@ class OCSFAnomalyDetector:
         )
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> "OCSFAnomalyDetector":
-        """Read a detector written by :meth:`save`. Raises :class:`InputError` naming the file
+    def load(
+        cls, directory: str | os.PathLike, device: str | torch.device = "cpu", knn_backend: str = "auto"
+    ) -> OCSFAnomalyDetector:
+        """Read a detector written by :meth:`save` (scoring with ``knn_backend``). Raises :class:`InputError` naming the file
         when the directory or a file is missing, a file is corrupted, the format version is not
         one this package reads, or the configuration does not match the weights."""
         directory = Path(directory)
@@ -487,6 +546,10 @@ class OCSFAnomalyDetector:
         featurizer, preprocessor, model, detector_config = rebuild_parts(directory / CONFIG_FILE, config)
         load_weights(model, weights, directory / WEIGHTS_FILE)
         embeddings = read_reference(reference, directory / REFERENCE_FILE, model.d_model)
+        sample = None
+        if REFERENCE_SAMPLE_FILE in checksums:  # detectors saved before explanations have none
+            sample_data = read_checked_bytes(directory / REFERENCE_SAMPLE_FILE, checksums[REFERENCE_SAMPLE_FILE], CONFIG_FILE)
+            sample = read_sample(sample_data, directory / REFERENCE_SAMPLE_FILE)
         if config["k"] > len(embeddings):
             raise InputError(
                 f"{directory / CONFIG_FILE}: k={config['k']} is more than the {len(embeddings)} "
@@ -504,7 +567,20 @@ class OCSFAnomalyDetector:
             features,
             config=detector_config,
             training=config.get("training") or {},
+            reference_sample=sample,
+            knn_backend=knn_backend,
         )
+
+
+def complete_chunks(waiting: deque[tuple[Any, int]], scores: np.ndarray) -> tuple[np.ndarray, list[tuple[Any, np.ndarray]]]:
+    """Take from the front of ``waiting`` every chunk whose rows ``scores`` covers: returns the
+    scores left over and the ``(chunk, its scores)`` pairs taken."""
+    ready = []
+    while waiting and waiting[0][1] <= len(scores):
+        chunk, rows = waiting.popleft()
+        ready.append((chunk, scores[:rows]))
+        scores = scores[rows:]
+    return scores, ready
 
 
 # --------------------------------------------------------------------------- training
@@ -540,6 +616,8 @@ def train_ocsf_anomaly_detector(
     ``temperature``, ``precision``, ...). Under ``torchrun`` every process calls this
     function; the trainer shards the batches.
     """
+    from tabresnet_course.explain import reference_sample
+
     config = (config if config is not None else DetectorConfig()).with_options(**options)  # checked before featurising
     frame = as_flat_frame(events)
     if len(frame) < 2 * config.k:
@@ -548,8 +626,11 @@ def train_ocsf_anomaly_detector(
     model_config = config.model_config(numerical.shape[1], list(preprocessor.cardinalities_))
     training, protected = protect_columns(config.training, config.protected_columns, preprocessor)
     encoder, history = pretrain_encoder(model_config, numerical, categorical, replace(config, training=training))
-    detector = OCSFAnomalyDetector(encoder, featurizer, preprocessor, config=config)
     reference_rows = reference_subset(len(frame), config.reference_size, config.seed)
+    detector = OCSFAnomalyDetector(
+        encoder, featurizer, preprocessor, config=config,
+        reference_sample=reference_sample(frame.iloc[reference_rows], featurizer, config.seed),
+    )
     features = detector.raw_features(frame, numerical, categorical)
     detector.set_reference_embeddings(
         detector.embed_arrays(numerical[reference_rows], categorical[reference_rows], progress=config.training.progress),
@@ -562,8 +643,8 @@ def train_ocsf_anomaly_detector(
         "seed": config.seed,
         "batch_size": config.batch_size,
         "validation_fraction": float(config.validation_fraction),
-        "training_rows": int(len(frame)),
-        "reference_rows": int(len(reference_rows)),
+        "training_rows": len(frame),
+        "reference_rows": len(reference_rows),
     }
     return detector
 
@@ -757,3 +838,24 @@ def read_reference(data: bytes, path: Path, d_model: int) -> np.ndarray:
     if embeddings.ndim != 2 or embeddings.shape[1] != d_model or not np.isfinite(embeddings).all():
         raise InputError(f"{path} must hold finite embeddings of shape (n, {d_model}), got {embeddings.shape}")
     return embeddings
+
+
+def sample_bytes(sample: pd.DataFrame) -> bytes:
+    """The reference sample as compact JSON: a list of nested OCSF events."""
+    from tabresnet_course.flat import frame_to_events
+
+    finite = sample.replace([np.inf, -np.inf], np.nan)
+    return (json.dumps(frame_to_events(finite), separators=(",", ":"), allow_nan=False) + "\n").encode("utf-8")
+
+
+def read_sample(data: bytes, path: Path) -> pd.DataFrame:
+    """The reference sample written by :func:`sample_bytes`, checked to be a list of events."""
+    from tabresnet_course.flat import flatten_events
+
+    try:
+        events = json.loads(data.decode("utf-8"))
+        if not isinstance(events, list) or not events:
+            raise ValueError("expected a non-empty JSON list of events")
+        return flatten_events(events)
+    except (UnicodeDecodeError, ValueError, TypeError) as error:
+        raise InputError(f"{path} is not a valid reference sample: {collapse_whitespace(error)[:200]}") from None

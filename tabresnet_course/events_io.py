@@ -20,7 +20,9 @@ import json
 import json.scanner
 import os
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from types import NoneType
 from typing import Any
@@ -67,8 +69,45 @@ class ReadProblem:
         return f"{unit} {self.line}: {self.message}"
 
 
+class ProblemSummary:
+    """What :class:`ReadResult` and :class:`ReadReport` say about skipped records; needs
+    ``path``, ``problems``, ``num_records``, ``num_read`` and ``unit``."""
+
+    path: Path
+    problems: list[ReadProblem]
+    num_records: int
+    num_read: int
+    unit: str
+
+    @property
+    def num_skipped(self) -> int:
+        """Records skipped (one problem each)."""
+        return len(self.problems)
+
+    @property
+    def problem_counts(self) -> dict[str, int]:
+        """Skipped records per kind of problem."""
+        return dict(Counter(p.kind for p in self.problems))
+
+    def summary(self, max_listed: int = 5) -> str:
+        """One line: ``read 998 of 1000 records from x.jsonl; skipped 2 (line 3: ..., line 7: ...)``."""
+        read = f"read {self.num_read} of {self.num_records} records from {self.path.name}"
+        return f"{read}; {self.skipped_summary(max_listed)}"
+
+    def skipped_summary(self, max_listed: int = 5) -> str:
+        """What was skipped: ``skipped 2 (line 3: ..., line 7: ...)``, or ``skipped 0``."""
+        if not self.problems:
+            return "skipped 0"
+        listed = ", ".join(p.describe(self.unit) for p in self.problems[:max_listed])
+        more = len(self.problems) - max_listed
+        if more > 0:
+            counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in self.problem_counts.items())
+            listed += f", ... {more} more; by kind: {counts}"
+        return f"skipped {self.num_skipped} ({listed})"
+
+
 @dataclass
-class ReadResult:
+class ReadResult(ProblemSummary):
     """What :func:`read_events` found in a file (chapter "The OCSF pipeline").
 
     ``frame`` holds the good records as a flat table of dotted columns; ``lines`` the source
@@ -90,16 +129,6 @@ class ReadResult:
         return len(self.frame)
 
     @property
-    def num_skipped(self) -> int:
-        """Records skipped (one problem each)."""
-        return len(self.problems)
-
-    @property
-    def problem_counts(self) -> dict[str, int]:
-        """Skipped records per kind of problem."""
-        return dict(Counter(p.kind for p in self.problems))
-
-    @property
     def uids(self) -> pd.Series | None:
         """``metadata.uid`` of each kept record, when the file has that attribute."""
         return self.frame["metadata.uid"] if "metadata.uid" in self.frame.columns else None
@@ -108,21 +137,24 @@ class ReadResult:
         """The kept records as nested dicts again."""
         return frame_to_events(self.frame)
 
-    def summary(self, max_listed: int = 5) -> str:
-        """One line: ``read 998 of 1000 records from x.jsonl; skipped 2 (line 3: ..., line 7: ...)``."""
-        read = f"read {self.num_read} of {self.num_records} records from {self.path.name}"
-        return f"{read}; {self.skipped_summary(max_listed)}"
 
-    def skipped_summary(self, max_listed: int = 5) -> str:
-        """What was skipped: ``skipped 2 (line 3: ..., line 7: ...)``, or ``skipped 0``."""
-        if not self.problems:
-            return "skipped 0"
-        listed = ", ".join(p.describe(self.unit) for p in self.problems[:max_listed])
-        more = len(self.problems) - max_listed
-        if more > 0:
-            counts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in self.problem_counts.items())
-            listed += f", ... {more} more; by kind: {counts}"
-        return f"skipped {self.num_skipped} ({listed})"
+@dataclass
+class ReadReport(ProblemSummary):
+    """The running totals of a file read in chunks by :class:`EventChunks` (chapter "The OCSF
+    pipeline"): the same counts and summary lines as a :class:`ReadResult` of the whole file."""
+
+    path: Path
+    problems: list[ReadProblem] = field(default_factory=list)
+    num_records: int = 0
+    num_read: int = 0
+    unit: str = "line"
+
+    def add(self, chunk: ReadResult) -> None:
+        """Count one chunk's records and problems."""
+        self.problems.extend(chunk.problems)
+        self.num_records += chunk.num_records
+        self.num_read += chunk.num_read
+        self.unit = chunk.unit
 
 
 def read_events(path: str | os.PathLike, strict: bool = False) -> ReadResult:
@@ -138,14 +170,8 @@ def read_events(path: str | os.PathLike, strict: bool = False) -> ReadResult:
     the file and line. A missing, unreadable or empty file, or an unknown extension, always
     raises ``InputError``.
     """
-    path = Path(path)
+    path = checked_input_path(path)
     suffix = path.suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        raise InputError(f"{path}: unknown extension {path.suffix!r}; expected one of {', '.join(SUPPORTED_SUFFIXES)}")
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if not path.is_file():
-        raise InputError(f"{path}: not a regular file")
     if suffix in PARQUET_SUFFIXES:
         return _read_parquet(path, strict)
     try:
@@ -157,6 +183,18 @@ def read_events(path: str | os.PathLike, strict: bool = False) -> ReadResult:
     if suffix in JSON_LINES_SUFFIXES:
         return _read_json_lines(path, data, strict)
     return _read_json_array(path, data, strict)
+
+
+def checked_input_path(path: str | os.PathLike) -> Path:
+    """``path`` after checking that it is an existing regular file with a supported extension."""
+    path = Path(path)
+    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise InputError(f"{path}: unknown extension {path.suffix!r}; expected one of {', '.join(SUPPORTED_SUFFIXES)}")
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if not path.is_file():
+        raise InputError(f"{path}: not a regular file")
+    return path
 
 
 def _problem(path: Path, strict: bool, line: int, kind: str, message: str, unit: str = "line") -> ReadProblem:
@@ -195,20 +233,21 @@ def _parse_line(line: str) -> Any:
     return value
 
 
-def _read_json_lines(path: Path, data: bytes, strict: bool) -> ReadResult:
+def _read_json_lines(path: Path, data: bytes, strict: bool, first: int = 1) -> ReadResult:
     """Parse JSON Lines: Arrow's C++ reader when it can, Python line by line when it must.
 
     A clean file goes straight through ``pyarrow.json`` (several times faster than
     ``json.loads``). Otherwise every line is parsed with ``json`` to find and report the bad
     ones, and the good lines go through Arrow again (or, if Arrow still cannot take them, for
     example because one attribute mixes types, through :func:`~tabresnet_course.flat.flatten_events`).
+    ``first`` is the line number of the first line of ``data``.
     """
-    if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark is not part of line 1
+    if first == 1 and data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark is not part of line 1
         data = data[3:]
     num_lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
     table = _arrow_json_table(data)
     if table is not None and table.num_rows == num_lines:  # one row per line: nothing skipped
-        return _arrow_table_to_result(path, table, strict, "line")
+        return _arrow_table_to_result(path, table, strict, "line", first)
     lines = _decode_lines(data)
     records: list[dict] = []
     good_lines: list[str] = []
@@ -216,7 +255,7 @@ def _read_json_lines(path: Path, data: bytes, strict: bool) -> ReadResult:
     problems: list[ReadProblem] = []
     num_records = 0
     with gc_paused():
-        for number, line in enumerate(lines, start=1):
+        for number, line in enumerate(lines, start=first):
             if isinstance(line, UnicodeDecodeError):
                 num_records += 1
                 message = f"not UTF-8 text ({line.reason} at byte {line.start})"
@@ -389,30 +428,128 @@ def _read_parquet(path: Path, strict: bool) -> ReadResult:
         raise InputError(f"{path}: not a readable Parquet file ({error})") from error
     if table.num_rows == 0:
         raise InputError(f"{path}: file is empty (no rows)")
+    return _arrow_table_to_result(path, _flat_parquet_table(path, table), strict, "row")
+
+
+def _flat_parquet_table(path: Path, table: pa.Table) -> pa.Table:
+    """A Parquet table with its nested structs flattened to ``parent.child`` columns."""
     while any(pa.types.is_struct(f.type) for f in table.schema):
         table = table.flatten()  # nested structs -> "parent.child" columns
     repeated = sorted({name for name in table.column_names if table.column_names.count(name) > 1})
     if repeated:
         raise InputError(f"{path}: column {repeated[0]!r} appears twice "
                          "(a dotted column name and a nested field give the same path)")
-    return _arrow_table_to_result(path, table, strict, "row")
+    return table
 
 
-def _arrow_table_to_result(path: Path, table: pa.Table, strict: bool, unit: str) -> ReadResult:
-    """Drop (and report) rows without ``class_uid``; convert the rest to the flat frame."""
+# --------------------------------------------------------------------------------------------
+# Reading in chunks
+# --------------------------------------------------------------------------------------------
+
+DEFAULT_CHUNK_SIZE = 16_384
+"""Lines (JSON Lines), elements (JSON) or rows (Parquet) per chunk of :class:`EventChunks`."""
+
+
+class EventChunks:
+    """A file of events read in chunks of at most ``chunk_size`` records, so that memory does
+    not grow with the file (chapter "The OCSF pipeline").
+
+    Iterating yields one :class:`ReadResult` per chunk, with the file's own line (element, row)
+    numbers; ``report`` keeps the running totals and, once the iteration is over, says what
+    :func:`read_events` would say about the whole file (the same problems, counts and summary).
+    Concatenating the chunks' frames gives the rows and values of ``read_events`` (a column
+    may have another dtype in a chunk, for example ``int64`` where the whole file needs
+    ``float64``; :class:`~tabresnet_course.features.OCSFFeaturizer` reads both alike).
+
+    JSON Lines files are read ``chunk_size`` lines at a time, Parquet files row group by row
+    group in batches of at most ``chunk_size`` rows (``pyarrow.parquet.ParquetFile.iter_batches``). A JSON array is parsed whole (the ``json`` module has no incremental parser) and only
+    then cut into chunks. The path is checked at once; the records when iterated.
+    """
+
+    def __init__(self, path: str | os.PathLike, chunk_size: int = DEFAULT_CHUNK_SIZE, strict: bool = False) -> None:
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        self.path = checked_input_path(path)
+        self.chunk_size = chunk_size
+        self.strict = strict
+        self.report = ReadReport(self.path)
+
+    def __iter__(self) -> Iterator[ReadResult]:
+        """The chunks in file order; ``report`` starts again from zero."""
+        self.report = ReadReport(self.path)
+        suffix = self.path.suffix.lower()
+        if suffix in PARQUET_SUFFIXES:
+            chunks = self._parquet_chunks()
+        elif suffix in JSON_LINES_SUFFIXES:
+            chunks = self._json_lines_chunks()
+        else:
+            chunks = self._sliced(read_events(self.path, self.strict))
+        for chunk in chunks:
+            self.report.add(chunk)
+            yield chunk
+
+    def _json_lines_chunks(self) -> Iterator[ReadResult]:
+        """Blocks of ``chunk_size`` lines, each parsed like a whole file."""
+        first, empty = 1, True
+        try:
+            with open(self.path, "rb") as file:
+                while lines := list(islice(file, self.chunk_size)):
+                    data = b"".join(lines)
+                    if not data.isspace():
+                        empty = False
+                        yield _read_json_lines(self.path, data, self.strict, first)
+                    first += len(lines)
+        except OSError as error:
+            raise InputError(f"{self.path}: cannot read ({error.strerror or error})") from error
+        if empty:
+            raise InputError(f"{self.path}: file is empty")
+
+    def _parquet_chunks(self) -> Iterator[ReadResult]:
+        """Row group by row group, in batches of at most ``chunk_size`` rows."""
+        try:
+            parquet = pq.ParquetFile(self.path)
+            if parquet.metadata.num_rows == 0:
+                raise InputError(f"{self.path}: file is empty (no rows)")
+            first = 1
+            for group in range(parquet.num_row_groups):
+                for batch in parquet.iter_batches(batch_size=self.chunk_size, row_groups=[group]):
+                    table = _flat_parquet_table(self.path, pa.Table.from_batches([batch]))
+                    yield _arrow_table_to_result(self.path, table, self.strict, "row", first)
+                    first += batch.num_rows
+        except (OSError, pa.ArrowException) as error:
+            raise InputError(f"{self.path}: not a readable Parquet file ({error})") from error
+
+    def _sliced(self, result: ReadResult) -> Iterator[ReadResult]:
+        """A whole :class:`ReadResult` cut into chunks (its problems go with the first)."""
+        for start in range(0, max(result.num_read, 1), self.chunk_size):
+            rows = slice(start, start + self.chunk_size)
+            first = start == 0
+            yield ReadResult(
+                result.path,
+                result.frame.iloc[rows].reset_index(drop=True),
+                result.lines[rows],
+                result.problems if first else [],
+                result.num_records if first else 0,
+                result.unit,
+            )
+
+
+def _arrow_table_to_result(path: Path, table: pa.Table, strict: bool, unit: str, first: int = 1) -> ReadResult:
+    """Drop (and report) rows without ``class_uid``; convert the rest to the flat frame. Row
+    ``i`` of ``table`` is record number ``first + i``."""
     if "class_uid" in table.column_names:
         has_class = table.column("class_uid").is_valid().to_numpy(zero_copy_only=False)
     else:
         has_class = np.zeros(table.num_rows, dtype=bool)
     problems = [
-        _problem(path, strict, int(row) + 1, "no_class_uid", "no class_uid", unit)
+        _problem(path, strict, int(row) + first, "no_class_uid", "no class_uid", unit)
         for row in np.flatnonzero(~has_class)
     ]
     keep = np.flatnonzero(has_class)
     if len(keep) < table.num_rows:
         table = table.take(pa.array(keep))
     frame = _arrow_table_to_frame(table)
-    return ReadResult(path, frame, keep.astype(np.int64) + 1, problems, len(has_class), unit)
+    return ReadResult(path, frame, keep.astype(np.int64) + first, problems, len(has_class), unit)
 
 
 def _arrow_table_to_frame(table: pa.Table) -> pd.DataFrame:

@@ -51,7 +51,13 @@ MS_PER_DAY = 86_400_000
 
 
 def _to_float(values: pd.Series) -> np.ndarray:
-    """Numbers as float64; text that is not a number, and infinities, become NaN."""
+    """Numbers as float64; text that is not a number, and infinities, become NaN; date-times
+    (a Parquet timestamp column) become epoch milliseconds, a naive one read as UTC."""
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        stamps = values.dt.tz_convert("UTC").dt.tz_localize(None) if values.dt.tz is not None else values
+        out = stamps.to_numpy(dtype="datetime64[ms]").astype(np.int64).astype(np.float64)
+        out[stamps.isna().to_numpy()] = np.nan
+        return out
     if pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.is_numeric_dtype(values.dtype):
         out = values.to_numpy(dtype=np.float64, na_value=np.nan)
     else:
@@ -341,6 +347,16 @@ class CategoricalFeature:
         if self.num_buckets < 1 or (self.max_categories is not None and self.max_categories < 1):
             raise ValueError(f"feature {self.name!r}: num_buckets and max_categories must be positive")
 
+    def hashes(self, cardinality: int) -> bool:
+        """Whether a fit that finds ``cardinality`` distinct values hashes this feature."""
+        return self.max_categories is not None and cardinality > self.max_categories
+
+
+USER_SOURCES = ["user.name", "actor.user.name", "user.email_addr", "actor.user.email_addr", "user.uid",
+                "actor.user.uid"]
+"""Where OCSF producers put the user: the event's ``user`` (Authentication) or the ``actor``'s
+(API and other activity), by name, then e-mail address, then unique id."""
+
 
 @dataclass
 class FeatureSpec:
@@ -444,8 +460,17 @@ class FeatureSpec:
         return atomic_write_bytes(path, text.encode("utf-8"), overwrite=overwrite)
 
     @classmethod
+    def infer(cls, frame: Any, **options: Any) -> FeatureSpec:
+        """The specification :func:`~tabresnet_course.spec_inference.infer_feature_spec` infers for
+        ``frame`` (its ``.spec``; the reasons and the report are on its full result)."""
+        from tabresnet_course.spec_inference import infer_feature_spec
+
+        return infer_feature_spec(frame, **options).spec
+
+    @classmethod
     def default(cls) -> FeatureSpec:
-        """Features for common OCSF attributes of the six generated classes."""
+        """Features for common OCSF attributes of the six generated classes. Sources list the
+        places producers and OCSF versions put the same attribute (first present wins)."""
         num, cat = NumericalFeature, CategoricalFeature
         return cls(
             numerical=[
@@ -464,15 +489,16 @@ class FeatureSpec:
                 cat("type_uid", "type_uid"),
                 cat("status_id", "status_id"),
                 cat("severity_id", "severity_id"),
-                cat("user", ["user.name", "actor.user.name"], max_categories=500, num_buckets=256),
+                cat("user", USER_SOURCES, max_categories=500, num_buckets=256),
                 cat("src_subnet", "src_endpoint.ip", "subnet", max_categories=500, num_buckets=256),
                 cat("dst_subnet", "dst_endpoint.ip", "subnet", max_categories=500, num_buckets=256),
                 cat("src_country", "src_endpoint.location.country"),
                 cat("dst_port", "dst_endpoint.port", "port_bucket"),
-                cat("http_method", "http_request.http_method", "lower"),
+                cat("http_method", ["http_request.http_method", "http_request.method"], "lower"),
                 cat("http_status", "http_response.code", "status_class"),
-                cat("url_path", "http_request.url.path", "url_template", max_categories=1000, num_buckets=256),
-                cat("service", ["api.service.name", "dst_endpoint.svc_name"], max_categories=500),
+                cat("url_path", ["http_request.url.path", "http_request.url.url_string"], "url_template",
+                    max_categories=1000, num_buckets=256),
+                cat("service", ["api.service.name", "service.name", "dst_endpoint.svc_name"], max_categories=500),
                 cat("api_operation", "api.operation", max_categories=500),
                 cat("process", "process.name", max_categories=500),
                 cat("parent_process", "process.parent_process.name", max_categories=500),
@@ -558,7 +584,7 @@ class OCSFFeaturizer:
             absent.update(missing_sources)
             count = int(pd.Series(text, dtype=object).nunique(dropna=True))
             self.cardinality_[feature.name] = count
-            self.hashed_[feature.name] = feature.max_categories is not None and count > feature.max_categories
+            self.hashed_[feature.name] = feature.hashes(count)
         for feature in self.spec.numerical:
             absent.update(p for p in ([feature.source] if isinstance(feature.source, str) else feature.source)
                           if p not in frame.columns)

@@ -104,6 +104,40 @@ def make_norm(kind: str, width: int) -> nn.Module:
     return nn.LayerNorm(width) if kind == "layernorm" else nn.BatchNorm1d(width)
 
 
+DROPOUT_RESOLUTION = 2**15
+"""Drop probabilities of :class:`FastDropout` are multiples of ``1 / DROPOUT_RESOLUTION``."""
+
+
+def dropout_scale(shape: torch.Size, p: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A dropout mask already scaled: each entry is ``0`` with probability ``p`` (rounded to a
+    multiple of ``1 / DROPOUT_RESOLUTION``) and ``1 / (1 - p)`` otherwise, independently.
+
+    One 64-bit random word from the default generator gives four 16-bit draws, each compared on
+    its low 15 bits (the top one's sign bit is always zero), so the mask costs a quarter of the
+    random numbers, and much less time, than ``torch.bernoulli``'s one float draw per entry.
+    """
+    count = shape.numel()
+    words = torch.empty((count + 3) // 4, dtype=torch.int64, device=device).random_()  # (ceil(count / 4),)
+    draws = words.view(torch.int16)[:count].view(shape) & (DROPOUT_RESOLUTION - 1)  # (*shape,) in [0, 2^15)
+    keep = draws >= round(p * DROPOUT_RESOLUTION)
+    scale = torch.full((), 1.0 / (1.0 - p), dtype=dtype, device=device)
+    return torch.where(keep, scale, torch.zeros((), dtype=dtype, device=device))
+
+
+class FastDropout(nn.Dropout):
+    """``nn.Dropout`` with a cheaper random mask (:func:`dropout_scale`): the same distribution,
+    the drop probability rounded to a multiple of ``1 / 32768`` (0.1 becomes 0.100006). The
+    mask is multiplied in, so autograd keeps it for the backward pass as ``nn.Dropout`` does.
+    Taught in chapter "Training best practices" (the dropout mask was a third of a training step)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if self.p == 1.0:
+            return torch.zeros_like(x)
+        return x * dropout_scale(x.shape, self.p, x.dtype, x.device)
+
+
 class ResidualBlock(nn.Module):
     """``x + Dropout(Linear(Dropout(ReLU(Linear(Norm(x))))))``: Gorishniy et al.'s ResNet block."""
 
@@ -112,7 +146,7 @@ class ResidualBlock(nn.Module):
         self.norm = make_norm(normalization, d_model)
         self.linear_in = nn.Linear(d_model, d_hidden)
         self.linear_out = nn.Linear(d_hidden, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, d_model)
         h = self.dropout(torch.relu(self.linear_in(self.norm(x))))  # (B, d_hidden)

@@ -37,6 +37,12 @@ RATE_FEATURES: tuple[str, ...] = (
 """Column names of :func:`rate_features` (``{m}`` is ``failed_logon_minutes``)."""
 
 
+RATE_INPUT_COLUMNS: tuple[str, ...] = (
+    "time", *SOURCE_COLUMNS, *USER_COLUMNS, "class_uid", "status_id", "traffic.bytes_out", "dst_endpoint.port",
+)
+"""The flat columns :func:`rate_features` reads with its default entity columns."""
+
+
 def rate_feature_names(failed_logon_minutes: int = 5) -> list[str]:
     """The columns :func:`rate_features` returns, in order."""
     return [name.format(m=failed_logon_minutes) for name in RATE_FEATURES]
@@ -191,3 +197,37 @@ def distinct_per_minute(times: np.ndarray, entity: pd.Series, ordered: pd.DataFr
     known = table["entity"].notna().to_numpy()
     out[known] = counts.reindex(table.index[known]).to_numpy()
     return out
+
+
+class ChunkedRates:
+    """:func:`rate_features` (with ``untimed="zero"``) of events that arrive in chunks, such as a
+    file scored chunk by chunk (chapter "The OCSF pipeline"). Each :meth:`transform` computes the
+    rates of the previous chunks' timed events that may still fall in a window (those less than
+    the longest window, one hour, older than the latest time seen) followed by the chunk, and
+    keeps the chunk's rows; only the :data:`RATE_INPUT_COLUMNS` of that context are held.
+
+    Exact for time-ordered input: when no event is older than an event of an earlier chunk, the
+    rates equal those of :func:`rate_features` on all the events at once, whatever the chunk
+    sizes (byte sums are exact while they are whole numbers below 2**53). An event older than
+    an earlier chunk's events cannot count towards them any more, and older context may be gone.
+    """
+
+    def __init__(self, failed_logon_minutes: int = 5) -> None:
+        self.failed_logon_minutes = failed_logon_minutes
+        self.window_ms = max(60, int(failed_logon_minutes)) * MS_PER_MINUTE
+        self.context: pd.DataFrame | None = None
+
+    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The rates of ``frame``'s events (``frame``'s index, in its row order), counting the
+        context of the chunks before it; the context then moves on to include ``frame``."""
+        from tabresnet_course.data import numeric_values
+
+        current = frame[[c for c in RATE_INPUT_COLUMNS if c in frame.columns]].reset_index(drop=True)
+        joined = current if self.context is None else pd.concat([self.context, current], ignore_index=True)
+        rates = rate_features(joined, failed_logon_minutes=self.failed_logon_minutes, untimed="zero")
+        timed = readable_times(joined)
+        if timed.any():
+            times = numeric_values(joined["time"])
+            self.context = joined[timed & (times > times[timed].max() - self.window_ms)]
+        rows = rates.to_numpy()[len(joined) - len(current) :]
+        return pd.DataFrame(rows, index=frame.index, columns=rates.columns)

@@ -46,7 +46,7 @@ with warnings.catch_warnings():  # in a notebook without ipywidgets, tqdm.auto f
 from tabresnet_course.artifacts import atomic_save_torch, load_checkpoint, with_format_version
 from tabresnet_course.augment import MarginalResampling, TabularAugmentation
 from tabresnet_course.contrastive import contrastive_loss
-from tabresnet_course.data import TensorBatchLoader, derive_seed
+from tabresnet_course.data import IndexedDataLoader, TensorBatchLoader, derive_seed
 from tabresnet_course.errors import InputError, collapse_whitespace
 from tabresnet_course.mfp import TabularResNetWithMFP, masked_feature_prediction_loss
 from tabresnet_course.model import TabularResNet
@@ -116,8 +116,9 @@ class TrainingConfig:
     needs a :class:`~tabresnet_course.mfp.TabularResNetWithMFP`) or ``"both"``
     (``contrastive_weight * contrastive + mfp_weight * mfp``). Schedule: ``"warmup_cosine"``
     (linear warm-up from 1% of ``learning_rate`` over ``warmup_epochs``, then cosine decay to
-    ``min_lr`` at the last step) or ``"constant"``. Precision: ``"fp32"``, ``"bf16"`` (autocast
-    to bfloat16, CPU or CUDA) or ``"amp"`` (float16 autocast with a gradient scaler, CUDA only).
+    ``min_lr`` at the last step) or ``"constant"``. Precision: ``"auto"`` (the default:
+    see :func:`resolve_precision`), ``"fp32"``, ``"bf16"`` (autocast to bfloat16, CPU or CUDA) or
+    ``"amp"`` (float16 autocast with a gradient scaler, CUDA only).
     ``patience=None`` turns early stopping off; it only ever watches the validation loss.
     ``accumulation_steps`` batches are accumulated into one optimisation step.
     ``protected_numerical`` / ``protected_categorical`` are column indices the contrastive
@@ -143,7 +144,7 @@ class TrainingConfig:
     min_lr: float = 1e-5
     grad_clip_norm: float | None = 1.0
     accumulation_steps: int = 1
-    precision: str = "fp32"
+    precision: str = "auto"
     seed: int = 0
     patience: int | None = 10
     min_delta: float = 1e-4
@@ -159,7 +160,7 @@ class TrainingConfig:
             "objective": ("contrastive", "mfp", "both"),
             "augmentation": ("marginal", "noise_swap"),
             "schedule": ("warmup_cosine", "constant"),
-            "precision": ("fp32", "bf16", "amp"),
+            "precision": ("auto", "fp32", "bf16", "amp"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -349,8 +350,27 @@ def all_reduce_mean(total: torch.Tensor, count: float) -> float:
     return float(pair[0] / pair[1])
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices natively (AMX tiles or AVX512-BF16)."""
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``"auto"`` -> the fastest precision that trains like fp32 on ``device``: ``"bf16"`` on a
+    CPU with native bfloat16 matrix units and on CUDA GPUs that support bfloat16, ``"amp"``
+    (float16 with a gradient scaler) on older GPUs, ``"fp32"`` elsewhere. Other values are
+    returned unchanged. Chapter "Training best practices" measures the difference."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "amp"
+    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
+
+
 def autocast(precision: str, device_type: str) -> AbstractContextManager:
     """Autocast context of a ``TrainingConfig.precision`` (a no-op for ``"fp32"``)."""
+    precision = resolve_precision(precision, torch.device(device_type))
     if precision == "fp32":
         return nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
@@ -364,7 +384,7 @@ def held_out_loss(
     seed: int,
     *,
     loss: Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor] | None = None,
-    precision: str = "fp32",
+    precision: str = "auto",
 ) -> float:
     """A loss that can be compared before and after training: ``model`` in eval mode, and batch
     ``i`` gets its own generator seeded from ``(seed, i)``, so the same weights always give the
@@ -469,7 +489,8 @@ class Trainer:
         self.config = config = config if config is not None else TrainingConfig()
         self.rank, self.world_size, local_rank = init_distributed(config.device)
         self.device = resolve_device(config.device, local_rank)
-        if config.precision == "amp" and self.device.type != "cuda":
+        self.precision = resolve_precision(config.precision, self.device)
+        if self.precision == "amp" and self.device.type != "cuda":
             raise ValueError("precision='amp' (float16 + GradScaler) needs CUDA; use 'bf16' or 'fp32' on CPU")
         self.model = model.to(self.device)
         self.objective = SelfSupervisedObjective(self.model, cardinalities, config)
@@ -488,7 +509,7 @@ class Trainer:
         if early_stopping is None and config.patience is not None:
             early_stopping = EarlyStopping(config.patience, config.min_delta)
         self.early_stopping = early_stopping
-        self.grad_scaler = torch.amp.GradScaler("cuda", enabled=config.precision == "amp")
+        self.grad_scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "amp")
         self.history = TrainingHistory()
         self.best_state: dict[str, torch.Tensor] | None = None
         self.steps_per_epoch = 0
@@ -500,10 +521,11 @@ class Trainer:
 
     def autocast(self) -> AbstractContextManager:
         """Autocast context of the configured precision (a no-op for fp32)."""
-        return autocast(self.config.precision, self.device.type)
+        return autocast(self.precision, self.device.type)
 
     def prepare_loader(self, loader: Iterable) -> Iterable:
-        """Shard a :class:`TensorBatchLoader` for this process; check a ``DataLoader`` under DDP."""
+        """Shard a :class:`TensorBatchLoader` for this process; check a ``DataLoader`` under DDP
+        and serve its batches by index when it can (:class:`~tabresnet_course.data.IndexedDataLoader`)."""
         if isinstance(loader, TensorBatchLoader) and loader.world_size != self.world_size:
             return loader.shard(self.rank, self.world_size)
         if self.world_size > 1 and isinstance(loader, DataLoader):
@@ -512,7 +534,7 @@ class Trainer:
                     "under torchrun a DataLoader needs a DistributedSampler; or pass a TensorBatchLoader, "
                     "which the trainer shards itself"
                 )
-        return loader
+        return IndexedDataLoader.wrap(loader) or loader
 
     # -- one epoch ----------------------------------------------------------------------------
 
@@ -598,7 +620,7 @@ class Trainer:
         the same model gives the same value every time, so epochs can be compared. Mean over rows
         (all processes)."""
         loader = self.prepare_loader(loader)
-        return held_out_loss(self.objective, loader, self.config.seed, precision=self.config.precision)
+        return held_out_loss(self.objective, loader, self.config.seed, precision=self.precision)
 
     # -- checkpoints --------------------------------------------------------------------------
 

@@ -127,3 +127,23 @@ def test_looped_mfp_loss_equals_package_mfp_loss(mask_prob):
         model, numerical, categorical, mask_prob, generator=torch.Generator().manual_seed(3)
     )
     torch.testing.assert_close(naive, package)
+
+
+def test_streaming_and_knn_backend_rows_and_targets():
+    from benchmarks.run import table_rows, targets
+
+    timing = {"median": 2.0, "min": 1.0, "max": 4.0}
+    results = {
+        "scoring": {"backends": {"num_reference": 100, "num_queries": 10, "k": 5, "dim": 64, "auto": "faiss", "results": {
+            "faiss": {"seconds": timing, "queries_per_second": 5.0, "recall_at_k": 1.0},
+            "faiss_hnsw": {"seconds": timing, "queries_per_second": 9.0, "recall_at_k": 0.75},
+        }}},
+        "streaming": {"sizes": [10, 100], "memory_ratio": 1.5, "memory_ratio_target": 1.2, "memory_limit_bytes": 2 * 1024**3,
+                      "runs": {"10": {"seconds": 1.0, "events_per_second": 10.0, "peak_rss_bytes": 2**29},
+                               "100": {"seconds": 2.0, "events_per_second": 50.0, "peak_rss_bytes": 3 * 2**28}}},
+    }
+    rows = {row["what"]: row for row in table_rows(results)}
+    assert rows["kNN backend faiss (auto)"]["value"] == "5.00" and "recall@5 0.750" in rows["kNN backend faiss_hnsw"]["note"]
+    assert rows["score 100 events (JSON Lines)"]["value"] == "50.0" and "peak RSS 768 MiB" in rows["score 100 events (JSON Lines)"]["note"]
+    goals = {goal["target"].split(":")[1].strip()[:12]: goal for goal in targets(results)}
+    assert goals["peak RSS at "]["met"] is False and goals["peak RSS < 2"]["met"] is True

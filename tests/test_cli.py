@@ -30,7 +30,7 @@ def work(tmp_path_factory):
 
 def test_end_to_end_generate_train_score_evaluate(work):
     assert sorted(p.name for p in (work / "detector").iterdir()) == [
-        "config.json", "reference_embeddings.npy", "reference_features.npy", "weights.pt"
+        "config.json", "reference_embeddings.npy", "reference_features.npy", "reference_sample.json", "weights.pt"
     ]
     assert json.loads((work / "detector" / "config.json").read_text())["training"]["training_rows"] == 600
     result = run_process("score", "--model", "detector", "--events", "eval.jsonl", "--out", "scores.csv", cwd=work)
@@ -135,11 +135,12 @@ def test_evaluate_names_a_bad_label(work, tmp_path):
 
 def test_help_of_every_command(work):
     here = dict(cwd=work)
-    for command in ("generate", "train", "score", "evaluate"):
+    for command in ("generate", "spec", "train", "score", "evaluate"):
         result = call(command, "--help", **here)
         assert result.returncode == 0 and "usage:" in result.stdout
     assert "NO row" in call("score", "--help", **here).stdout
     assert "torchrun" in call("train", "--help", **here).stdout
+    assert "inferred from the events" in call("train", "--help", **here).stdout
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="torchrun with gloo on CPU is tested on Linux")

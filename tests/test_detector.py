@@ -12,8 +12,8 @@ from tabresnet_course.detector import (
     CONFIG_FILE,
     FEATURES_FILE,
     REFERENCE_FILE,
+    REFERENCE_SAMPLE_FILE,
     WEIGHTS_FILE,
-    KNNScorer,
     OCSFAnomalyDetector,
     build_encoder,
     split_rows,
@@ -23,6 +23,7 @@ from tabresnet_course.errors import InputError
 from tabresnet_course.flat import as_flat_frame
 from tabresnet_course.ocsf import generate_ocsf_events
 from tabresnet_course.rates import rate_feature_names
+from tabresnet_course.scorers import KNNScorer
 
 TINY = dict(num_epochs=1, d_model=16, num_blocks=1, batch_size=128, device="cpu", seed=0)
 
@@ -90,7 +91,9 @@ def test_untrained_copy_starts_from_the_training_initialisation(detector):
 
 
 def test_save_and_load_give_identical_scores(detector, saved, baseline):
-    assert sorted(p.name for p in saved.iterdir()) == sorted([CONFIG_FILE, REFERENCE_FILE, FEATURES_FILE, WEIGHTS_FILE])
+    assert sorted(p.name for p in saved.iterdir()) == sorted(
+        [CONFIG_FILE, REFERENCE_FILE, FEATURES_FILE, REFERENCE_SAMPLE_FILE, WEIGHTS_FILE]
+    )
     loaded = OCSFAnomalyDetector.load(saved)
     frame = baseline.frame.iloc[:200]
     np.testing.assert_array_equal(loaded.score(frame), detector.score(frame))
@@ -277,7 +280,7 @@ def fusion_detector(baseline):
 
 def test_fusion_detector_saves_reference_features_and_scores_the_same_after_loading(fusion_detector, baseline, tmp_path):
     saved = fusion_detector.save(tmp_path / "fusion")
-    assert sorted(p.name for p in saved.iterdir()) == [CONFIG_FILE, REFERENCE_FILE, FEATURES_FILE, WEIGHTS_FILE]
+    assert sorted(p.name for p in saved.iterdir()) == [CONFIG_FILE, REFERENCE_FILE, FEATURES_FILE, REFERENCE_SAMPLE_FILE, WEIGHTS_FILE]
     numerical, categorical = fusion_detector.preprocess(baseline.frame.iloc[:1])
     width = numerical.shape[1] + categorical.shape[1] + len(rate_feature_names())  # numbers, codes, rates
     assert np.load(saved / FEATURES_FILE, allow_pickle=False).shape == (len(baseline), width)

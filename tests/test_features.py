@@ -72,6 +72,32 @@ def test_cyclical_time_is_utc():
     np.testing.assert_allclose(out.iloc[1, 2:].to_numpy(), [math.sin(2 * math.pi * 3 / 7), math.cos(2 * math.pi * 3 / 7)])
 
 
+def test_cyclical_time_of_a_date_time_column_equals_epoch_milliseconds():
+    t = np.array([1772431200000, 1772431200000 + 3 * 86_400_000 + 12 * 3_600_000 + 17])
+    spec = FeatureSpec(numerical=[NumericalFeature(n, "time", n) for n in ("hour_sin", "hour_cos", "weekday_sin")])
+    epoch = OCSFFeaturizer(spec).fit_transform(pd.DataFrame({"time": t}))
+    for stamps in (pd.to_datetime(t, unit="ms", utc=True), pd.to_datetime(t, unit="ms"),
+                   pd.to_datetime(t, unit="ms", utc=True).tz_convert("America/New_York")):
+        frame = pd.DataFrame({"time": list(stamps) + [pd.NaT]})
+        out = OCSFFeaturizer(spec).fit_transform(frame)
+        np.testing.assert_allclose(out.iloc[:2].to_numpy(), epoch.to_numpy(), atol=1e-12)
+        assert out.iloc[2].isna().all()
+
+
+def test_default_spec_reads_the_mapping_variants_of_producers():
+    events = [
+        {"class_uid": 6003, "http_request": {"method": "GET"}, "service": {"name": "cart"}, "actor": {"user": {"uid": "u-1"}}},
+        {"class_uid": 6003, "http_request": {"http_method": "post", "url": {"url_string": "https://a.example/x/42?q"}},
+         "api": {"service": {"name": "s3"}}, "user": {"email_addr": "bob@example.org"}},
+        {"class_uid": 3002, "dst_endpoint": {"svc_name": "ldap"}, "actor": {"user": {"name": "carol", "uid": "u-3"}}},
+    ]
+    out = OCSFFeaturizer().fit_transform(events)
+    assert out["http_method"].tolist() == ["get", "post", None]
+    assert out["service"].tolist() == ["cart", "s3", "ldap"]
+    assert out["user"].tolist() == ["u-1", "bob@example.org", "carol"]
+    assert out["url_path"].tolist() == [None, "https://a.example/x/{id}", None]
+
+
 # --- the featuriser -------------------------------------------------------------------------
 
 

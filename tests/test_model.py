@@ -133,3 +133,33 @@ def test_embed_in_batches_matches_one_pass_and_restores_the_mode():
     assert embed_in_batches(model, numerical[:0], categorical[:0]).shape == (0, 8)
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         embed_in_batches(model, numerical, categorical, batch_size=0)
+
+
+def test_fast_dropout_drops_at_the_rate_and_scales_the_rest():
+    from tabresnet_course.model import DROPOUT_RESOLUTION, FastDropout
+
+    torch.manual_seed(0)
+    dropout = FastDropout(0.1)
+    x = torch.ones(2_000_000)
+    y = dropout(x)
+    dropped = (y == 0).double().mean().item()
+    expected = round(0.1 * DROPOUT_RESOLUTION) / DROPOUT_RESOLUTION
+    sd = (expected * (1 - expected) / x.numel()) ** 0.5
+    assert abs(dropped - expected) < 5 * sd  # 5 standard deviations: about 0.0011
+    assert torch.allclose(y[y != 0], torch.tensor(1 / 0.9))
+    assert abs(y.mean().item() - 1.0) < 0.002  # unbiased
+    # Independent positions: neighbouring entries (same 64-bit word) are not correlated.
+    kept = (y != 0).double().view(-1, 4)
+    assert abs(torch.corrcoef(kept.T)[0, 1].item()) < 0.005
+    # The gradient goes through the same mask; eval mode and p=0 are the identity.
+    x = torch.randn(1000, requires_grad=True)
+    out = dropout(x)
+    out.sum().backward()
+    assert torch.allclose(x.grad, (out / x).detach())
+    dropout.eval()
+    assert torch.equal(dropout(x), x)
+    assert torch.equal(FastDropout(0.0)(x), x)
+    torch.manual_seed(1)
+    first = FastDropout(0.3)(torch.ones(100))
+    torch.manual_seed(1)
+    assert torch.equal(first, FastDropout(0.3)(torch.ones(100)))  # seeded

@@ -5,6 +5,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from tabresnet_course import scorers
 from tabresnet_course.mfp import TabularResNetWithMFP, cell_cross_entropy
 from tabresnet_course.model import TabularResNet, TabularResNetConfig
 from tabresnet_course.scorers import (
@@ -17,6 +18,7 @@ from tabresnet_course.scorers import (
     ReferenceRankFusion,
     SubsampledKNNScorer,
     build_detector_scorer,
+    installed_knn_backends,
     rank_fusion,
     reference_scores,
     tree_features,
@@ -34,7 +36,7 @@ def test_knn_scores_are_mean_distances_and_accept_sparse():
     np.testing.assert_allclose(scorer.score([[0.0, 0.0]]), [1.5])  # (0 + 3) / 2
     np.testing.assert_allclose(KNNScorer(k=1).fit(reference).score(reference), 0.0)
     np.testing.assert_allclose(KNNScorer(2).fit(sp.csr_matrix(reference)).score(sp.csr_matrix([[0.0, 0.0]])), [1.5])
-    assert scorer.get_params() == {"k": 2}
+    assert scorer.get_params() == {"k": 2, "backend": "auto"}
 
 
 @pytest.mark.parametrize(
@@ -145,7 +147,10 @@ def test_build_detector_scorer_knows_the_detector_scorers():
     assert isinstance(build_detector_scorer("knn", 4), KNNScorer) and build_detector_scorer("knn", 4).k == 4
     assert isinstance(build_detector_scorer("subsampled_knn", seed=2), SubsampledKNNScorer)
     fusion = build_detector_scorer("fusion_rates", 3, seed=7).get_params()
-    assert fusion["members"] == [{"class": "KNNScorer", "k": 3}, {"class": "IsolationForestScorer", "n_estimators": 200, "seed": 7}]
+    assert fusion["members"] == [
+        {"class": "KNNScorer", "k": 3, "backend": "auto"}, {"class": "IsolationForestScorer", "n_estimators": 200, "seed": 7}
+    ]
+    assert build_detector_scorer("fusion_iforest", knn_backend="sklearn").members[0].backend == "sklearn"
     assert set(DETECTOR_SCORERS) == {"knn", "subsampled_knn", "fusion_iforest", "fusion_rates"}
     with pytest.raises(ValueError, match="scorer must be one of"):
         build_detector_scorer("lof")
@@ -209,3 +214,41 @@ def test_surprisal_needs_fit_and_checks_shapes():
         scorer.fit(numerical)
     with pytest.raises(ValueError, match="field_names"):
         MFPSurprisalScorer(tiny_mfp_model(), field_names=["a"])
+
+
+# --------------------------------------------------------------------------- kNN backends
+
+
+@pytest.mark.parametrize("backend", installed_knn_backends())
+def test_exact_backends_agree_with_scikit_learn(backend, monkeypatch):
+    monkeypatch.setattr(scorers, "REFERENCE_BLOCK", 37)  # the torch backend merges many tiles
+    monkeypatch.setattr(scorers, "QUERY_BLOCK", 50)
+    rng = np.random.default_rng(0)
+    reference, query = rng.normal(size=(500, 8)) * 3 + 100, rng.normal(size=(120, 8)) * 3 + 100  # far from 0: float32 cancellation
+    distances, indices = KNNScorer(5, "sklearn").fit(reference).kneighbors(query)
+    found_distances, found_indices = KNNScorer(5, backend).fit(reference).kneighbors(query)
+    np.testing.assert_array_equal(np.sort(found_indices, axis=1), np.sort(indices, axis=1))  # no ties in this data
+    np.testing.assert_allclose(found_distances, distances, rtol=1e-12)
+    assert (np.diff(found_distances, axis=1) >= 0).all()
+
+
+def test_auto_picks_the_first_installed_backend_and_sklearn_for_sparse():
+    reference = np.eye(6)
+    assert KNNScorer(2).fit(reference).backend_ == installed_knn_backends()[0]
+    assert KNNScorer(2).fit(sp.csr_matrix(reference)).backend_ == "sklearn"
+    with pytest.raises(ValueError, match="needs a dense reference"):
+        KNNScorer(2, "torch").fit(sp.csr_matrix(reference))
+    with pytest.raises(ValueError, match="backend must be one of"):
+        KNNScorer(2, "annoy")
+
+
+def test_hnsw_is_approximate_but_close_on_clustered_data():
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(20, 16)) * 10
+    reference = centres[rng.integers(0, 20, 2000)] + rng.normal(size=(2000, 16))
+    query = centres[rng.integers(0, 20, 200)] + rng.normal(size=(200, 16))
+    _, exact = KNNScorer(5, "sklearn").fit(reference).kneighbors(query)
+    _, approximate = KNNScorer(5, "faiss_hnsw").fit(reference).kneighbors(query)
+    recall = np.mean([len(set(a) & set(e)) / 5 for a, e in zip(approximate, exact)])
+    assert recall > 0.9

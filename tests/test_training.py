@@ -248,7 +248,7 @@ def test_held_out_loss_is_fixed_for_fixed_weights_and_is_what_evaluate_reports()
     with torch.no_grad():
         expected = float(mean_embedding_norm(*rows[0], None))
     model.train()
-    assert held_out_loss(model, rows, seed=0, loss=mean_embedding_norm) == pytest.approx(expected)
+    assert held_out_loss(model, rows, seed=0, loss=mean_embedding_norm, precision="fp32") == pytest.approx(expected)
 
 
 def test_device_and_process_plumbing(monkeypatch):
@@ -277,3 +277,76 @@ def test_fit_and_train_epoch_stay_short():
     for method in (Trainer.fit, Trainer.train_epoch):
         body = inspect.getsource(method).split('"""')[-1]
         assert len([line for line in body.splitlines() if line.strip()]) <= 25, method.__name__
+
+
+def seed_call_loader(seed: int = 0, **options) -> DataLoader:
+    numerical, categorical = structured_data()
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(OCSFDataset(numerical, categorical), batch_size=48, shuffle=True, generator=generator, **options)
+
+
+def run_seed_call(loader, precision: str = "fp32", epochs: int = 3) -> list[float]:
+    torch.manual_seed(0)
+    model = TabularResNet(4, CARDINALITIES, d_model=16, num_blocks=1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    return train_self_supervised(
+        model, loader, optimizer, CARDINALITIES, num_epochs=epochs, progress=False, precision=precision
+    )
+
+
+def test_a_dataloader_over_tensors_is_served_by_index_with_the_same_batches_and_losses():
+    from torch.utils.data import default_collate
+
+    from tabresnet_course.data import IndexedDataLoader
+
+    loader = seed_call_loader(drop_last=True)
+    fast = IndexedDataLoader.wrap(seed_call_loader(drop_last=True))  # its own, identically seeded generator
+    assert fast is not None and len(fast) == len(loader) == 320 // 48
+    for epoch in range(2):
+        torch.manual_seed(epoch)
+        expected = list(loader)
+        torch.manual_seed(epoch)
+        served = list(fast)
+        assert len(served) == len(expected)
+        for (num_a, cat_a), (num_b, cat_b) in zip(served, expected):
+            assert torch.equal(num_a, num_b) and torch.equal(cat_a, cat_b)
+    # A custom collate is respected: that loader is iterated as it is, and trains the same.
+    custom = seed_call_loader(collate_fn=lambda rows: default_collate(rows))
+    assert IndexedDataLoader.wrap(custom) is None
+    assert run_seed_call(seed_call_loader()) == run_seed_call(custom)
+
+
+def test_precision_auto_picks_bf16_only_where_it_is_native(monkeypatch):
+    from tabresnet_course import training
+
+    cpu = torch.device("cpu")
+    assert training.resolve_precision("fp32", cpu) == "fp32"
+    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: True)
+    assert training.resolve_precision("auto", cpu) == "bf16"
+    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: False)
+    assert training.resolve_precision("auto", cpu) == "fp32"
+    assert TrainingConfig().precision == "auto"
+    trainer = Trainer(TabularResNet(4, CARDINALITIES, d_model=8, num_blocks=1), CARDINALITIES, TrainingConfig(progress=False))
+    assert trainer.precision == "fp32"
+
+
+def test_bf16_loss_curve_stays_within_two_percent_of_fp32():
+    fp32 = run_seed_call(seed_call_loader(), precision="fp32", epochs=4)
+    bf16 = run_seed_call(seed_call_loader(), precision="bf16", epochs=4)
+    assert fp32 != bf16  # bf16 really ran
+    for a, b in zip(fp32, bf16):
+        assert abs(a - b) <= 0.02 * abs(a)
+
+
+def test_the_seed_call_without_a_generator_shuffles_from_the_global_seed_as_a_dataloader_does():
+    from tabresnet_course.data import IndexedDataLoader
+
+    numerical, categorical = structured_data()
+    loader = DataLoader(OCSFDataset(numerical, categorical), batch_size=64, shuffle=True)
+    fast = IndexedDataLoader.wrap(loader)
+    torch.manual_seed(3)
+    expected = [cat for _, cat in loader]
+    torch.manual_seed(3)
+    assert all(torch.equal(a, b) for (_, a), b in zip(fast, expected, strict=True))
+    torch.manual_seed(4)
+    assert not torch.equal(next(iter(fast))[1], expected[0])
