@@ -56,14 +56,14 @@ STRICT_OFF_HOURS = {"src_country", "hour"}
 def occlusion(detector: OCSFAnomalyDetector, explainer: NeighbourExplainer, numerical: np.ndarray,
               categorical: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
     """``(N, n_fields)`` kNN score drop when each field's columns take the nearest neighbour's values."""
-    base = detector.knn_.score(detector.embed_arrays(numerical, categorical))
+    base = detector.scorer_.score(detector.embed_arrays(numerical, categorical))
     nearest = neighbours[:, 0]
     drops = np.zeros((len(numerical), len(explainer.fields)))
     for f, explained in enumerate(explainer.fields):
         occluded_num, occluded_cat = numerical.copy(), categorical.copy()
         occluded_num[:, explained.numerical] = explainer.numerical_[nearest][:, explained.numerical]
         occluded_cat[:, explained.categorical] = explainer.categorical_[nearest][:, explained.categorical]
-        drops[:, f] = base - detector.knn_.score(detector.embed_arrays(occluded_num, occluded_cat))
+        drops[:, f] = base - detector.scorer_.score(detector.embed_arrays(occluded_num, occluded_cat))
     return drops
 
 
@@ -91,7 +91,9 @@ def run_seed(seed: int, num_baseline: int, num_evaluation: int, epochs: int, rep
     """Hit rates of every candidate and the score / explain timings for one seed."""
     baseline, evaluation = generate_baseline_and_evaluation(num_baseline=num_baseline, num_evaluation=num_evaluation,
                                                             seed=seed)
-    detector = train_ocsf_anomaly_detector(baseline, num_epochs=epochs, seed=seed, device="cpu", progress=False)
+    detector = train_ocsf_anomaly_detector(
+        baseline, scorer="knn", num_epochs=epochs, seed=seed, device="cpu", progress=False
+    )
     detector.explain(evaluation.frame.iloc[:1])  # builds the explainer (embeds the reference sample once)
     explainer = detector.explainer_
     rows = np.flatnonzero(evaluation.labels["scenario"].isin(list(CHANGED_FIELDS)).to_numpy())

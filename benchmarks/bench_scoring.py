@@ -27,7 +27,7 @@ from benchmarks.bench_training import (
     structured_data,
 )
 from benchmarks.common import Settings, summarize, synchronize, time_call
-from tabresnet_course.detector import OCSFAnomalyDetector
+from tabresnet_course.detector import DetectorConfig, OCSFAnomalyDetector
 from tabresnet_course.scorers import (
     APPROXIMATE_KNN_BACKENDS,
     KNNScorer,
@@ -41,7 +41,7 @@ def run(settings: Settings) -> dict[str, Any]:
     num_reference, num_queries = (2_000, 500) if settings.quick else (100_000, 10_000)
     device = settings.device
     model = new_model(setup, "contrastive").to(device).eval()
-    detector = OCSFAnomalyDetector(model, featurizer=None, preprocessor=None)
+    detector = OCSFAnomalyDetector(model, featurizer=None, preprocessor=None, config=DetectorConfig(scorer="knn"))
     reference = structured_data(num_reference, setup["num_numerical"], setup["cardinalities"], seed=1)
     queries = structured_data(num_queries, setup["num_numerical"], setup["cardinalities"], seed=2)
 
@@ -53,9 +53,9 @@ def run(settings: Settings) -> dict[str, Any]:
     indexed = time.perf_counter()
 
     embeddings = detector.embed_arrays(*queries)
-    score = time_call(lambda: detector.knn_.score(detector.embed_arrays(*queries)), device, settings.repeats, settings.warmup)
+    score = time_call(lambda: detector.scorer_.score(detector.embed_arrays(*queries)), device, settings.repeats, settings.warmup)
     embed = time_call(lambda: detector.embed_arrays(*queries), device, settings.repeats, settings.warmup)
-    knn = time_call(lambda: detector.knn_.score(embeddings), device, settings.repeats, settings.warmup)
+    knn = time_call(lambda: detector.scorer_.score(embeddings), device, settings.repeats, settings.warmup)
     return {
         "num_reference": num_reference,
         "num_queries": num_queries,

@@ -14,14 +14,19 @@ each other's nearest neighbours and score as normal (chapter "The OCSF pipeline"
 effect with :func:`tabresnet_course.evaluation.contamination_effect`).
 
 Every setting lives in one :class:`DetectorConfig` (model size, training, batch size, validation
-fraction, reference size, ``k``); the command line takes its defaults from it.
+fraction, reference size, ``k``, the scorer, the protected columns); the command line takes its
+defaults from it. The scorer (``DetectorConfig.scorer``, built by
+:func:`tabresnet_course.scorers.build_detector_scorer`) is the embedding kNN, a subsampled kNN
+ensemble, or a fusion of the embedding kNN with an Isolation Forest on the raw features, with or
+without per-entity rate features (:mod:`tabresnet_course.rates`).
 
 The saved detector is one directory with ``weights.pt`` (the encoder's ``state_dict``, loadable
 with ``torch.load(weights_only=True)``), ``config.json`` (the ``DetectorConfig``, every fitted
 preprocessing state and the training record as plain JSON) and ``reference_embeddings.npy``
-(``allow_pickle=False``) and, for explanations (:meth:`OCSFAnomalyDetector.explain`),
-``reference_sample.json`` (a bounded sample of the raw reference events; detectors saved without
-it still load): nothing is pickled. The file mechanics (atomic directory replace,
+(``allow_pickle=False``), plus ``reference_features.npy`` for the fusion scorers (the raw
+reference rows; the seeded forest is regrown from them at load time) and, for explanations
+(:meth:`OCSFAnomalyDetector.explain`), ``reference_sample.json`` (a bounded sample of the raw
+reference events; detectors saved without it still load): nothing is pickled. The file mechanics (atomic directory replace,
 checksums, safe loads) are :mod:`tabresnet_course.artifacts`'. Chapter "The OCSF pipeline"
 teaches this file.
 """
@@ -63,7 +68,7 @@ from tabresnet_course.model import (
     TabularResNetConfig,
     embed_in_batches,
 )
-from tabresnet_course.scorers import KNNScorer
+from tabresnet_course.scorers import DETECTOR_SCORERS, build_detector_scorer, tree_features
 from tabresnet_course.training import (
     Trainer,
     TrainingConfig,
@@ -79,6 +84,7 @@ DETECTOR_KIND = "tabresnet_course.OCSFAnomalyDetector"
 WEIGHTS_FILE = "weights.pt"
 CONFIG_FILE = "config.json"
 REFERENCE_FILE = "reference_embeddings.npy"
+FEATURES_FILE = "reference_features.npy"
 REFERENCE_SAMPLE_FILE = "reference_sample.json"
 
 
@@ -89,9 +95,10 @@ REFERENCE_SAMPLE_FILE = "reference_sample.json"
 
 
 def detector_training_defaults() -> TrainingConfig:
-    """The detector's training settings: ``TrainingConfig``'s, with 20 epochs, patience 5 and no
-    progress bars (a small encoder on a baseline of thousands of events converges in a few epochs)."""
-    return TrainingConfig(num_epochs=20, patience=5, progress=False)
+    """The detector's training settings: ``TrainingConfig``'s, with 10 epochs (the detection
+    study's centre configuration), patience 5 and no progress bars (a small encoder on a baseline
+    of thousands of events converges in a few epochs)."""
+    return TrainingConfig(num_epochs=10, patience=5, progress=False)
 
 
 @dataclass
@@ -103,7 +110,13 @@ class DetectorConfig:
     not depend on the data (the detector's encoder is smaller than the model's default: width 64,
     two blocks); ``training`` is a :class:`~tabresnet_course.training.TrainingConfig`;
     ``batch_size`` and ``validation_fraction`` shape training; ``reference_size`` rows of the
-    baseline (all when ``None``) form the kNN reference set, scored with ``k`` neighbours;
+    baseline (all when ``None``) form the reference set, scored with ``k`` neighbours by
+    ``scorer`` (one of :data:`~tabresnet_course.scorers.DETECTOR_SCORERS`);
+    ``protected_columns`` names features the contrastive augmentation never changes (names the
+    feature specification lacks are skipped; the training record lists the ones protected);
+    the defaults are those the detection study supports (chapter "The OCSF pipeline": the
+    ``fusion_rates`` scorer, which keeps bursts visible when the baseline holds attacks, and no
+    protected columns, since protecting class, activity and status lowered AUROC on every seed);
     ``embedding_batch_size`` bounds the rows per forward pass when embedding.
     """
 
@@ -122,11 +135,18 @@ class DetectorConfig:
     validation_fraction: float = 0.1
     reference_size: int | None = None
     k: int = DEFAULT_K
+    scorer: str = "fusion_rates"
+    protected_columns: list[str] = field(default_factory=list)
     embedding_batch_size: int = EMBEDDING_BATCH_SIZE
 
     def __post_init__(self) -> None:
         if isinstance(self.training, dict):
             self.training = TrainingConfig.from_dict(self.training)
+        if self.scorer not in DETECTOR_SCORERS:
+            raise ValueError(f"scorer must be one of {sorted(DETECTOR_SCORERS)}, got {self.scorer!r}")
+        if isinstance(self.protected_columns, str) or not all(isinstance(c, str) for c in self.protected_columns):
+            raise ValueError(f"protected_columns must be a list of feature names, got {self.protected_columns!r}")
+        self.protected_columns = list(dict.fromkeys(self.protected_columns))
         for name in ("d_model", "num_blocks", "batch_size", "k", "embedding_batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -189,8 +209,9 @@ class DetectorConfig:
         weights must match). Detectors saved before ``detector_config`` existed get the rest
         rebuilt from their training record."""
         model = {name: config["model_config"][name] for name in cls.MODEL_FIELDS if name in config["model_config"]}
-        if "detector_config" in config:
-            return replace(cls.from_dict(config["detector_config"]), k=config["k"], **model)
+        if "detector_config" in config:  # saved before scorer / protected_columns existed: kNN, nothing protected
+            saved = {"scorer": "knn", "protected_columns": [], **config["detector_config"]}
+            return replace(cls.from_dict(saved), k=config["k"], **model)
         training = config.get("training") or {}
         rows = (training.get("training_rows"), training.get("reference_rows"))
         defaults = cls()
@@ -201,6 +222,8 @@ class DetectorConfig:
             validation_fraction=training.get("validation_fraction", defaults.validation_fraction),
             reference_size=None if rows[0] is None or rows[0] == rows[1] else rows[1],
             k=config["k"],
+            scorer="knn",
+            protected_columns=[],
         )
 
 
@@ -227,6 +250,8 @@ class OCSFAnomalyDetector:
         featurizer: a fitted ``OCSFFeaturizer`` (flat events -> named features).
         preprocessor: a fitted ``TabularPreprocessor`` (features -> index/float arrays).
         reference_embeddings: ``(n_ref, d_model)`` embeddings of the clean baseline, or ``None``.
+        reference_features: ``(n_ref, n)`` raw rows of the same events (:meth:`raw_features`),
+            needed by the fusion scorers only.
         config: the :class:`DetectorConfig` (``k``, ``embedding_batch_size``, and how the encoder
             was trained); the defaults when ``None``.
         training: plain-JSON record of the training run (history, rows; saved with the detector).
@@ -242,6 +267,7 @@ class OCSFAnomalyDetector:
         featurizer: Any,
         preprocessor: Any,
         reference_embeddings: np.ndarray | None = None,
+        reference_features: np.ndarray | None = None,
         *,
         config: DetectorConfig | None = None,
         training: dict[str, Any] | None = None,
@@ -255,11 +281,12 @@ class OCSFAnomalyDetector:
         self.training = dict(training or {})
         self.knn_backend = knn_backend
         self.reference_embeddings: np.ndarray | None = None
-        self.knn_: KNNScorer | None = None
+        self.reference_features: np.ndarray | None = None
+        self.scorer_: Any = None
         self.reference_sample = reference_sample
         self.explainer_: Any = None
         if reference_embeddings is not None:
-            self.set_reference_embeddings(reference_embeddings)
+            self.set_reference_embeddings(reference_embeddings, reference_features)
 
     # -- the pipeline, one step per method ---------------------------------------------------
 
@@ -299,30 +326,72 @@ class OCSFAnomalyDetector:
         """``(N, d_model)`` embeddings of ``events``, one row per input record, in input order."""
         return self.embed_arrays(*self.preprocess(events), progress=progress)
 
-    def set_reference_embeddings(self, embeddings: np.ndarray) -> None:
-        """Use ``embeddings`` ``(n_ref, d_model)`` as the kNN reference set."""
+    @property
+    def raw_view(self) -> str | None:
+        """The raw-feature view the scorer reads besides the embedding (``"codes"``,
+        ``"codes+rates"``), or ``None``."""
+        views = DETECTOR_SCORERS[self.config.scorer]
+        return views[1] if len(views) > 1 else None
+
+    def raw_features(
+        self, frame: pd.DataFrame, numerical: np.ndarray, categorical: np.ndarray, rates: Any = None
+    ) -> np.ndarray | None:
+        """The scorer's raw view of preprocessed events (``None`` when it reads embeddings
+        only): :func:`~tabresnet_course.scorers.tree_features`, with the causal rate features of
+        ``frame`` for ``"codes+rates"`` (zero for an event without a readable time). Rates count
+        only the events passed in, plus, when ``rates`` is a
+        :class:`~tabresnet_course.rates.ChunkedRates`, the recent events of the chunks it saw
+        before: score a period in time order rather than event by event."""
+        if self.raw_view is None:
+            return None
+        from tabresnet_course.rates import ChunkedRates
+
+        if self.raw_view != "codes+rates":
+            return tree_features(numerical, categorical)
+        stream = rates if rates is not None else ChunkedRates()
+        return tree_features(numerical, categorical, stream.transform(frame).to_numpy())
+
+    def set_reference_embeddings(self, embeddings: np.ndarray, features: np.ndarray | None = None) -> None:
+        """Use ``embeddings`` ``(n_ref, d_model)`` (and, for the fusion scorers, the same rows'
+        ``features`` from :meth:`raw_features`) as the reference set and fit the scorer on it."""
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if embeddings.ndim != 2 or embeddings.shape[1] != self.model.d_model:
             raise ValueError(
                 f"reference embeddings must have shape (n, {self.model.d_model}), got {embeddings.shape}"
             )
-        self.reference_embeddings = embeddings
-        self.knn_ = KNNScorer(self.k, self.knn_backend).fit(embeddings)
+        scorer = build_detector_scorer(self.config.scorer, self.k, self.config.seed, self.knn_backend)
+        if self.raw_view is None:
+            self.scorer_ = scorer.fit(embeddings)
+        elif features is None or len(features) != len(embeddings):
+            raise ValueError(f"scorer {self.config.scorer!r} needs reference features for the {len(embeddings)} reference rows")
+        else:
+            features = np.asarray(features, dtype=np.float64)
+            self.scorer_ = scorer.fit([embeddings, features])
+        self.reference_embeddings, self.reference_features = embeddings, features
 
     def score(self, events: Any, progress: bool = False) -> np.ndarray:
-        """``(N,)`` anomaly scores: mean distance of each record's embedding to its ``k`` nearest
-        reference embeddings. One score per input record, in input order; higher = more anomalous."""
+        """``(N,)`` anomaly scores, one per input record, in input order; higher = more
+        anomalous. With ``scorer="knn"``, the mean distance of each record's embedding to its
+        ``k`` nearest reference embeddings; the fusions average its reference rank with an
+        Isolation Forest's on the raw features. The same path as :meth:`score_chunks`."""
         [(_, scores)] = self.score_chunks([events], progress=progress)
         return scores
 
-    def score_arrays(self, numerical: np.ndarray, categorical: np.ndarray) -> np.ndarray:
-        """Scores of preprocessed rows, embedded and searched in blocks of
+    def score_arrays(self, numerical: np.ndarray, categorical: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
+        """Scores of preprocessed rows (and, for the fusion scorers, the same rows' ``features``
+        from :meth:`raw_features`), embedded and scored in blocks of
         ``config.embedding_batch_size`` rows counted from the first row."""
-        if self.knn_ is None:
+        if self.scorer_ is None:
             raise NotFittedError("this detector has no reference set; call with_reference(events) first")
+        if self.raw_view is not None and (features is None or len(features) != len(numerical)):
+            raise ValueError(f"scorer {self.config.scorer!r} needs raw features for the {len(numerical)} rows")
         embeddings = self.embed_arrays(numerical, categorical)  # (N, d_model)
         size = self.config.embedding_batch_size
-        blocks = [self.knn_.score(embeddings[start : start + size]) for start in range(0, len(embeddings), size)]
+        blocks = []
+        for start in range(0, len(embeddings), size):
+            block = embeddings[start : start + size]
+            view = block if self.raw_view is None else [block, features[start : start + size]]
+            blocks.append(self.scorer_.score(view))
         return np.concatenate([np.zeros(0), *blocks])
 
     def score_chunks(self, chunks: Iterable[Any], progress: bool = False) -> Iterator[tuple[Any, np.ndarray]]:
@@ -331,35 +400,44 @@ class OCSFAnomalyDetector:
         ``(chunk, scores)`` for each chunk, in order, as soon as all its rows are scored
         (chapter "The OCSF pipeline").
 
-        Rows are preprocessed chunk by chunk but embedded and searched in blocks of
+        Rows are preprocessed chunk by chunk but embedded and scored in blocks of
         ``config.embedding_batch_size`` rows counted from the first row of the first chunk,
-        whatever the chunk sizes: the scores are bit for bit those of :meth:`score` on all the
-        events at once, and memory holds one block plus the chunks waiting for it.
+        whatever the chunk sizes, and the rate features of the ``"fusion_rates"`` scorer carry
+        the recent events of earlier chunks (:class:`~tabresnet_course.rates.ChunkedRates`): the
+        scores are bit for bit those of :meth:`score` on all the events at once, and memory holds
+        one block, the chunks waiting for it and the last hour of events' rate columns. For
+        ``"fusion_rates"`` that equality needs time-ordered input (no event older than an event
+        of an earlier chunk), as OCSF exports and the generator's files are.
         """
-        if self.knn_ is None:
+        from tabresnet_course.rates import ChunkedRates
+
+        if self.scorer_ is None:
             raise NotFittedError("this detector has no reference set; call with_reference(events) first")
         size = self.config.embedding_batch_size
+        rates = ChunkedRates()
         waiting: deque[tuple[Any, int]] = deque()  # chunks not yet yielded, and their rows
-        numerical: list[np.ndarray] = []  # preprocessed rows not yet scored
-        categorical: list[np.ndarray] = []
+        pending: list[list[np.ndarray]] = []  # preprocessed rows not yet scored: numerical, categorical(, raw)
         scores = np.zeros(0)  # scores of rows whose chunk is not complete yet
         with tqdm(desc="scoring", unit=" events", disable=not progress, leave=False) as bar:
             for chunk in chunks:
-                rows = self.preprocess(chunk)
-                waiting.append((chunk, len(rows[0])))
-                numerical.append(rows[0])
-                categorical.append(rows[1])
-                buffered = sum(len(block) for block in numerical)
+                frame = as_flat_frame(chunk)
+                numerical, categorical = self.preprocess(frame)
+                waiting.append((chunk, len(numerical)))
+                if len(numerical):
+                    features = self.raw_features(frame, numerical, categorical, rates)
+                    pending.append([numerical, categorical] if features is None else [numerical, categorical, features])
+                buffered = sum(len(part[0]) for part in pending)
                 if buffered >= size:
                     full = buffered - buffered % size
-                    numerical, categorical = [np.concatenate(numerical)], [np.concatenate(categorical)]
-                    scores = np.concatenate([scores, self.score_arrays(numerical[0][:full], categorical[0][:full])])
-                    numerical, categorical = [numerical[0][full:]], [categorical[0][full:]]
+                    joined = [np.concatenate(column) for column in zip(*pending)]
+                    scores = np.concatenate([scores, self.score_arrays(*(column[:full] for column in joined))])
+                    pending = [[column[full:] for column in joined]]
                     bar.update(full)
                 scores, ready = complete_chunks(waiting, scores)
                 yield from ready
-            if numerical:
-                rest = self.score_arrays(np.concatenate(numerical), np.concatenate(categorical))
+            buffered = sum(len(part[0]) for part in pending)
+            if buffered:
+                rest = self.score_arrays(*(np.concatenate(column) for column in zip(*pending)))
                 bar.update(len(rest))
                 scores = np.concatenate([scores, rest])
         yield from complete_chunks(waiting, scores)[1]
@@ -387,14 +465,17 @@ class OCSFAnomalyDetector:
         and whose reference sample for :meth:`explain` is drawn from them."""
         from tabresnet_course.explain import reference_sample
 
+        frame = as_flat_frame(events)
+        numerical, categorical = self.preprocess(frame)
         return OCSFAnomalyDetector(
             self.model,
             self.featurizer,
             self.preprocessor,
-            self.embed(events),
+            self.embed_arrays(numerical, categorical),
+            self.raw_features(frame, numerical, categorical),
             config=self.config,
             training=self.training,
-            reference_sample=reference_sample(events, self.featurizer, self.config.seed),
+            reference_sample=reference_sample(frame, self.featurizer, self.config.seed),
             knn_backend=self.knn_backend,
         )
 
@@ -428,18 +509,20 @@ class OCSFAnomalyDetector:
 
     def save(self, directory: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write the detector to ``directory`` (``weights.pt``, ``config.json``,
-        ``reference_embeddings.npy``, and ``reference_sample.json`` when it has one) atomically
+        ``reference_embeddings.npy``, ``reference_features.npy`` for the fusion scorers and
+        ``reference_sample.json`` when it has one) atomically
         (:func:`~tabresnet_course.artifacts.atomic_write_directory`).
         An existing ``directory`` is refused (:class:`InputError`) unless ``overwrite=True``, and
         is only ever replaced when it is empty or holds a saved detector. Returns the directory."""
         if self.reference_embeddings is None:
             raise NotFittedError("cannot save a detector without a reference set")
         weights = torch_bytes({name: tensor.detach().cpu() for name, tensor in self.model.state_dict().items()})
-        reference = npy_bytes(self.reference_embeddings)
-        config = self.config_dict()
-        files = {WEIGHTS_FILE: weights, REFERENCE_FILE: reference}
+        files = {WEIGHTS_FILE: weights, REFERENCE_FILE: npy_bytes(self.reference_embeddings)}
+        if self.reference_features is not None:
+            files[FEATURES_FILE] = npy_bytes(self.reference_features)
         if self.reference_sample is not None:
             files[REFERENCE_SAMPLE_FILE] = sample_bytes(self.reference_sample)
+        config = self.config_dict()
         config["files"] = {name: sha256(data) for name, data in files.items()}
         files[CONFIG_FILE] = json_bytes(config)
         return atomic_write_directory(
@@ -472,11 +555,16 @@ class OCSFAnomalyDetector:
                 f"{directory / CONFIG_FILE}: k={config['k']} is more than the {len(embeddings)} "
                 f"reference embeddings in {REFERENCE_FILE}"
             )
+        features = None
+        if len(DETECTOR_SCORERS[detector_config.scorer]) > 1:
+            data = read_checked_bytes(directory / FEATURES_FILE, checksums.get(FEATURES_FILE), CONFIG_FILE)
+            features = read_features(data, directory / FEATURES_FILE, len(embeddings))
         return cls(
             model.to(resolve_device(device)),
             featurizer,
             preprocessor,
             embeddings,
+            features,
             config=detector_config,
             training=config.get("training") or {},
             reference_sample=sample,
@@ -536,17 +624,21 @@ def train_ocsf_anomaly_detector(
         raise ValueError(f"need at least {2 * config.k} events to train a detector with k={config.k}, got {len(frame)}")
     featurizer, preprocessor, (numerical, categorical) = fit_preprocessing(frame, feature_spec)
     model_config = config.model_config(numerical.shape[1], list(preprocessor.cardinalities_))
-    encoder, history = pretrain_encoder(model_config, numerical, categorical, config)
+    training, protected = protect_columns(config.training, config.protected_columns, preprocessor)
+    encoder, history = pretrain_encoder(model_config, numerical, categorical, replace(config, training=training))
     reference_rows = reference_subset(len(frame), config.reference_size, config.seed)
     detector = OCSFAnomalyDetector(
         encoder, featurizer, preprocessor, config=config,
         reference_sample=reference_sample(frame.iloc[reference_rows], featurizer, config.seed),
     )
+    features = detector.raw_features(frame, numerical, categorical)
     detector.set_reference_embeddings(
-        detector.embed_arrays(numerical[reference_rows], categorical[reference_rows], progress=config.training.progress)
+        detector.embed_arrays(numerical[reference_rows], categorical[reference_rows], progress=config.training.progress),
+        None if features is None else features[reference_rows],
     )
     detector.training = {
-        "config": config.training.to_dict(),
+        "config": training.to_dict(),
+        "protected_columns": protected,
         "history": history,
         "seed": config.seed,
         "batch_size": config.batch_size,
@@ -576,6 +668,20 @@ def fit_preprocessing(frame: pd.DataFrame, feature_spec: Any = None) -> tuple[An
         list(featurizer.numerical_columns), list(featurizer.categorical_columns), missing_indicators=False
     )
     return featurizer, preprocessor, preprocessor.fit_transform(features)
+
+
+def protect_columns(training: TrainingConfig, names: list[str], preprocessor: Any) -> tuple[TrainingConfig, list[str]]:
+    """``training`` with the feature ``names`` the preprocessor produces added to its protected
+    column indices, and the names protected (names it lacks are skipped, so a default list works
+    with any feature specification)."""
+    numerical = list(preprocessor.numerical_feature_names_)
+    categorical = list(preprocessor.categorical_cols)
+    protected = [name for name in names if name in numerical or name in categorical]
+    return replace(
+        training,
+        protected_numerical=[*training.protected_numerical, *(numerical.index(n) for n in protected if n in numerical)],
+        protected_categorical=[*training.protected_categorical, *(categorical.index(n) for n in protected if n in categorical)],
+    ), protected
 
 
 def split_rows(num_rows: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -716,6 +822,14 @@ def load_weights(model: TabularResNet, data: bytes, path: Path) -> None:
     except RuntimeError as error:
         reason = collapse_whitespace(error)[:300]
         raise InputError(f"{path} does not match the model in {CONFIG_FILE}: {reason}") from None
+
+
+def read_features(data: bytes, path: Path, num_rows: int) -> np.ndarray:
+    """The reference rows' raw features ``(num_rows, n)``, read without pickle and checked."""
+    features = load_npy_bytes(data, path)
+    if features.ndim != 2 or len(features) != num_rows or not np.isfinite(features).all():
+        raise InputError(f"{path} must hold finite features of shape ({num_rows}, n), got {features.shape}")
+    return features
 
 
 def read_reference(data: bytes, path: Path, d_model: int) -> np.ndarray:

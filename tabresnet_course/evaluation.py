@@ -24,13 +24,10 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import OneHotEncoder
 
-from tabresnet_course.detector import (
-    DEFAULT_K,
-    KNNScorer,
-    OCSFAnomalyDetector,
-)
+from tabresnet_course.detector import DEFAULT_K, OCSFAnomalyDetector
 from tabresnet_course.flat import as_flat_frame
 from tabresnet_course.model import NUM_RESERVED_INDICES
+from tabresnet_course.scorers import KNNScorer
 
 METRIC_COLUMNS = ["auroc", "average_precision", "recall_at_budget"]
 

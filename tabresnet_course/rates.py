@@ -37,6 +37,12 @@ RATE_FEATURES: tuple[str, ...] = (
 """Column names of :func:`rate_features` (``{m}`` is ``failed_logon_minutes``)."""
 
 
+RATE_INPUT_COLUMNS: tuple[str, ...] = (
+    "time", *SOURCE_COLUMNS, *USER_COLUMNS, "class_uid", "status_id", "traffic.bytes_out", "dst_endpoint.port",
+)
+"""The flat columns :func:`rate_features` reads with its default entity columns."""
+
+
 def rate_feature_names(failed_logon_minutes: int = 5) -> list[str]:
     """The columns :func:`rate_features` returns, in order."""
     return [name.format(m=failed_logon_minutes) for name in RATE_FEATURES]
@@ -52,27 +58,38 @@ def first_present(frame: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
 
 
 def numeric_column(frame: pd.DataFrame, column: str, default: float = 0.0) -> np.ndarray:
-    """``frame[column]`` as float64 with missing values (and an absent column) as ``default``;
-    ``ValueError`` naming the column when it holds text that is not a number."""
+    """``frame[column]`` as float64; missing values, text that is not a number, infinities and
+    numbers beyond float64 (:func:`tabresnet_course.data.numeric_values`) and an absent column
+    count as ``default``."""
+    from tabresnet_course.data import numeric_values
+
     if column not in frame.columns:
         return np.full(len(frame), default)
-    values = pd.to_numeric(frame[column], errors="coerce")
-    bad = values.isna() & frame[column].notna()
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise ValueError(f"column {column!r}, row {row}: {frame[column].iloc[row]!r} is not a number")
-    return values.fillna(default).to_numpy(dtype=np.float64)
+    values = numeric_values(frame[column])
+    return np.where(np.isfinite(values), values, default)
+
+
+def readable_times(frame: pd.DataFrame) -> np.ndarray:
+    """Boolean ``(N,)``: which events have a ``time`` that is a number of epoch milliseconds
+    a timestamp can hold (none when the column is absent)."""
+    from tabresnet_course.data import numeric_values
+
+    if "time" not in frame.columns:
+        return np.zeros(len(frame), dtype=bool)
+    times = numeric_values(frame["time"])
+    with np.errstate(invalid="ignore"):
+        return (times >= pd.Timestamp.min.value // 1_000_000 + 1) & (times <= pd.Timestamp.max.value // 1_000_000)
 
 
 def event_times(frame: pd.DataFrame) -> np.ndarray:
     """The ``time`` column as int64 epoch milliseconds; ``ValueError`` naming the first bad row."""
     if "time" not in frame.columns:
         raise ValueError(f"rate features need a 'time' column (epoch ms); columns: {list(frame.columns)[:10]}")
-    times = pd.to_numeric(frame["time"], errors="coerce")
-    if times.isna().any():
-        row = int(np.flatnonzero(times.isna().to_numpy())[0])
+    readable = readable_times(frame)
+    if not readable.all():
+        row = int(np.flatnonzero(~readable)[0])
         raise ValueError(f"column 'time', row {row}: {frame['time'].iloc[row]!r} is not an epoch-millisecond time")
-    return times.to_numpy().astype(np.int64)
+    return pd.to_numeric(frame["time"]).to_numpy().astype(np.int64)
 
 
 def windowed_sum(times: np.ndarray, entity: pd.Series, values: np.ndarray, window_ms: int) -> np.ndarray:
@@ -97,23 +114,6 @@ def windowed_sum(times: np.ndarray, entity: pd.Series, values: np.ndarray, windo
     rows = table.index.to_numpy()[np.argsort(groups.ngroup().to_numpy(), kind="stable")]
     out[rows] = rolled.to_numpy()
     return out
-    table = pd.DataFrame(
-        {
-            "entity": entity.to_numpy()[known].astype(str),
-            "time": pd.to_datetime(times[known], unit="ms"),
-            "value": values[known],
-            "row": np.flatnonzero(known),
-        }
-    )
-    rolled = table.groupby("entity", sort=False).rolling(f"{int(window_ms)}ms", on="time")[["value", "row"]].sum()
-    # ``row`` was summed too; the per-group order is the input order, so read positions from the frame.
-    order = table.groupby("entity", sort=False).cumcount().to_numpy()
-    positions = table.groupby("entity", sort=False).indices
-    sums = rolled["value"].to_numpy()
-    flat_rows = np.concatenate([table["row"].to_numpy()[positions[g]] for g in positions])
-    out[flat_rows] = sums
-    del order
-    return out
 
 
 def rate_features(
@@ -122,6 +122,7 @@ def rate_features(
     failed_logon_minutes: int = 5,
     source_columns: Sequence[str] = SOURCE_COLUMNS,
     user_columns: Sequence[str] = USER_COLUMNS,
+    untimed: str = "raise",
 ) -> pd.DataFrame:
     """Per-entity rates of each event, computed causally (chapter "The OCSF pipeline").
 
@@ -135,11 +136,24 @@ def rate_features(
       current clock minute (a tumbling window, which counts distinct values exactly);
     - ``bytes_out_per_{source,user}_1h``: ``traffic.bytes_out`` in the last hour.
 
+    An event without a readable ``time`` (or a frame without the column) raises ``ValueError``
+    naming the row, or, with ``untimed="zero"`` (what the detector uses, so that every readable
+    record gets a score), gets zero rates and counts towards no other event's rates.
+
     Returns a float64 frame with ``frame``'s index, in ``frame``'s row order.
     """
     minutes = int(failed_logon_minutes)
     if minutes < 1 or minutes != failed_logon_minutes:
         raise ValueError(f"failed_logon_minutes must be a positive integer, got {failed_logon_minutes!r}")
+    if untimed not in ("raise", "zero"):
+        raise ValueError(f"untimed must be 'raise' or 'zero', got {untimed!r}")
+    options = {"failed_logon_minutes": minutes, "source_columns": source_columns, "user_columns": user_columns}
+    if untimed == "zero":
+        timed = readable_times(frame)
+        result = pd.DataFrame(0.0, index=frame.index, columns=rate_feature_names(minutes))
+        if timed.any():
+            result.loc[timed] = rate_features(frame[timed], **options).to_numpy()
+        return result
     times = event_times(frame)
     order = np.argsort(times, kind="stable")
     ordered = frame.iloc[order]
@@ -183,3 +197,37 @@ def distinct_per_minute(times: np.ndarray, entity: pd.Series, ordered: pd.DataFr
     known = table["entity"].notna().to_numpy()
     out[known] = counts.reindex(table.index[known]).to_numpy()
     return out
+
+
+class ChunkedRates:
+    """:func:`rate_features` (with ``untimed="zero"``) of events that arrive in chunks, such as a
+    file scored chunk by chunk (chapter "The OCSF pipeline"). Each :meth:`transform` computes the
+    rates of the previous chunks' timed events that may still fall in a window (those less than
+    the longest window, one hour, older than the latest time seen) followed by the chunk, and
+    keeps the chunk's rows; only the :data:`RATE_INPUT_COLUMNS` of that context are held.
+
+    Exact for time-ordered input: when no event is older than an event of an earlier chunk, the
+    rates equal those of :func:`rate_features` on all the events at once, whatever the chunk
+    sizes (byte sums are exact while they are whole numbers below 2**53). An event older than
+    an earlier chunk's events cannot count towards them any more, and older context may be gone.
+    """
+
+    def __init__(self, failed_logon_minutes: int = 5) -> None:
+        self.failed_logon_minutes = failed_logon_minutes
+        self.window_ms = max(60, int(failed_logon_minutes)) * MS_PER_MINUTE
+        self.context: pd.DataFrame | None = None
+
+    def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The rates of ``frame``'s events (``frame``'s index, in its row order), counting the
+        context of the chunks before it; the context then moves on to include ``frame``."""
+        from tabresnet_course.data import numeric_values
+
+        current = frame[[c for c in RATE_INPUT_COLUMNS if c in frame.columns]].reset_index(drop=True)
+        joined = current if self.context is None else pd.concat([self.context, current], ignore_index=True)
+        rates = rate_features(joined, failed_logon_minutes=self.failed_logon_minutes, untimed="zero")
+        timed = readable_times(joined)
+        if timed.any():
+            times = numeric_values(joined["time"])
+            self.context = joined[timed & (times > times[timed].max() - self.window_ms)]
+        rows = rates.to_numpy()[len(joined) - len(current) :]
+        return pd.DataFrame(rows, index=frame.index, columns=rates.columns)

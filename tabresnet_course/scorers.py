@@ -8,6 +8,11 @@ returns one number per query row (higher = stranger).
   robust when the reference holds a burst of near-duplicate attack rows.
 - :class:`PyODScorer`: PyOD's ECOD, COPOD, HBOS, LOF and Isolation Forest behind the same shape.
 - :func:`rank_fusion` / :class:`RankFusionScorer`: several scores combined by normalised ranks.
+- :class:`IsolationForestScorer`: scikit-learn's Isolation Forest (no PyOD needed).
+- :class:`ReferenceRankFusion`: members on their own views of the same rows, each query score
+  turned into its rank among the member's reference scores, then averaged; a row's score does
+  not depend on the other rows scored with it. :func:`build_detector_scorer` builds the
+  detector's scorer (``DetectorConfig.scorer``) from :data:`DETECTOR_SCORERS`.
 
 Every scorer validates its input (2-D, finite, the same columns at fit and score time), is
 deterministic for its ``seed`` and reports its configuration with ``get_params``. Chapter "The
@@ -23,6 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from scipy.stats import rankdata
+from sklearn.ensemble import IsolationForest
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics.pairwise import euclidean_distances
 from sklearn.neighbors import NearestNeighbors
@@ -387,3 +393,143 @@ class RankFusionScorer:
         """``(n_query,)`` fused normalised ranks of the members' scores (in ``(0, 1]``)."""
         check_fitted(self, "fitted_")
         return rank_fusion([member.score(query) for member in self.members], self.weights)
+
+
+class IsolationForestScorer:
+    """Isolation Forest (Liu, Ting & Zhou, 2008; scikit-learn) behind the ``fit`` / ``score``
+    shape: ``-score_samples`` (higher = more anomalous). Seeded, so refitting on the same rows
+    gives the same forest, which is how a saved detector restores it without pickle. Give it
+    the numericals next to integer category codes (:func:`tree_features`). Chapter "The OCSF
+    pipeline"."""
+
+    def __init__(self, n_estimators: int = 200, seed: int = 0) -> None:
+        self.n_estimators = check_positive_int(n_estimators, "n_estimators")
+        self.seed = int(seed)
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor arguments."""
+        return {"n_estimators": self.n_estimators, "seed": self.seed}
+
+    def fit(self, reference: Any) -> IsolationForestScorer:
+        """Grow the forest on the dense reference rows ``(n_ref, d)``."""
+        reference = check_matrix(reference, "reference")
+        if sp.issparse(reference):
+            raise ValueError("IsolationForestScorer needs a dense reference matrix")
+        self.num_features_ = reference.shape[1]
+        self.forest_ = IsolationForest(n_estimators=self.n_estimators, random_state=self.seed).fit(reference)
+        return self
+
+    def score(self, query: Any) -> np.ndarray:
+        """``(n_query,)`` negated ``score_samples``."""
+        check_fitted(self, "forest_")
+        return -self.forest_.score_samples(check_matrix(query, "query", self.num_features_))
+
+
+def tree_features(numerical: np.ndarray, categorical: np.ndarray, rates: np.ndarray | None = None) -> np.ndarray:
+    """Rows for a tree model: the numericals ``(N, n_num)``, the integer category codes
+    ``(N, n_cat)`` as floats (a split on a code separates groups of categories) and, when
+    given, rate features ``(N, n_rates)`` compressed with ``log1p`` (after clipping to
+    ``[0, float64 max]``, so absurd byte counts stay finite)."""
+    parts = [np.asarray(numerical, dtype=np.float64), np.asarray(categorical, dtype=np.float64)]
+    if rates is not None:
+        parts.append(np.log1p(np.clip(np.asarray(rates, dtype=np.float64), 0.0, np.finfo(np.float64).max)))
+    return np.hstack(parts)
+
+
+def reference_scores(member: Any, reference: Any) -> np.ndarray:
+    """``member``'s scores of its own reference rows, the yardstick a query score is ranked
+    against. A :class:`KNNScorer` row would find itself at distance 0, so its neighbours are
+    searched among the *other* reference rows (leave one out); other scorers score the rows as
+    they are (a forest's subsampled trees see each row rarely)."""
+    if isinstance(member, KNNScorer):
+        if member.k >= reference.shape[0]:
+            raise ValueError(f"the reference has {reference.shape[0]} rows, need more than k={member.k}")
+        distances, _ = NearestNeighbors(n_neighbors=member.k, algorithm="brute").fit(reference).kneighbors()
+        return distances.mean(axis=1)  # (n_ref,) the row itself excluded
+    return member.score(reference)
+
+
+class ReferenceRankFusion:
+    """Members fitted on their own views of the same reference rows (say embeddings and raw
+    features); a query row's score is the weighted mean over members of its *reference rank*:
+    the share of the member's reference scores below the query's score (ties count half), so
+    each member contributes a number in ``[0, 1]`` on the same scale. Unlike
+    :func:`rank_fusion`, a row's score does not depend on the other rows scored with it, so
+    scoring in chunks or one event at a time gives the same numbers. Chapter "The OCSF
+    pipeline".
+
+    ``fit(references)`` and ``score(queries)`` take one matrix per member, in member order.
+    """
+
+    def __init__(self, members: Sequence[Any], weights: Sequence[float] | None = None) -> None:
+        if not members:
+            raise ValueError("ReferenceRankFusion needs at least one member scorer")
+        self.members = list(members)
+        if weights is not None and (len(weights) != len(self.members) or min(weights) < 0 or sum(weights) <= 0):
+            raise ValueError(f"weights must be {len(self.members)} non-negative numbers with a positive sum, got {weights}")
+        self.weights = None if weights is None else [float(w) for w in weights]
+
+    def get_params(self) -> dict[str, Any]:
+        """The members' classes and parameters, and the weights."""
+        return {
+            "members": [{"class": type(m).__name__, **m.get_params()} for m in self.members],
+            "weights": self.weights,
+        }
+
+    def check_views(self, views: Sequence[Any], name: str) -> list[Any]:
+        """One matrix per member, all with the same number of rows."""
+        views = list(views)
+        if len(views) != len(self.members):
+            raise ValueError(f"got {len(views)} {name} matrices for {len(self.members)} members")
+        rows = {view.shape[0] for view in views}
+        if len(rows) != 1:
+            raise ValueError(f"the {name} matrices have different numbers of rows: {sorted(rows)}")
+        return views
+
+    def fit(self, references: Sequence[Any]) -> ReferenceRankFusion:
+        """Fit every member on its reference matrix and keep its sorted reference scores."""
+        references = self.check_views(references, "reference")
+        self.reference_scores_ = [
+            np.sort(reference_scores(member.fit(view), check_matrix(view, "reference")))
+            for member, view in zip(self.members, references)
+        ]
+        return self
+
+    def score(self, queries: Sequence[Any]) -> np.ndarray:
+        """``(n_query,)`` weighted mean of the members' reference ranks, in ``[0, 1]``."""
+        check_fitted(self, "reference_scores_")
+        queries = self.check_views(queries, "query")
+        ranks = []
+        for member, view, yardstick in zip(self.members, queries, self.reference_scores_):
+            scores = member.score(view)
+            below = np.searchsorted(yardstick, scores, side="left")
+            not_above = np.searchsorted(yardstick, scores, side="right")
+            ranks.append((below + not_above) / (2.0 * len(yardstick)))  # (n_query,)
+        weights = np.ones(len(ranks)) if self.weights is None else np.asarray(self.weights)
+        return weights @ np.stack(ranks) / weights.sum()
+
+
+DETECTOR_SCORERS: dict[str, tuple[str, ...]] = {
+    "knn": ("embedding",),
+    "subsampled_knn": ("embedding",),
+    "fusion_iforest": ("embedding", "codes"),
+    "fusion_rates": ("embedding", "codes+rates"),
+}
+"""The detector's scorers (``DetectorConfig.scorer``) and the views of an event each reads:
+the embedding, and for the fusions the raw features of :func:`tree_features` without or with
+rate features (:mod:`tabresnet_course.rates`). The study measures them as ``embedding_knn``,
+``embedding_subsampled_knn``, ``fusion_embedding_iforest`` and ``fusion_embedding_rates``."""
+
+
+def build_detector_scorer(name: str, k: int = DEFAULT_K, seed: int = 0, knn_backend: str = "auto") -> Any:
+    """An unfitted scorer for ``DetectorConfig.scorer == name``: kNN (on ``knn_backend``) or
+    subsampled kNN on the embeddings, or a :class:`ReferenceRankFusion` of embedding kNN with an
+    Isolation Forest on the raw features (with rate features for ``"fusion_rates"``). Chapter
+    "The OCSF pipeline"."""
+    if name not in DETECTOR_SCORERS:
+        raise ValueError(f"scorer must be one of {sorted(DETECTOR_SCORERS)}, got {name!r}")
+    if name == "knn":
+        return KNNScorer(k, backend=knn_backend)
+    if name == "subsampled_knn":
+        return SubsampledKNNScorer(k, seed=seed)
+    return ReferenceRankFusion([KNNScorer(k, backend=knn_backend), IsolationForestScorer(seed=seed)])

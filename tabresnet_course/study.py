@@ -47,11 +47,16 @@ from tabresnet_course.scorers import (
     KNNScorer,
     PyODScorer,
     SubsampledKNNScorer,
+    build_detector_scorer,
     rank_fusion,
+    tree_features,
 )
 from tabresnet_course.surprisal import MFPSurprisalScorer
 
 ALERT_BUDGET = 0.01
+PROTECTED: dict[str, tuple[str, ...]] = {"none": (), "class_type_status": ("class_uid", "type_uid", "status_id")}
+"""Levels of :attr:`StudyConfig.protected`: feature names the contrastive augmentation keeps
+(the default specification's class, activity (``type_uid``) and status columns)."""
 CONTAMINATION_SEED_OFFSET = 10_000
 """Event seed of the attack pool mixed into a contaminated baseline: ``data_seed + offset``
 (never the baseline's ``data_seed`` or the evaluation's ``data_seed + 1``)."""
@@ -60,7 +65,8 @@ CONTAMINATION_SEED_OFFSET = 10_000
 @dataclass(frozen=True)
 class StudyConfig:
     """One configuration of the study: data sizes, training settings, scoring ``k`` and the share
-    of attack events in the training file (``contamination``)."""
+    of attack events in the training file (``contamination``), and the columns the augmentation
+    keeps (``protected``, a key of :data:`PROTECTED`)."""
 
     num_baseline: int = 8_000
     num_evaluation: int = 10_000
@@ -71,6 +77,7 @@ class StudyConfig:
     d_model: int = 64
     k: int = 5
     contamination: float = 0.0
+    protected: str = "none"
 
     def data_key(self, data_seed: int) -> tuple:
         """What the generated and contaminated data depend on."""
@@ -79,7 +86,7 @@ class StudyConfig:
     def detector_key(self, data_seed: int, train_seed: int) -> tuple:
         """What the trained detector depends on (not ``k``: scoring only)."""
         return (*self.data_key(data_seed), train_seed, self.epochs, self.objective,
-                self.corruption_rate, self.temperature, self.d_model)
+                self.corruption_rate, self.temperature, self.d_model, self.protected)
 
     def mfp_key(self, data_seed: int, train_seed: int) -> tuple:
         """What the MFP-surprisal model depends on (always trained with the MFP objective)."""
@@ -109,6 +116,8 @@ class Grid:
     train_seeds: tuple[int, ...] = (0, 1, 2)
     sweep_train_seeds: tuple[int, ...] = (0,)
     full_seed_factors: tuple[str, ...] = ("contamination",)
+    methods: tuple[str, ...] | None = None
+    """The methods scored (all of :data:`METHODS` when ``None``)."""
 
 
 GRIDS: dict[str, Grid] = {
@@ -124,6 +133,7 @@ GRIDS: dict[str, Grid] = {
             "temperature": (0.1, 0.5),
             "d_model": (32, 128),
             "k": (1, 20),
+            "protected": ("class_type_status",),
         },
     ),
     "smoke": Grid(
@@ -132,6 +142,18 @@ GRIDS: dict[str, Grid] = {
         variations={"contamination": (0.05,), "k": (10,)},
         data_seeds=(0, 1),
         train_seeds=(0,),
+    ),
+    "defaults": Grid(
+        name="defaults",
+        centre=StudyConfig(protected="class_type_status"),
+        variations={"contamination": (0.02,), "protected": ("none",)},
+        train_seeds=(0,),
+        full_seed_factors=(),
+        methods=(
+            "embedding_knn", "untrained_knn", "embedding_subsampled_knn", "raw_knn", "isolation_forest",
+            "rates_raw_iforest", "fusion_embedding_iforest", "fusion_embedding_rates",
+            "detector_fusion_iforest", "detector_fusion_rates",
+        ),
     ),
 }
 
@@ -195,11 +217,12 @@ def study_data(config: StudyConfig, data_seed: int) -> StudyData:
 
 
 def train_detector(config: StudyConfig, frame: pd.DataFrame, seed: int) -> OCSFAnomalyDetector:
-    """The detector of a run, trained on CPU with the package's trainer."""
+    """The detector of a run, trained on CPU with the package's trainer (its scorer is the
+    plain kNN: the study scores every method itself from the embeddings)."""
     return train_ocsf_anomaly_detector(
         frame, objective=config.objective, num_epochs=config.epochs, d_model=config.d_model, seed=seed,
         device="cpu", progress=False, k=config.k, corruption_rate=config.corruption_rate,
-        temperature=config.temperature,
+        temperature=config.temperature, protected_columns=list(PROTECTED[config.protected]), scorer="knn",
     )
 
 
@@ -265,8 +288,8 @@ class Run:
     def raw_matrices(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
         """Reference and query raw features: ``"one_hot"`` (dense, for distances and PyOD),
         ``"codes"`` (numericals next to integer category codes, for trees), ``"rates"``
-        (log1p rate features standardised on the reference), or ``"one_hot+rates"`` /
-        ``"codes+rates"``."""
+        (log1p rate features standardised on the reference), ``"one_hot+rates"`` /
+        ``"codes+rates"``, or the detector's ``"trees"`` / ``"trees+rates"`` views."""
         return self.cached(("matrix", kind, *self.data_key), lambda: self.build_matrices(kind))
 
     def build_matrices(self, kind: str) -> tuple[np.ndarray, np.ndarray]:
@@ -274,6 +297,10 @@ class Run:
             parts = [self.raw_matrices(part) for part in kind.split("+")]
             return np.hstack([p[0] for p in parts]), np.hstack([p[1] for p in parts])
         reference, query = self.arrays
+        if kind in ("trees", "trees+rates"):  # the detector's fusion view (scorers.tree_features)
+            frames = (self.data.train_frame, self.data.evaluation.frame)
+            rates = [rate_features(f).to_numpy() if kind == "trees+rates" else None for f in frames]
+            return tree_features(*reference, rates[0]), tree_features(*query, rates[1])
         if kind == "one_hot":
             cardinalities = self.detector.cardinalities
             return tuple(evaluation.one_hot_features(*a, cardinalities).toarray() for a in (reference, query))
@@ -343,6 +370,11 @@ def method_table(run: Run) -> dict[str, Callable[[], np.ndarray]]:
     }
     methods["fusion_embedding_iforest"] = lambda: rank_fusion([methods["embedding_knn"](), methods["isolation_forest"]()])
     methods["fusion_embedding_rates"] = lambda: rank_fusion([methods["embedding_knn"](), methods["rates_raw_iforest"]()])
+    for scorer, kind in (("fusion_iforest", "trees"), ("fusion_rates", "trees+rates")):
+        methods[f"detector_{scorer}"] = lambda scorer=scorer, kind=kind: run.fit_score(
+            build_detector_scorer(scorer, k, seed),
+            tuple(zip(run.embeddings(True), run.raw_matrices(kind))),
+        )
     return methods
 
 
@@ -350,19 +382,36 @@ METHODS: tuple[str, ...] = (
     "embedding_knn", "untrained_knn", "embedding_subsampled_knn", "raw_knn", "raw_subsampled_knn",
     "isolation_forest", "ecod", "copod", "hbos", "lof", "rates_raw_knn", "rates_raw_iforest",
     "mfp_surprisal", "fusion_embedding_iforest", "fusion_embedding_rates",
+    "detector_fusion_iforest", "detector_fusion_rates",
 )
-"""The methods every run scores, in table order."""
+"""The methods a run can score, in table order. ``fusion_*`` average ranks within the scored
+period (:func:`~tabresnet_course.scorers.rank_fusion`); ``detector_fusion_*`` are the
+detector's own scorers (:func:`~tabresnet_course.scorers.build_detector_scorer`: ranks among the
+reference's scores, so an event's score does not depend on the others scored with it)."""
+
+DETECTOR_METHODS: dict[str, str] = {
+    "knn": "embedding_knn",
+    "subsampled_knn": "embedding_subsampled_knn",
+    "fusion_iforest": "detector_fusion_iforest",
+    "fusion_rates": "detector_fusion_rates",
+}
+"""The study method that measures each ``DetectorConfig.scorer`` (chapter "The OCSF pipeline")."""
 
 
-def run_metrics(cell: Cell, data_seed: int, train_seed: int, cache: dict[tuple, Any]) -> pd.DataFrame:
-    """Per-scenario metrics of every method of one run, as tidy rows with the run's settings."""
+def run_metrics(
+    cell: Cell, data_seed: int, train_seed: int, cache: dict[tuple, Any], methods: Sequence[str] = METHODS
+) -> pd.DataFrame:
+    """Per-scenario metrics of ``methods`` in one run, as tidy rows with the run's settings."""
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise ValueError(f"unknown study methods {unknown}; known: {list(METHODS)}")
     run = Run(cell.config, data_seed, train_seed, cache)
-    methods = method_table(run)
+    table_of = method_table(run)
     labels = run.data.evaluation.labels.reset_index(drop=True)
     tables = []
-    for name in METHODS:
+    for name in methods:
         started = time.perf_counter()
-        scores = methods[name]()
+        scores = table_of[name]()
         table = evaluation.per_scenario_metrics(labels, scores, ALERT_BUDGET)
         tables.append(table.assign(method=name, seconds=time.perf_counter() - started))
     settings = {"factor": cell.factor, "level": cell.level, **dataclasses.asdict(cell.config),
@@ -371,10 +420,12 @@ def run_metrics(cell: Cell, data_seed: int, train_seed: int, cache: dict[tuple, 
     return table[[*settings, "method", *[c for c in table.columns if c not in settings and c != "method"]]]
 
 
-def run_study(grid: Grid, progress: bool = True) -> pd.DataFrame:
+def run_study(
+    grid: Grid, progress: bool = True, on_run: Callable[[pd.DataFrame], None] | None = None
+) -> pd.DataFrame:
     """Every run of ``grid``, as one tidy table (see the module docstring). Runs are ordered by
     data seed so that data, models and raw-feature scores are shared within a data seed and
-    dropped before the next."""
+    dropped before the next. ``on_run`` receives the table so far after every run."""
     cells = study_grid(grid)
     data_seeds = list(dict.fromkeys(seed for cell in cells for seed in cell.data_seeds))
     total = sum(len(c.data_seeds) * len(c.train_seeds) for c in cells)
@@ -386,7 +437,9 @@ def run_study(grid: Grid, progress: bool = True) -> pd.DataFrame:
             if data_seed not in cell.data_seeds:
                 continue
             for train_seed in cell.train_seeds:
-                tables.append(run_metrics(cell, data_seed, train_seed, cache))
+                tables.append(run_metrics(cell, data_seed, train_seed, cache, grid.methods or METHODS))
+                if on_run is not None:
+                    on_run(pd.concat(tables, ignore_index=True))
                 if progress:
                     print(f"[{len(tables)}/{total}] {cell.factor}={cell.level} data_seed={data_seed} "
                           f"train_seed={train_seed} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
@@ -435,16 +488,17 @@ def plot_summary(summary: pd.DataFrame, out: Path) -> list[Path]:
 
     written = []
     overall = summary[summary["scenario"] == "overall"]
+    methods = [m for m in METHODS if m in set(overall["method"])]
     levels = overall[overall["factor"].isin(["centre", "contamination"])]
     fig, axes = plt.subplots(1, 2, figsize=(14, 5), sharey=True)
     for ax, metric in zip(axes, ("auroc", "average_precision")):
         for offset, (level, table) in enumerate(levels.groupby("level", sort=False)):
-            table = table.set_index("method").reindex(METHODS)
-            y = np.arange(len(METHODS)) + 0.15 * offset
+            table = table.set_index("method").reindex(methods)
+            y = np.arange(len(methods)) + 0.15 * offset
             ax.errorbar(table[metric], y, xerr=[table[metric] - table[f"{metric}_low"],
                         table[f"{metric}_high"] - table[metric]], fmt="o", ms=4, capsize=2,
                         label="clean" if level == "centre" else f"contamination {level}")
-        ax.set_yticks(np.arange(len(METHODS)), METHODS)
+        ax.set_yticks(np.arange(len(methods)), methods)
         ax.set_xlabel(f"overall {metric} (mean, 95% bootstrap interval)")
         ax.grid(axis="x", alpha=0.3)
     axes[0].legend(loc="lower left", fontsize=8)
@@ -457,7 +511,8 @@ def plot_summary(summary: pd.DataFrame, out: Path) -> list[Path]:
     fig, axes = plt.subplots(1, max(1, len(factors)), figsize=(3.2 * max(1, len(factors)), 3.5), squeeze=False)
     centre = overall[overall["factor"] == "centre"].set_index("method")
     for ax, factor in zip(axes[0], factors):
-        for method in ("embedding_knn", "raw_knn", "isolation_forest", "mfp_surprisal", "rates_raw_iforest"):
+        shown = ("embedding_knn", "raw_knn", "isolation_forest", "mfp_surprisal", "rates_raw_iforest")
+        for method in [m for m in shown if m in methods]:
             table = pd.concat([centre.loc[[method]].assign(level="centre"),
                                overall[(overall["factor"] == factor) & (overall["method"] == method)]])
             ax.errorbar(table["level"].astype(str), table["auroc"],
@@ -495,7 +550,7 @@ def write_outputs(runs: pd.DataFrame, grid: Grid, out: Path, argv: Sequence[str]
                  "data_seeds": list(grid.data_seeds), "train_seeds": list(grid.train_seeds),
                  "sweep_train_seeds": list(grid.sweep_train_seeds),
                  "full_seed_factors": list(grid.full_seed_factors)},
-        "methods": list(METHODS),
+        "methods": list(grid.methods or METHODS),
         "alert_budget": ALERT_BUDGET,
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -516,7 +571,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     argv = list(sys.argv[1:] if argv is None else argv)
     started = time.perf_counter()
-    runs = run_study(GRIDS[args.grid], progress=not args.quiet)
+    args.out.mkdir(parents=True, exist_ok=True)
+    partial = args.out / "runs.partial.csv"  # the runs so far, for a look before the grid ends
+    runs = run_study(GRIDS[args.grid], progress=not args.quiet, on_run=lambda table: table.to_csv(partial, index=False))
+    partial.unlink()
     written = write_outputs(runs, GRIDS[args.grid], args.out, argv, time.perf_counter() - started)
     overall = summarise(runs[(runs["factor"] == "centre") & (runs["scenario"] == "overall")])
     print(overall[["method", "runs", "auroc", "auroc_low", "auroc_high", "average_precision"]].round(3).to_string(index=False))

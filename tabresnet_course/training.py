@@ -120,8 +120,11 @@ class TrainingConfig:
     see :func:`resolve_precision`), ``"fp32"``, ``"bf16"`` (autocast to bfloat16, CPU or CUDA) or
     ``"amp"`` (float16 autocast with a gradient scaler, CUDA only).
     ``patience=None`` turns early stopping off; it only ever watches the validation loss.
-    ``accumulation_steps`` batches are accumulated into one optimisation step. Taught in
-    chapters "The complete training loop" and "Training best practices".
+    ``accumulation_steps`` batches are accumulated into one optimisation step.
+    ``protected_numerical`` / ``protected_categorical`` are column indices the contrastive
+    augmentation never changes (chapter "Contrastive learning": never corrupt an event's type or
+    status; the detector resolves them from feature names). Taught in chapters "The complete
+    training loop" and "Training best practices".
     """
 
     objective: str = "contrastive"
@@ -130,6 +133,8 @@ class TrainingConfig:
     temperature: float = 1.0
     augmentation: str = "marginal"
     corruption_rate: float = 0.6
+    protected_numerical: list[int] = field(default_factory=list)
+    protected_categorical: list[int] = field(default_factory=list)
     mask_prob: float = 0.15
     num_epochs: int = 50
     learning_rate: float = 1e-3
@@ -178,6 +183,11 @@ class TrainingConfig:
             raise ValueError(f"grad_clip_norm must be > 0 or None, got {self.grad_clip_norm}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be >= 1 or None, got {self.patience}")
+        for name in ("protected_numerical", "protected_categorical"):
+            columns = getattr(self, name)
+            if any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in columns):
+                raise ValueError(f"{name} must hold column indices >= 0, got {columns!r}")
+            setattr(self, name, sorted(set(columns)))
 
     def to_dict(self) -> dict[str, Any]:
         """All settings as a plain dict (JSON-able, stored in every checkpoint)."""
@@ -254,15 +264,21 @@ class SelfSupervisedObjective(nn.Module):
         expected = list(getattr(model, "categorical_cardinalities", cardinalities))
         if [int(c) for c in cardinalities] != expected:
             raise ValueError(f"cardinalities {list(cardinalities)} do not match the model's {expected}")
+        outside = [c for c in config.protected_categorical if c >= len(expected)]
+        if outside:
+            raise ValueError(f"protected_categorical {outside} outside the {len(expected)} categorical columns")
         encoder = model.base_model if isinstance(model, TabularResNetWithMFP) else model
         self.model = model if config.objective != "contrastive" else encoder
         self.cardinalities = [int(c) for c in cardinalities]
         self.config = config
 
     def augmenter(self, generator: torch.Generator) -> MarginalResampling | TabularAugmentation:
+        """The configured augmentation, leaving the protected columns as they are."""
+        protected = {"protected_numerical": self.config.protected_numerical,
+                     "protected_categorical": self.config.protected_categorical}
         if self.config.augmentation == "marginal":
-            return MarginalResampling(corruption_rate=self.config.corruption_rate, generator=generator)
-        return TabularAugmentation(generator=generator)
+            return MarginalResampling(corruption_rate=self.config.corruption_rate, generator=generator, **protected)
+        return TabularAugmentation(generator=generator, **protected)
 
     def forward(
         self, numerical: torch.Tensor, categorical: torch.Tensor, generator: torch.Generator

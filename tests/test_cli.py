@@ -30,7 +30,7 @@ def work(tmp_path_factory):
 
 def test_end_to_end_generate_train_score_evaluate(work):
     assert sorted(p.name for p in (work / "detector").iterdir()) == [
-        "config.json", "reference_embeddings.npy", "reference_sample.json", "weights.pt"
+        "config.json", "reference_embeddings.npy", "reference_features.npy", "reference_sample.json", "weights.pt"
     ]
     assert json.loads((work / "detector" / "config.json").read_text())["training"]["training_rows"] == 600
     result = run_process("score", "--model", "detector", "--events", "eval.jsonl", "--out", "scores.csv", cwd=work)

@@ -2,6 +2,7 @@
 
 import json
 import pickle
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -9,10 +10,10 @@ import torch
 
 from tabresnet_course.detector import (
     CONFIG_FILE,
+    FEATURES_FILE,
     REFERENCE_FILE,
     REFERENCE_SAMPLE_FILE,
     WEIGHTS_FILE,
-    KNNScorer,
     OCSFAnomalyDetector,
     build_encoder,
     split_rows,
@@ -21,6 +22,8 @@ from tabresnet_course.detector import (
 from tabresnet_course.errors import InputError
 from tabresnet_course.flat import as_flat_frame
 from tabresnet_course.ocsf import generate_ocsf_events
+from tabresnet_course.rates import rate_feature_names
+from tabresnet_course.scorers import KNNScorer
 
 TINY = dict(num_epochs=1, d_model=16, num_blocks=1, batch_size=128, device="cpu", seed=0)
 
@@ -88,7 +91,9 @@ def test_untrained_copy_starts_from_the_training_initialisation(detector):
 
 
 def test_save_and_load_give_identical_scores(detector, saved, baseline):
-    assert sorted(p.name for p in saved.iterdir()) == sorted([CONFIG_FILE, REFERENCE_FILE, REFERENCE_SAMPLE_FILE, WEIGHTS_FILE])
+    assert sorted(p.name for p in saved.iterdir()) == sorted(
+        [CONFIG_FILE, REFERENCE_FILE, FEATURES_FILE, REFERENCE_SAMPLE_FILE, WEIGHTS_FILE]
+    )
     loaded = OCSFAnomalyDetector.load(saved)
     frame = baseline.frame.iloc[:200]
     np.testing.assert_array_equal(loaded.score(frame), detector.score(frame))
@@ -220,7 +225,7 @@ def test_detector_config_round_trips_json_and_routes_options():
     assert (config.training.num_epochs, config.training.temperature) == (3, 0.5)
     restored = DetectorConfig.from_dict(json.loads(json.dumps(config.to_dict())))
     assert restored == config
-    assert DetectorConfig().options()["num_epochs"] == 20 and DetectorConfig().options()["d_model"] == 64
+    assert DetectorConfig().options()["num_epochs"] == 10 and DetectorConfig().options()["d_model"] == 64
     with pytest.raises(TypeError, match="unknown detector options"):
         DetectorConfig().with_options(width=3)
     with pytest.raises(ValueError, match="unknown DetectorConfig fields"):
@@ -245,9 +250,11 @@ def test_a_detector_saved_before_detector_config_existed_still_loads(detector, c
 
     rewrite_config(copy_of, as_format_1)
     loaded = OCSFAnomalyDetector.load(copy_of)
-    assert loaded.config == detector.config  # rebuilt from model_config, k and the training record
+    # rebuilt from model_config, k and the training record; detectors of that format scored with kNN
+    assert loaded.config == replace(detector.config, scorer="knn")
     frame = baseline.frame.iloc[:50]
-    np.testing.assert_array_equal(loaded.score(frame), detector.score(frame))
+    knn = KNNScorer(detector.k).fit(detector.reference_embeddings)
+    np.testing.assert_allclose(loaded.score(frame), knn.score(detector.embed(frame)), rtol=1e-5)
 
 
 def test_not_fitted_is_sklearn_not_fitted_error(detector):
@@ -261,3 +268,70 @@ def test_not_fitted_is_sklearn_not_fitted_error(detector):
         untrained.score(generate_ocsf_events(10, days=1, anomalies=False).frame)
     with pytest.raises(NotFittedError, match="without a reference set"):
         untrained.save("unused")
+
+
+# --------------------------------------------------------------------------- scorers and protected columns
+
+
+@pytest.fixture(scope="module")
+def fusion_detector(baseline):
+    return train_ocsf_anomaly_detector(baseline, **{**TINY, "scorer": "fusion_rates"})
+
+
+def test_fusion_detector_saves_reference_features_and_scores_the_same_after_loading(fusion_detector, baseline, tmp_path):
+    saved = fusion_detector.save(tmp_path / "fusion")
+    assert sorted(p.name for p in saved.iterdir()) == [CONFIG_FILE, REFERENCE_FILE, FEATURES_FILE, REFERENCE_SAMPLE_FILE, WEIGHTS_FILE]
+    numerical, categorical = fusion_detector.preprocess(baseline.frame.iloc[:1])
+    width = numerical.shape[1] + categorical.shape[1] + len(rate_feature_names())  # numbers, codes, rates
+    assert np.load(saved / FEATURES_FILE, allow_pickle=False).shape == (len(baseline), width)
+    query = generate_ocsf_events(300, days=1, seed=9, anomalies=True).frame
+    scores = fusion_detector.score(query)
+    assert ((scores >= 0) & (scores <= 1)).all()
+    np.testing.assert_array_equal(OCSFAnomalyDetector.load(saved).score(query), scores)  # the forest is regrown
+    (saved / FEATURES_FILE).unlink()
+    with pytest.raises(InputError, match=FEATURES_FILE):
+        OCSFAnomalyDetector.load(saved)
+
+
+def test_fusion_without_rates_scores_each_event_on_its_own(baseline):
+    detector = train_ocsf_anomaly_detector(baseline, **{**TINY, "scorer": "fusion_iforest"})
+    query = generate_ocsf_events(40, days=1, seed=9, anomalies=False).frame
+    together = detector.score(query)
+    np.testing.assert_allclose([detector.score(query.iloc[[i]])[0] for i in range(0, 40, 7)], together[::7])
+
+
+def test_scorer_and_protected_columns_are_checked_and_a_detector_saved_without_them_loads_as_knn(detector, copy_of):
+    from tabresnet_course.detector import DetectorConfig
+
+    with pytest.raises(ValueError, match="scorer must be one of"):
+        DetectorConfig(scorer="lof")
+    with pytest.raises(ValueError, match="protected_columns must be a list"):
+        DetectorConfig(protected_columns="status_id")
+
+    def before_scorers(config):
+        del config["detector_config"]["scorer"], config["detector_config"]["protected_columns"]
+
+    rewrite_config(copy_of, before_scorers)
+    loaded = OCSFAnomalyDetector.load(copy_of)
+    assert (loaded.config.scorer, loaded.config.protected_columns) == ("knn", [])
+
+
+def test_protected_columns_are_resolved_by_name_and_kept_out_of_the_augmentation(baseline):
+    from tabresnet_course.training import SelfSupervisedObjective, TrainingConfig
+
+    names = ["status_id", "bytes_out", "no_such_feature"]
+    detector = train_ocsf_anomaly_detector(baseline, **{**TINY, "protected_columns": names})
+    assert detector.training["protected_columns"] == ["status_id", "bytes_out"]
+    categorical = detector.featurizer.categorical_columns.index("status_id")
+    numerical = list(detector.preprocessor.numerical_feature_names_).index("bytes_out")
+    training = TrainingConfig.from_dict(detector.training["config"])
+    assert (training.protected_categorical, training.protected_numerical) == ([categorical], [numerical])
+    objective = SelfSupervisedObjective(detector.model, detector.cardinalities, training)
+    num, cat = (torch.as_tensor(a) for a in detector.preprocess(baseline.frame.iloc[:256]))
+    view_num, view_cat = objective.augmenter(torch.Generator().manual_seed(0))(num, cat, detector.cardinalities)
+    assert torch.equal(view_cat[:, categorical], cat[:, categorical]) and not torch.equal(view_cat, cat)
+    assert torch.equal(view_num[:, numerical], num[:, numerical]) and not torch.equal(view_num, num)
+    with pytest.raises(ValueError, match="protected_categorical"):
+        SelfSupervisedObjective(detector.model, detector.cardinalities, TrainingConfig(protected_categorical=[99]))
+    with pytest.raises(ValueError, match="column indices"):
+        TrainingConfig(protected_numerical=[-1])

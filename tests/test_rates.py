@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from tabresnet_course.ocsf import generate_ocsf_events
-from tabresnet_course.rates import rate_feature_names, rate_features
+from tabresnet_course.rates import ChunkedRates, rate_feature_names, rate_features
 
 MINUTE = 60_000
 
@@ -71,8 +71,13 @@ def test_absent_entities_give_zeros_and_bad_time_is_refused():
         rate_features(pd.DataFrame({"class_uid": [3002]}))
     with pytest.raises(ValueError, match="column 'time', row 1"):
         rate_features(pd.DataFrame({"time": [0, "soon"]}))
-    with pytest.raises(ValueError, match="traffic.bytes_out"):
-        rate_features(pd.DataFrame({"time": [0], "src_endpoint.ip": ["a"], "traffic.bytes_out": ["lots"]}))
+    lots = rate_features(pd.DataFrame({"time": [0, 1], "src_endpoint.ip": ["a", "a"], "traffic.bytes_out": ["lots", 5]}))
+    assert lots["bytes_out_per_source_1h"].tolist() == [0, 5]  # text that is not a number counts as missing
+    untimed = rate_features(pd.DataFrame({"time": [0, None, 2, 1e300], "src_endpoint.ip": ["a"] * 4}), untimed="zero")
+    assert untimed["events_per_source_1m"].tolist() == [1, 0, 2, 0]
+    with pytest.raises(ValueError, match="column 'time', row 1"):
+        rate_features(pd.DataFrame({"time": [0, 10**30]}))
+    assert (rate_features(pd.DataFrame({"class_uid": [3002]}), untimed="zero").to_numpy() == 0).all()
     with pytest.raises(ValueError, match="failed_logon_minutes"):
         rate_features(pd.DataFrame({"time": [0]}), failed_logon_minutes=0)
 
@@ -83,3 +88,22 @@ def test_brute_force_stands_out_in_generated_events():
     brute = (events.labels["scenario"] == "brute_force").to_numpy()
     normal = ~events.labels["is_anomaly"].to_numpy()
     assert np.median(rates["failed_logons_per_source_5m"][brute]) > rates["failed_logons_per_source_5m"][normal].max()
+
+
+@pytest.mark.parametrize("size", [1, 7, 64, 10_000])
+def test_chunked_rates_equal_the_whole_period_for_time_ordered_input(size):
+    frame = generate_ocsf_events(600, days=1, seed=5).frame
+    frame.loc[[3, 200], "time"] = None  # untimed events: zero rates, counted nowhere
+    assert (np.diff(frame["time"].dropna().to_numpy()) >= 0).all()
+    stream = ChunkedRates()
+    chunked = pd.concat([stream.transform(frame.iloc[start : start + size]) for start in range(0, len(frame), size)])
+    pd.testing.assert_frame_equal(chunked, rate_features(frame, untimed="zero"))
+    assert stream.context["time"].max() - stream.context["time"].min() < 60 * MINUTE  # only the last hour is kept
+
+
+def test_chunked_rates_cannot_count_an_older_event_towards_an_earlier_chunk():
+    events = logons([2 * MINUTE, MINUTE + 30_000], ["192.0.2.9"] * 2)
+    stream = ChunkedRates()
+    chunked = pd.concat([stream.transform(events.iloc[:1]), stream.transform(events.iloc[1:])])
+    assert chunked["events_per_source_1m"].tolist() == [1.0, 1.0]
+    assert rate_features(events)["events_per_source_1m"].tolist() == [2.0, 1.0]

@@ -342,7 +342,8 @@ def test_an_unreadable_file(work):
 
 
 def test_an_unreadable_file_simulated(work, monkeypatch):
-    """The same case as test_an_unreadable_file, for runs as root (who can read mode 000)."""
+    """The same case as test_an_unreadable_file, for runs as root (who can read mode 000): both
+    the whole-file read (read_events) and the streaming one (EventChunks opens the file)."""
     path = shutil.copy(work / "base.jsonl", work / "locked.jsonl")
     real_read_bytes = Path.read_bytes
 
@@ -351,7 +352,15 @@ def test_an_unreadable_file_simulated(work, monkeypatch):
             raise PermissionError(13, "Permission denied", str(self))
         return real_read_bytes(self)
 
+    def locked_open(file, *args, **kwargs):
+        if Path(file).name == "locked.jsonl":
+            raise PermissionError(13, "Permission denied", str(file))
+        return open(file, *args, **kwargs)
+
     monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(events_io, "open", locked_open, raising=False)
+    with pytest.raises(events_io.InputError, match="locked.jsonl: cannot read"):
+        read_events(path)
     assert_error(score(work, Path(path))[0], "locked.jsonl: cannot read (Permission denied)")
 
 

@@ -9,13 +9,19 @@ from tabresnet_course import scorers
 from tabresnet_course.mfp import TabularResNetWithMFP, cell_cross_entropy
 from tabresnet_course.model import TabularResNet, TabularResNetConfig
 from tabresnet_course.scorers import (
+    DETECTOR_SCORERS,
     PYOD_DETECTORS,
+    IsolationForestScorer,
     KNNScorer,
     PyODScorer,
     RankFusionScorer,
+    ReferenceRankFusion,
     SubsampledKNNScorer,
+    build_detector_scorer,
     installed_knn_backends,
     rank_fusion,
+    reference_scores,
+    tree_features,
 )
 from tabresnet_course.surprisal import MFPSurprisalScorer
 
@@ -100,6 +106,60 @@ def test_rank_fusion_averages_normalised_ranks():
     scores = scorer.score(np.vstack([normal_rows(9, seed=1), np.full((1, 4), 9.0)]))
     assert scores.argmax() == 9 and scores.max() == 1.0
     assert [m["class"] for m in scorer.get_params()["members"]] == ["KNNScorer", "PyODScorer"]
+
+
+def test_isolation_forest_scorer_is_seeded_and_ranks_an_outlier_first():
+    reference, query = normal_rows(300), np.vstack([normal_rows(20, seed=1), np.full((1, 4), 6.0)])
+    first = IsolationForestScorer(seed=3).fit(reference).score(query)
+    np.testing.assert_array_equal(first, IsolationForestScorer(seed=3).fit(reference).score(query))
+    assert first.argmax() == 20 and not np.allclose(first, IsolationForestScorer(seed=4).fit(reference).score(query))
+    with pytest.raises(ValueError, match="not fitted"):
+        IsolationForestScorer().score(query)
+
+
+def test_knn_reference_scores_leave_the_row_itself_out():
+    reference = np.array([[0.0], [1.0], [3.0]])
+    np.testing.assert_allclose(reference_scores(KNNScorer(1).fit(reference), reference), [1.0, 1.0, 2.0])
+    forest = IsolationForestScorer(seed=0).fit(normal_rows(50))
+    np.testing.assert_array_equal(reference_scores(forest, normal_rows(50)), forest.score(normal_rows(50)))
+
+
+def test_reference_rank_fusion_ranks_against_the_reference_not_the_batch():
+    reference = [normal_rows(200), normal_rows(200, seed=5, d=2)]
+    query = [np.vstack([normal_rows(30, seed=1), np.full((1, 4), 8.0)]), np.vstack([normal_rows(30, seed=2, d=2), [[5.0, 5.0]]])]
+    fusion = ReferenceRankFusion([KNNScorer(3), IsolationForestScorer(seed=0)]).fit(reference)
+    scores = fusion.score(query)
+    assert scores.shape == (31,) and ((scores >= 0) & (scores <= 1)).all()
+    assert scores.argmax() == 30 and scores[30] > 0.99  # far from the reference in both views
+    one_by_one = [fusion.score([q[i : i + 1] for q in query])[0] for i in range(31)]
+    np.testing.assert_allclose(one_by_one, scores)  # no dependence on the other rows scored
+    only_first = ReferenceRankFusion([KNNScorer(3), IsolationForestScorer(seed=0)], weights=[1, 0]).fit(reference)
+    assert only_first.score(query)[30] == 1.0
+    with pytest.raises(ValueError, match="1 reference matrices for 2 members"):
+        ReferenceRankFusion([KNNScorer(3), IsolationForestScorer()]).fit(reference[:1])
+    with pytest.raises(ValueError, match="different numbers of rows"):
+        fusion.score([query[0], query[1][:5]])
+    with pytest.raises(ValueError, match="weights"):
+        ReferenceRankFusion([KNNScorer(3)], weights=[1, 2])
+
+
+def test_build_detector_scorer_knows_the_detector_scorers():
+    assert isinstance(build_detector_scorer("knn", 4), KNNScorer) and build_detector_scorer("knn", 4).k == 4
+    assert isinstance(build_detector_scorer("subsampled_knn", seed=2), SubsampledKNNScorer)
+    fusion = build_detector_scorer("fusion_rates", 3, seed=7).get_params()
+    assert fusion["members"] == [
+        {"class": "KNNScorer", "k": 3, "backend": "auto"}, {"class": "IsolationForestScorer", "n_estimators": 200, "seed": 7}
+    ]
+    assert build_detector_scorer("fusion_iforest", knn_backend="sklearn").members[0].backend == "sklearn"
+    assert set(DETECTOR_SCORERS) == {"knn", "subsampled_knn", "fusion_iforest", "fusion_rates"}
+    with pytest.raises(ValueError, match="scorer must be one of"):
+        build_detector_scorer("lof")
+
+
+def test_tree_features_put_codes_and_log_rates_next_to_the_numericals():
+    rows = tree_features(np.array([[0.5]], np.float32), np.array([[3, 7]]), np.array([[np.e - 1]]))
+    np.testing.assert_allclose(rows, [[0.5, 3.0, 7.0, 1.0]])
+    assert tree_features(np.zeros((2, 1)), np.zeros((2, 3), np.int64)).shape == (2, 4)
 
 
 # --------------------------------------------------------------------------- MFP surprisal

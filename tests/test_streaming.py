@@ -1,6 +1,8 @@
 """Streaming ``score``: files read in chunks (events_io.EventChunks), scored in fixed blocks
 (OCSFAnomalyDetector.score_chunks) and written chunk by chunk give byte for byte the output of
-the in-memory path, with the same report of skipped records."""
+the in-memory path, with the same report of skipped records. The detector has the default
+scorer, ``fusion_rates``, whose rate features depend on earlier events: chunks carry them
+(rates.ChunkedRates), which is exact for time-ordered input, as the generated files are."""
 
 import io
 
@@ -26,8 +28,10 @@ def work(tmp_path_factory):
     Parquet file of several row groups with rows that lack class_uid."""
     work = tmp_path_factory.mktemp("streaming")
     detector = train_ocsf_anomaly_detector(generate_ocsf_events(400, days=2, seed=3, anomalies=False), **TINY)
+    assert detector.config.scorer == "fusion_rates"  # the default: rates need the earlier chunks
     detector.save(work / "detector")
     events = generate_ocsf_events(300, days=1, seed=4)
+    assert (np.diff(events.frame["time"].to_numpy()) >= 0).all()  # time-ordered, as byte identity needs
     write_events(events, work / "clean.jsonl")
     lines = (work / "clean.jsonl").read_bytes().split(b"\n")
     lines[2] = b'{"class_uid": 3002, "time": '  # truncated JSON
