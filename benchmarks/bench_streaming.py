@@ -35,20 +35,29 @@ MEMORY_RATIO_TARGET = 1.2
 MEMORY_LIMIT_BYTES = 2 * 1024**3
 
 
+# Linux counts the memory a process had before exec in its peak RSS, so a child forked from this
+# (large) benchmark process would report at least this process's size. A small launcher forks
+# the command instead and reports the command's own peak.
+LAUNCHER = """
+import os, subprocess, sys
+process = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(process.pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+"""
+
+
 def cli(*args: Any, cwd: Path) -> tuple[float, int]:
     """Run ``python -m tabresnet_course ARGS``; returns its wall seconds and peak RSS in bytes."""
     started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tabresnet_course", *map(str, args)],
-        cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    completed = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, sys.executable, "-m", "tabresnet_course", *map(str, args)],
+        cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, check=False,
     )
-    _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
-    error = process.stderr.read().decode() if process.stderr else ""
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise RuntimeError(f"tabresnet-course {args[0]} failed: {error.strip()}")
-    return seconds, usage.ru_maxrss * 1024  # Linux reports kilobytes
+    returncode, peak_kib = map(int, completed.stdout.split())
+    if returncode != 0:
+        raise RuntimeError(f"tabresnet-course {args[0]} failed: {completed.stderr.strip()}")
+    return seconds, peak_kib * 1024  # Linux reports kilobytes
 
 
 def prepare(directory: Path, sizes: tuple[int, ...]) -> None:
