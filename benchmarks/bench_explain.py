@@ -53,8 +53,13 @@ STRICT_OFF_HOURS = {"src_country", "hour"}
 """The off-hours scenario's fields without the attacker's address (reported separately)."""
 
 
-def occlusion(detector: OCSFAnomalyDetector, explainer: NeighbourExplainer, numerical: np.ndarray,
-              categorical: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
+def occlusion(
+    detector: OCSFAnomalyDetector,
+    explainer: NeighbourExplainer,
+    numerical: np.ndarray,
+    categorical: np.ndarray,
+    neighbours: np.ndarray,
+) -> np.ndarray:
     """``(N, n_fields)`` kNN score drop when each field's columns take the nearest neighbour's values."""
     base = detector.scorer_.score(detector.embed_arrays(numerical, categorical))
     nearest = neighbours[:, 0]
@@ -67,8 +72,15 @@ def occlusion(detector: OCSFAnomalyDetector, explainer: NeighbourExplainer, nume
     return drops
 
 
-def mfp_surprisal(detector: OCSFAnomalyDetector, explainer: NeighbourExplainer, baseline: Any,
-                  numerical: np.ndarray, categorical: np.ndarray, epochs: int, seed: int) -> np.ndarray:
+def mfp_surprisal(
+    detector: OCSFAnomalyDetector,
+    explainer: NeighbourExplainer,
+    baseline: Any,
+    numerical: np.ndarray,
+    categorical: np.ndarray,
+    epochs: int,
+    seed: int,
+) -> np.ndarray:
     """``(N, n_fields)`` MFP surprisal per field, from an MFP model trained on the baseline."""
     from tabresnet_course.study import train_mfp_model
     from tabresnet_course.surprisal import MFPSurprisalScorer
@@ -79,8 +91,9 @@ def mfp_surprisal(detector: OCSFAnomalyDetector, explainer: NeighbourExplainer, 
     return scorer.field_surprisal(numerical, categorical) @ explainer.membership_
 
 
-def hit_rates(contributions: np.ndarray, fields: list[str], scenarios: np.ndarray,
-              changed: dict[str, set[str]]) -> dict[str, float]:
+def hit_rates(
+    contributions: np.ndarray, fields: list[str], scenarios: np.ndarray, changed: dict[str, set[str]]
+) -> dict[str, float]:
     """Share of each scenario's events with a changed field among their top 3 contributions."""
     top = np.argsort(-contributions, axis=1, kind="stable")[:, :3]
     named = [{fields[f] for f in row} for row in top]
@@ -89,8 +102,9 @@ def hit_rates(contributions: np.ndarray, fields: list[str], scenarios: np.ndarra
 
 def run_seed(seed: int, num_baseline: int, num_evaluation: int, epochs: int, repeats: int) -> dict[str, Any]:
     """Hit rates of every candidate and the score / explain timings for one seed."""
-    baseline, evaluation = generate_baseline_and_evaluation(num_baseline=num_baseline, num_evaluation=num_evaluation,
-                                                            seed=seed)
+    baseline, evaluation = generate_baseline_and_evaluation(
+        num_baseline=num_baseline, num_evaluation=num_evaluation, seed=seed
+    )
     detector = train_ocsf_anomaly_detector(
         baseline, scorer="knn", num_epochs=epochs, seed=seed, device="cpu", progress=False
     )
@@ -111,15 +125,25 @@ def run_seed(seed: int, num_baseline: int, num_evaluation: int, epochs: int, rep
     names = [f.name for f in explainer.fields]
     rates = {name: hit_rates(c, names, scenarios, CHANGED_FIELDS) for name, c in candidates.items()}
     strict = {**CHANGED_FIELDS, "off_hours_new_country": STRICT_OFF_HOURS}
-    rates["neighbour_rarity (off-hours without the address)"] = hit_rates(candidates["neighbour_rarity"], names,
-                                                                          scenarios, strict)
-    timings = time_interleaved({"score": lambda: detector.score(evaluation),
-                                "explain": lambda: detector.explain(evaluation, top=3)},
-                               torch.device("cpu"), repeats=repeats, warmup=1)
-    return {"seed": seed, "hit_rates": rates, "events": len(evaluation), "reference_rows": len(baseline),
-            "explain_reference_rows": len(explainer.numerical_),
-            "score_seconds": timings["score"], "explain_seconds": timings["explain"],
-            "explain_over_score": timings["explain"]["median"] / timings["score"]["median"]}
+    rates["neighbour_rarity (off-hours without the address)"] = hit_rates(
+        candidates["neighbour_rarity"], names, scenarios, strict
+    )
+    timings = time_interleaved(
+        {"score": lambda: detector.score(evaluation), "explain": lambda: detector.explain(evaluation, top=3)},
+        torch.device("cpu"),
+        repeats=repeats,
+        warmup=1,
+    )
+    return {
+        "seed": seed,
+        "hit_rates": rates,
+        "events": len(evaluation),
+        "reference_rows": len(baseline),
+        "explain_reference_rows": len(explainer.numerical_),
+        "score_seconds": timings["score"],
+        "explain_seconds": timings["explain"],
+        "explain_over_score": timings["explain"]["median"] / timings["score"]["median"],
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -137,13 +161,17 @@ def main(argv: list[str] | None = None) -> None:
     seeds, repeats = ([args.seeds[0]], 1) if args.quick else (args.seeds, args.repeats)
     started = time.perf_counter()
     results = [run_seed(s, args.baseline, args.evaluation, args.epochs, repeats) for s in seeds]
-    table = pd.DataFrame([{"seed": r["seed"], "method": m, **rates} for r in results for m, rates in r["hit_rates"].items()])
+    table = pd.DataFrame(
+        [{"seed": r["seed"], "method": m, **rates} for r in results for m, rates in r["hit_rates"].items()]
+    )
     print(f"Hit rate: share of attack events with a changed field among the top 3 ({len(seeds)} seed(s))\n")
     print(table.groupby("method", sort=False)[list(CHANGED_FIELDS)].mean().round(3).to_markdown())
     print("\n| seed | events | reference | score s | explain s | explain / score |\n|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r['seed']} | {r['events']} | {r['reference_rows']} | {r['score_seconds']['median']:.2f} | "
-              f"{r['explain_seconds']['median']:.2f} | {r['explain_over_score']:.2f} |")
+        print(
+            f"| {r['seed']} | {r['events']} | {r['reference_rows']} | {r['score_seconds']['median']:.2f} | "
+            f"{r['explain_seconds']['median']:.2f} | {r['explain_over_score']:.2f} |"
+        )
     print(f"\n{time.perf_counter() - started:.0f} s in all; JSON: {args.out}")
     args.out.write_text(json.dumps(results, indent=2))
 

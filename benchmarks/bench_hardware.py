@@ -63,14 +63,26 @@ def square_peak(size: int, dtype: torch.dtype, device: torch.device, settings: S
 class ShortEpochs:
     """Calling it runs one short epoch (``batches`` steps) of the package's trainer."""
 
-    def __init__(self, setup: dict[str, Any], objective: str, precision: str, device: torch.device, batches: int) -> None:
+    def __init__(
+        self, setup: dict[str, Any], objective: str, precision: str, device: torch.device, batches: int
+    ) -> None:
         rows = batches * setup["batch_size"]
         numerical, categorical = structured_data(rows, setup["num_numerical"], setup["cardinalities"])
         config = TrainingConfig(
-            objective=objective, augmentation="noise_swap", temperature=setup["temperature"],
-            mask_prob=setup["mask_prob"], num_epochs=1, learning_rate=setup["learning_rate"],
-            weight_decay=setup["weight_decay"], schedule="constant", grad_clip_norm=None, patience=None,
-            precision=precision, progress=False, device=str(device), seed=0,
+            objective=objective,
+            augmentation="noise_swap",
+            temperature=setup["temperature"],
+            mask_prob=setup["mask_prob"],
+            num_epochs=1,
+            learning_rate=setup["learning_rate"],
+            weight_decay=setup["weight_decay"],
+            schedule="constant",
+            grad_clip_norm=None,
+            patience=None,
+            precision=precision,
+            progress=False,
+            device=str(device),
+            seed=0,
         )
         self.trainer = Trainer(new_model(setup, objective), setup["cardinalities"], config)
         self.loader = self.trainer.prepare_loader(
@@ -144,7 +156,9 @@ def thread_scaling(setup: dict[str, Any], precision: str, batches: int, settings
         return run
 
     cpu = torch.device("cpu")
-    stats = time_interleaved({"1": with_threads(1), str(default): with_threads(default)}, cpu, settings.repeats, settings.warmup)
+    stats = time_interleaved(
+        {"1": with_threads(1), str(default): with_threads(default)}, cpu, settings.repeats, settings.warmup
+    )
     return {
         "precision": precision,
         "default_threads": default,

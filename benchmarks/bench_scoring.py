@@ -53,7 +53,9 @@ def run(settings: Settings) -> dict[str, Any]:
     indexed = time.perf_counter()
 
     embeddings = detector.embed_arrays(*queries)
-    score = time_call(lambda: detector.scorer_.score(detector.embed_arrays(*queries)), device, settings.repeats, settings.warmup)
+    score = time_call(
+        lambda: detector.scorer_.score(detector.embed_arrays(*queries)), device, settings.repeats, settings.warmup
+    )
     embed = time_call(lambda: detector.embed_arrays(*queries), device, settings.repeats, settings.warmup)
     knn = time_call(lambda: detector.scorer_.score(embeddings), device, settings.repeats, settings.warmup)
     return {
@@ -77,14 +79,18 @@ def compare_backends(settings: Settings, setup: dict[str, Any]) -> dict[str, Any
     num_reference, num_queries = (2_000, 500) if settings.quick else (100_000, 10_000)
     model = new_model(setup, "contrastive").to(settings.device).eval()
     detector = OCSFAnomalyDetector(model, featurizer=None, preprocessor=None)
-    reference = detector.embed_arrays(*structured_data(num_reference, setup["num_numerical"], setup["cardinalities"], seed=1))
-    queries = detector.embed_arrays(*structured_data(num_queries, setup["num_numerical"], setup["cardinalities"], seed=2))
+    reference = detector.embed_arrays(
+        *structured_data(num_reference, setup["num_numerical"], setup["cardinalities"], seed=1)
+    )
+    queries = detector.embed_arrays(
+        *structured_data(num_queries, setup["num_numerical"], setup["cardinalities"], seed=2)
+    )
     names = [*installed_knn_backends(), *(APPROXIMATE_KNN_BACKENDS if "faiss" in installed_knn_backends() else ())]
     scorers = {name: KNNScorer(5, name).fit(reference) for name in names}
     exact = scorers["sklearn"].kneighbors(queries)[1]
     samples: dict[str, list[float]] = {name: [] for name in names}
     for repeat in range(settings.warmup + settings.repeats):
-        for name in names[repeat % len(names):] + names[: repeat % len(names)]:
+        for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
             started = time.perf_counter()
             scorers[name].score(queries)
             if repeat >= settings.warmup:
@@ -94,6 +100,16 @@ def compare_backends(settings: Settings, setup: dict[str, Any]) -> dict[str, Any
         neighbours = scorers[name].kneighbors(queries)[1]
         recall = sum(len(set(a) & set(b)) for a, b in zip(neighbours, exact)) / exact.size
         seconds = summarize(samples[name])
-        results[name] = {"seconds": seconds, "queries_per_second": num_queries / seconds["median"], "recall_at_k": recall}
-    return {"num_reference": num_reference, "num_queries": num_queries, "k": 5, "dim": int(reference.shape[1]),
-            "auto": installed_knn_backends()[0], "results": results}
+        results[name] = {
+            "seconds": seconds,
+            "queries_per_second": num_queries / seconds["median"],
+            "recall_at_k": recall,
+        }
+    return {
+        "num_reference": num_reference,
+        "num_queries": num_queries,
+        "k": 5,
+        "dim": int(reference.shape[1]),
+        "auto": installed_knn_backends()[0],
+        "results": results,
+    }

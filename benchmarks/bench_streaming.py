@@ -51,7 +51,11 @@ def cli(*args: Any, cwd: Path) -> tuple[float, int]:
     started = time.perf_counter()
     completed = subprocess.run(
         [sys.executable, "-c", LAUNCHER, sys.executable, "-m", "tabresnet_course", *map(str, args)],
-        cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, check=False,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=False,
     )
     seconds = time.perf_counter() - started
     returncode, peak_kib = map(int, completed.stdout.split())
@@ -63,13 +67,34 @@ def cli(*args: Any, cwd: Path) -> tuple[float, int]:
 def prepare(directory: Path, sizes: tuple[int, ...]) -> None:
     """The baseline, the detector and the event files, unless ``directory`` has them already."""
     if not (directory / "detector").exists():
-        cli("generate", "--events", 5000, "--no-anomalies", "--seed", 7, "--out", "baseline.jsonl",
-            "--labels", "baseline.csv", "--overwrite", cwd=directory)
+        cli(
+            "generate",
+            "--events",
+            5000,
+            "--no-anomalies",
+            "--seed",
+            7,
+            "--out",
+            "baseline.jsonl",
+            "--labels",
+            "baseline.csv",
+            "--overwrite",
+            cwd=directory,
+        )
         cli("train", "--events", "baseline.jsonl", "--out", "detector", "--epochs", 2, "--device", "cpu", cwd=directory)
     for size in sizes:
         if not (directory / f"events_{size}.jsonl").exists():
-            cli("generate", "--events", size, "--out", f"events_{size}.jsonl", "--labels", f"labels_{size}.csv",
-                "--overwrite", cwd=directory)
+            cli(
+                "generate",
+                "--events",
+                size,
+                "--out",
+                f"events_{size}.jsonl",
+                "--labels",
+                f"labels_{size}.csv",
+                "--overwrite",
+                cwd=directory,
+            )
 
 
 def run(settings: Settings, keep: Path | None = None) -> dict[str, Any]:
@@ -81,12 +106,26 @@ def run(settings: Settings, keep: Path | None = None) -> dict[str, Any]:
         prepare(directory, sizes)
         runs = {}
         for size in sizes:
-            seconds, peak = cli("score", "--model", "detector", "--events", f"events_{size}.jsonl",
-                                "--out", f"scores_{size}.csv", "--overwrite", cwd=directory)
+            seconds, peak = cli(
+                "score",
+                "--model",
+                "detector",
+                "--events",
+                f"events_{size}.jsonl",
+                "--out",
+                f"scores_{size}.csv",
+                "--overwrite",
+                cwd=directory,
+            )
             runs[str(size)] = {"seconds": seconds, "events_per_second": size / seconds, "peak_rss_bytes": peak}
     small, large = (runs[str(size)]["peak_rss_bytes"] for size in sizes)
-    return {"sizes": list(sizes), "runs": runs, "memory_ratio": large / small,
-            "memory_ratio_target": MEMORY_RATIO_TARGET, "memory_limit_bytes": MEMORY_LIMIT_BYTES}
+    return {
+        "sizes": list(sizes),
+        "runs": runs,
+        "memory_ratio": large / small,
+        "memory_ratio_target": MEMORY_RATIO_TARGET,
+        "memory_limit_bytes": MEMORY_LIMIT_BYTES,
+    }
 
 
 def main() -> None:
@@ -100,7 +139,9 @@ def main() -> None:
     result = run(Settings(quick=args.quick, device=torch.device("cpu"), repeats=1, warmup=0), args.keep)
     print("| events | seconds | events/s | peak RSS |\n|---:|---:|---:|---:|")
     for size, r in result["runs"].items():
-        print(f"| {int(size):,} | {r['seconds']:.1f} | {r['events_per_second']:,.0f} | {r['peak_rss_bytes'] / 2**20:,.0f} MiB |")
+        print(
+            f"| {int(size):,} | {r['seconds']:.1f} | {r['events_per_second']:,.0f} | {r['peak_rss_bytes'] / 2**20:,.0f} MiB |"
+        )
     print(f"peak RSS ratio, largest / smallest: {result['memory_ratio']:.2f} (target <= {MEMORY_RATIO_TARGET})")
 
 

@@ -29,11 +29,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from benchmarks.common import Settings, bf16_supported, summarize, synchronize
 from benchmarks.naive_reference import SeedAugmentation, naive_epoch, seed_dataloader
-from torch.utils.data import DataLoader
-
 from tabresnet_course.data import OCSFDataset, TensorBatchLoader
 from tabresnet_course.mfp import TabularResNetWithMFP
 from tabresnet_course.model import NUM_RESERVED_INDICES, TabularResNet
@@ -70,7 +69,9 @@ NAIVE_RTOL = 0.05  # naive vs package: different random streams (seed-to-seed sp
 BF16_RTOL = 0.02  # bf16 vs fp32 package: the same random streams, every epoch
 
 
-def structured_data(rows: int, num_numerical: int, cardinalities: list[int], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def structured_data(
+    rows: int, num_numerical: int, cardinalities: list[int], seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Seeded rows from 16 hidden groups, with structure to learn in every column.
 
     Numerical columns are the group's centre plus unit noise; categorical column ``j`` takes a
@@ -110,7 +111,9 @@ def linear_flops_per_row(model: torch.nn.Module) -> int:
 class NaiveRun:
     """The seed's loop, one epoch at a time, with its own global-RNG stream."""
 
-    def __init__(self, setup: dict[str, Any], objective: str, data: tuple[np.ndarray, np.ndarray], device: torch.device) -> None:
+    def __init__(
+        self, setup: dict[str, Any], objective: str, data: tuple[np.ndarray, np.ndarray], device: torch.device
+    ) -> None:
         self.setup, self.objective, self.device = setup, objective, device
         self.model = new_model(setup, objective).to(device)
         self.model.train()
@@ -138,8 +141,15 @@ class NaiveRun:
         self.restore_rng()  # the package reseeds the global RNG; keep the two streams apart
         setup = self.setup
         loss = naive_epoch(
-            self.model, self.loader, self.optimizer, setup["cardinalities"], self.augmenter, self.objective,
-            setup["temperature"], setup["mask_prob"], self.device,
+            self.model,
+            self.loader,
+            self.optimizer,
+            setup["cardinalities"],
+            self.augmenter,
+            self.objective,
+            setup["temperature"],
+            setup["mask_prob"],
+            self.device,
         )
         self.rng = self.capture_rng()
         return loss
@@ -188,7 +198,9 @@ class SeedCallRun:
     call, with the seed's optimiser and the same augmentation, temperature and mask rate as the
     naive loop. Precision is left at the package default (``"auto"``)."""
 
-    def __init__(self, setup: dict[str, Any], objective: str, data: tuple[np.ndarray, np.ndarray], device: torch.device) -> None:
+    def __init__(
+        self, setup: dict[str, Any], objective: str, data: tuple[np.ndarray, np.ndarray], device: torch.device
+    ) -> None:
         self.setup, self.objective, self.device = setup, objective, device
         self.model = new_model(setup, objective)
         self.optimizer = torch.optim.AdamW(
@@ -199,9 +211,19 @@ class SeedCallRun:
     def run_epoch(self, epoch: int) -> float:
         setup = self.setup
         (loss,) = train_self_supervised(
-            self.model, self.loader, self.optimizer, setup["cardinalities"], num_epochs=1, device=str(self.device),
-            objective=self.objective, augmentation="noise_swap", temperature=setup["temperature"],
-            mask_prob=setup["mask_prob"], grad_clip_norm=None, seed=epoch, progress=False,
+            self.model,
+            self.loader,
+            self.optimizer,
+            setup["cardinalities"],
+            num_epochs=1,
+            device=str(self.device),
+            objective=self.objective,
+            augmentation="noise_swap",
+            temperature=setup["temperature"],
+            mask_prob=setup["mask_prob"],
+            grad_clip_norm=None,
+            seed=epoch,
+            progress=False,
         )
         return loss
 
@@ -258,7 +280,7 @@ def train_side_by_side(setup: dict[str, Any], objective: str, settings: Settings
             "final_loss": final,
         }
     naive_final = result["variants"]["naive"]["final_loss"]
-    for name, entry in result["variants"].items():
+    for entry in result["variants"].values():
         entry["final_loss_rel_diff_vs_naive"] = abs(entry["final_loss"] - naive_final) / abs(naive_final)
     if "package bf16" in result["variants"]:
         fp32 = np.array(result["variants"]["package fp32"]["losses"])

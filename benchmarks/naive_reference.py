@@ -26,7 +26,7 @@ a different method:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -53,9 +53,10 @@ class SeedAugmentation:
         augmented = categorical_features.clone()
         mask = torch.rand_like(categorical_features.float()) < self.dropout_prob
         for i, cardinality in enumerate(cardinalities):  # the seed's Python loop over columns
-            random_cats = torch.randint(
-                0, cardinality, (categorical_features.size(0),), device=categorical_features.device
-            ) + NUM_RESERVED_INDICES
+            random_cats = (
+                torch.randint(0, cardinality, (categorical_features.size(0),), device=categorical_features.device)
+                + NUM_RESERVED_INDICES
+            )
             augmented[:, i] = torch.where(mask[:, i], random_cats, categorical_features[:, i])
         return augmented
 
@@ -66,9 +67,9 @@ def seed_nt_xent(embeddings1: torch.Tensor, embeddings2: torch.Tensor, temperatu
     embeddings = torch.cat([embeddings1, embeddings2], dim=0)
     embeddings = F.normalize(embeddings, dim=1)
     similarity_matrix = torch.matmul(embeddings, embeddings.T) / temperature
-    labels = torch.cat(
-        [torch.arange(batch_size, 2 * batch_size), torch.arange(0, batch_size)], dim=0
-    ).to(embeddings.device)
+    labels = torch.cat([torch.arange(batch_size, 2 * batch_size), torch.arange(0, batch_size)], dim=0).to(
+        embeddings.device
+    )
     mask = torch.eye(2 * batch_size, dtype=torch.bool, device=embeddings.device)
     similarity_matrix = similarity_matrix.masked_fill(mask, float("-inf"))
     return F.cross_entropy(similarity_matrix, labels)

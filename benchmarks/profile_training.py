@@ -27,7 +27,6 @@ import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile, record_function  # noqa: E402
 
 import tabresnet_course.model as model_module  # noqa: E402
-
 from benchmarks.bench_training import SEED_SETUP, NaiveRun, PackageRun, SeedCallRun, structured_data  # noqa: E402
 from benchmarks.common import bf16_supported  # noqa: E402
 
@@ -101,8 +100,10 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device("cpu")
     setup = {**SEED_SETUP, "num_rows": SEED_SETUP["batch_size"] * args.steps}
     data = structured_data(setup["num_rows"], setup["num_numerical"], setup["cardinalities"])
-    runs = {"naive fp32": NaiveRun(setup, args.objective, data, device),
-            "package fp32": PackageRun(setup, args.objective, data, device, "fp32")}
+    runs = {
+        "naive fp32": NaiveRun(setup, args.objective, data, device),
+        "package fp32": PackageRun(setup, args.objective, data, device, "fp32"),
+    }
     if bf16_supported(device):
         runs["package bf16"] = PackageRun(setup, args.objective, data, device, "bf16")
     runs["seed call"] = SeedCallRun(setup, args.objective, data, device)

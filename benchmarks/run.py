@@ -22,8 +22,9 @@ import math
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python benchmarks/run.py` from the repository root
@@ -61,13 +62,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: a smoke test")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads(N) before running")
-    parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), default=None, metavar="NAME",
-                        help=f"run only these benchmarks ({', '.join(BENCHMARKS)})")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=list(BENCHMARKS),
+        default=None,
+        metavar="NAME",
+        help=f"run only these benchmarks ({', '.join(BENCHMARKS)})",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.json", help="JSON output file")
-    parser.add_argument("--update-readme", action="store_true",
-                        help="also put the table into benchmarks/README.md (between its latest-table markers)")
-    parser.add_argument("--readme-from", type=Path, default=None, metavar="JSON",
-                        help="run nothing: put the table of an earlier results file into benchmarks/README.md")
+    parser.add_argument(
+        "--update-readme",
+        action="store_true",
+        help="also put the table into benchmarks/README.md (between its latest-table markers)",
+    )
+    parser.add_argument(
+        "--readme-from",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="run nothing: put the table of an earlier results file into benchmarks/README.md",
+    )
     return parser.parse_args(argv)
 
 
@@ -96,7 +111,9 @@ def table_rows(results: dict[str, Any]) -> list[dict[str, str]]:
     rows: list[dict[str, str]] = []
 
     def add(bench: str, what: str, value: str, unit: str, spread_text: str = "", note: str = "") -> None:
-        rows.append({"benchmark": bench, "what": what, "value": value, "unit": unit, "spread": spread_text, "note": note})
+        rows.append(
+            {"benchmark": bench, "what": what, "value": value, "unit": unit, "spread": spread_text, "note": note}
+        )
 
     training = results.get("training")
     if isinstance(training, dict) and "contrastive" in training:
@@ -117,11 +134,23 @@ def table_rows(results: dict[str, Any]) -> list[dict[str, str]]:
                 )
             for name, v in section["variants"].items():
                 if name != "naive":
-                    add(f"training {objective}", f"{name} / naive", fmt(v["speedup_vs_naive"]), "x", "",
-                        f"paired per-epoch median {fmt(v['paired_speedup_vs_naive'])}x")
+                    add(
+                        f"training {objective}",
+                        f"{name} / naive",
+                        fmt(v["speedup_vs_naive"]),
+                        "x",
+                        "",
+                        f"paired per-epoch median {fmt(v['paired_speedup_vs_naive'])}x",
+                    )
             if "bf16_vs_fp32_max_rel_diff" in section:
-                add(f"training {objective}", "bf16 vs fp32 loss curve", f"{100 * section['bf16_vs_fp32_max_rel_diff']:.2f}",
-                    "% max", "", "largest per-epoch relative difference")
+                add(
+                    f"training {objective}",
+                    "bf16 vs fp32 loss curve",
+                    f"{100 * section['bf16_vs_fp32_max_rel_diff']:.2f}",
+                    "% max",
+                    "",
+                    "largest per-epoch relative difference",
+                )
     hardware = results.get("hardware")
     if isinstance(hardware, dict) and "objectives" in hardware:
         for objective, entry in hardware["objectives"].items():
@@ -132,7 +161,9 @@ def table_rows(results: dict[str, Any]) -> list[dict[str, str]]:
                     f"{objective} step {name}: achieved",
                     fmt(p["achieved_gflops"]),
                     "GFLOP/s",
-                    spread(p["step_timing"], entry["flops_per_step"] * hardware["batches_per_timing"] / 1e9, invert=True),
+                    spread(
+                        p["step_timing"], entry["flops_per_step"] * hardware["batches_per_timing"] / 1e9, invert=True
+                    ),
                     f"{100 * p['fraction_of_same_shape_peak']:.0f}% of matmul on the same shapes "
                     f"({fmt(p['matmul_same_shapes_gflops'])}); {100 * p['achieved_gflops'] / square:.0f}% of square",
                 )
@@ -141,52 +172,103 @@ def table_rows(results: dict[str, Any]) -> list[dict[str, str]]:
                 add("hardware", f"matmul {hardware['square_size']}^3 {key.rsplit('_', 1)[1]}", fmt(value), "GFLOP/s")
         scaling = hardware.get("thread_scaling")
         if scaling:
-            add("hardware", f"contrastive step {scaling['precision']}, {scaling['default_threads']} threads vs 1",
-                fmt(scaling["speedup_default_vs_1"]), "x", "",
-                ", ".join(f"{t} thread(s): {1e3 * s:.0f} ms/step" for t, s in scaling["step_seconds"].items()))
+            add(
+                "hardware",
+                f"contrastive step {scaling['precision']}, {scaling['default_threads']} threads vs 1",
+                fmt(scaling["speedup_default_vs_1"]),
+                "x",
+                "",
+                ", ".join(f"{t} thread(s): {1e3 * s:.0f} ms/step" for t, s in scaling["step_seconds"].items()),
+            )
     compiled = results.get("compile")
     if isinstance(compiled, dict) and "objectives" in compiled:
         for objective, c in compiled["objectives"].items():
-            add("compile", f"{objective} {compiled['precision']}: torch.compile / eager", fmt(c["speedup"]), "x", "",
+            add(
+                "compile",
+                f"{objective} {compiled['precision']}: torch.compile / eager",
+                fmt(c["speedup"]),
+                "x",
+                "",
                 f"eager {1e3 * c['eager_step_seconds']:.0f} ms/step, compiled {1e3 * c['compiled_step_seconds']:.0f} "
-                f"ms/step, compile {c['compile_seconds']:.0f} s")
+                f"ms/step, compile {c['compile_seconds']:.0f} s",
+            )
     data = results.get("data")
     if isinstance(data, dict) and "paths" in data:
         n = data["num_events"]
-        add("data", "generate (flat table)", fmt(data["generate"]["events_per_second"]), "events/s",
-            spread(data["generate"]["seconds"], n, invert=True), f"{n:,} events")
-        add("data", "write JSON Lines", fmt(data["write_jsonl"]["events_per_second"]), "events/s",
-            spread(data["write_jsonl"]["seconds"], n, invert=True), f"{data['file_bytes'] / 1e6:.1f} MB")
+        add(
+            "data",
+            "generate (flat table)",
+            fmt(data["generate"]["events_per_second"]),
+            "events/s",
+            spread(data["generate"]["seconds"], n, invert=True),
+            f"{n:,} events",
+        )
+        add(
+            "data",
+            "write JSON Lines",
+            fmt(data["write_jsonl"]["events_per_second"]),
+            "events/s",
+            spread(data["write_jsonl"]["seconds"], n, invert=True),
+            f"{data['file_bytes'] / 1e6:.1f} MB",
+        )
         for name, p in data["paths"].items():
             note = "" if name == "json.loads floor" else f"{fmt(p['ratio_to_json_loads'])}x json.loads"
-            add("data", f"JSONL -> {'dicts' if 'floor' in name else 'tensors'}: {name}", fmt(p["events_per_second"]),
-                "events/s", spread(p["seconds"], n, invert=True), note)
+            add(
+                "data",
+                f"JSONL -> {'dicts' if 'floor' in name else 'tensors'}: {name}",
+                fmt(p["events_per_second"]),
+                "events/s",
+                spread(p["seconds"], n, invert=True),
+                note,
+            )
     scoring = results.get("scoring")
     if isinstance(scoring, dict) and "embed_plus_knn" in scoring:
         q = scoring["num_queries"]
         for key, label in (("embed_plus_knn", "embed + kNN"), ("embed_only", "embed only"), ("knn_only", "kNN only")):
-            add("scoring", label, fmt(scoring[key]["events_per_second"]), "events/s",
+            add(
+                "scoring",
+                label,
+                fmt(scoring[key]["events_per_second"]),
+                "events/s",
                 spread(scoring[key]["seconds"], q, invert=True),
-                f"{scoring['num_reference']:,} reference, {q:,} queries, k={scoring['k']}")
+                f"{scoring['num_reference']:,} reference, {q:,} queries, k={scoring['k']}",
+            )
     if isinstance(scoring, dict) and "backends" in scoring:
         backends = scoring["backends"]
         for name, b in backends["results"].items():
             recall = "" if name in ("sklearn", "faiss", "torch") else f"; recall@{backends['k']} {b['recall_at_k']:.3f}"
             auto = " (auto)" if name == backends["auto"] else ""
-            add("scoring", f"kNN backend {name}{auto}", fmt(b["queries_per_second"]), "queries/s",
+            add(
+                "scoring",
+                f"kNN backend {name}{auto}",
+                fmt(b["queries_per_second"]),
+                "queries/s",
                 spread(b["seconds"], backends["num_queries"], invert=True),
                 f"{backends['num_reference']:,} reference, {backends['num_queries']:,} queries, "
-                f"d={backends['dim']}, k={backends['k']}{recall}")
+                f"d={backends['dim']}, k={backends['k']}{recall}",
+            )
     streaming = results.get("streaming")
     if isinstance(streaming, dict) and "runs" in streaming:
         for size, r in streaming["runs"].items():
-            add("streaming", f"score {int(size):,} events (JSON Lines)", fmt(r["events_per_second"]), "events/s", "",
-                f"one run, {r['seconds']:.0f} s end to end; peak RSS {r['peak_rss_bytes'] / 2**20:,.0f} MiB")
+            add(
+                "streaming",
+                f"score {int(size):,} events (JSON Lines)",
+                fmt(r["events_per_second"]),
+                "events/s",
+                "",
+                f"one run, {r['seconds']:.0f} s end to end; peak RSS {r['peak_rss_bytes'] / 2**20:,.0f} MiB",
+            )
     book = results.get("book")
     if isinstance(book, dict) and "chapters" in book:
         for chapter, c in book["chapters"].items():
-            add("book", chapter, f"{c['seconds']:.1f}" if c["seconds"] is not None else "failed", "s", "",
-                "" if c["ok"] else f"error: {c['error']}")
+            add(
+                "book",
+                chapter,
+                f"{c['seconds']:.1f}" if c["seconds"] is not None else "failed",
+                "s",
+                "",
+                "" if c["ok"] else f"error: {c['error']}",
+            )
         add("book", "whole book (sum)", f"{book['total_seconds']:.1f}", "s")
     return rows
 
@@ -201,69 +283,88 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         for objective in ("contrastive", "mfp"):
             section = training[objective]
             seed_call = section["variants"]["seed call"]
-            out.append({
-                "target": f"{objective}: the seed's train_self_supervised(DataLoader(OCSFDataset)) call >= "
-                f"{SPEEDUP_TARGET:g}x naive rows/s",
-                "value": round(seed_call["speedup_vs_naive"], 2),
-                "met": seed_call["speedup_vs_naive"] >= SPEEDUP_TARGET,
-            })
+            out.append(
+                {
+                    "target": f"{objective}: the seed's train_self_supervised(DataLoader(OCSFDataset)) call >= "
+                    f"{SPEEDUP_TARGET:g}x naive rows/s",
+                    "value": round(seed_call["speedup_vs_naive"], 2),
+                    "met": seed_call["speedup_vs_naive"] >= SPEEDUP_TARGET,
+                }
+            )
             for name, v in section["variants"].items():
                 if name == "naive":
                     continue
-                out.append({
-                    "target": f"{objective}: {name} final loss within {100 * rtol:g}% of naive",
-                    "value": round(v["final_loss_rel_diff_vs_naive"], 4),
-                    "met": v["final_loss_rel_diff_vs_naive"] <= rtol,
-                })
+                out.append(
+                    {
+                        "target": f"{objective}: {name} final loss within {100 * rtol:g}% of naive",
+                        "value": round(v["final_loss_rel_diff_vs_naive"], 4),
+                        "met": v["final_loss_rel_diff_vs_naive"] <= rtol,
+                    }
+                )
             if "bf16_vs_fp32_max_rel_diff" in section:
-                out.append({
-                    "target": f"{objective}: bf16 loss curve within {100 * bf16_rtol:g}% of fp32 every epoch",
-                    "value": round(section["bf16_vs_fp32_max_rel_diff"], 4),
-                    "met": section["bf16_vs_fp32_max_rel_diff"] <= bf16_rtol,
-                })
+                out.append(
+                    {
+                        "target": f"{objective}: bf16 loss curve within {100 * bf16_rtol:g}% of fp32 every epoch",
+                        "value": round(section["bf16_vs_fp32_max_rel_diff"], 4),
+                        "met": section["bf16_vs_fp32_max_rel_diff"] <= bf16_rtol,
+                    }
+                )
     data = results.get("data")
     if isinstance(data, dict) and "paths" in data:
         for name in ("package (fitted)", "package (fit + transform)"):
             ratio = data["paths"][name]["ratio_to_json_loads"]
-            out.append({
-                "target": f"JSONL -> tensors, {name}: >= {DATA_RATIO_TARGET:g}x json.loads throughput",
-                "value": round(ratio, 2),
-                "met": ratio >= DATA_RATIO_TARGET,
-            })
+            out.append(
+                {
+                    "target": f"JSONL -> tensors, {name}: >= {DATA_RATIO_TARGET:g}x json.loads throughput",
+                    "value": round(ratio, 2),
+                    "met": ratio >= DATA_RATIO_TARGET,
+                }
+            )
     streaming = results.get("streaming")
     if isinstance(streaming, dict) and "runs" in streaming:
         largest = max(r["peak_rss_bytes"] for r in streaming["runs"].values())
-        out.append({
-            "target": f"streaming score: peak RSS at {streaming['sizes'][-1]:,} events <= "
-                      f"{streaming['memory_ratio_target']:g}x at {streaming['sizes'][0]:,}",
-            "value": round(streaming["memory_ratio"], 2),
-            "met": streaming["memory_ratio"] <= streaming["memory_ratio_target"],
-        })
-        out.append({
-            "target": f"streaming score: peak RSS < {streaming['memory_limit_bytes'] / 2**30:g} GiB (MiB)",
-            "value": round(largest / 2**20),
-            "met": largest < streaming["memory_limit_bytes"],
-        })
+        out.append(
+            {
+                "target": f"streaming score: peak RSS at {streaming['sizes'][-1]:,} events <= "
+                f"{streaming['memory_ratio_target']:g}x at {streaming['sizes'][0]:,}",
+                "value": round(streaming["memory_ratio"], 2),
+                "met": streaming["memory_ratio"] <= streaming["memory_ratio_target"],
+            }
+        )
+        out.append(
+            {
+                "target": f"streaming score: peak RSS < {streaming['memory_limit_bytes'] / 2**30:g} GiB (MiB)",
+                "value": round(largest / 2**20),
+                "met": largest < streaming["memory_limit_bytes"],
+            }
+        )
     book = results.get("book")
     if isinstance(book, dict) and "chapters" in book:
-        out.append({
-            "target": f"whole book < {book['book_limit_s']:g} s",
-            "value": round(book["total_seconds"], 1),
-            "met": book["all_ok"] and book["total_seconds"] < book["book_limit_s"],
-        })
+        out.append(
+            {
+                "target": f"whole book < {book['book_limit_s']:g} s",
+                "value": round(book["total_seconds"], 1),
+                "met": book["all_ok"] and book["total_seconds"] < book["book_limit_s"],
+            }
+        )
         slowest = max(book["chapters"].items(), key=lambda kv: kv[1]["seconds"] or float("inf"))
-        out.append({
-            "target": f"no chapter > {book['chapter_limit_s']:g} s (slowest: {slowest[0]})",
-            "value": slowest[1]["seconds"],
-            "met": book["all_ok"] and all(c["seconds"] <= book["chapter_limit_s"] for c in book["chapters"].values()),
-        })
+        out.append(
+            {
+                "target": f"no chapter > {book['chapter_limit_s']:g} s (slowest: {slowest[0]})",
+                "value": slowest[1]["seconds"],
+                "met": book["all_ok"]
+                and all(c["seconds"] <= book["chapter_limit_s"] for c in book["chapters"].values()),
+            }
+        )
     return out
 
 
 def markdown(rows: list[dict[str, str]], goals: list[dict[str, Any]]) -> str:
     """The figures and the targets as two Markdown tables."""
     lines = ["| benchmark | what | value | unit | spread (min-max) | note |", "|---|---|---:|---|---|---|"]
-    lines += [f"| {r['benchmark']} | {r['what']} | {r['value']} | {r['unit']} | {r['spread']} | {r['note']} |" for r in rows]
+    lines += [
+        f"| {r['benchmark']} | {r['what']} | {r['value']} | {r['unit']} | {r['spread']} | {r['note']} |" for r in rows
+    ]
     if goals:
         lines += ["", "| target | measured | met |", "|---|---:|---|"]
         lines += [f"| {g['target']} | {g['value']} | {'met' if g['met'] else 'MISSED'} |" for g in goals]
@@ -290,18 +391,20 @@ def update_readme(report: dict[str, Any], path: Path = ROOT / "benchmarks" / "RE
     if README_START not in text or README_END not in text:
         raise SystemExit(f"{path} has no {README_START} ... {README_END} block to update")
     machine = report["machine"]
-    block = "\n".join([
-        README_START,
-        "",
-        f"Latest run: `{report['command']}`, {report['started_at']}, {report['duration_seconds'] / 60:.0f} minutes.",
-        "",
-        f"Machine: {header(report)}; Python {machine['python_version']}, {machine['platform']}; "
-        f"bfloat16 native: {'yes' if machine['bf16_native'] else 'no'} ({', '.join(machine['cpu_flags'])}).",
-        "",
-        markdown(report["table"], report["targets"]),
-        "",
-        README_END,
-    ])
+    block = "\n".join(
+        [
+            README_START,
+            "",
+            f"Latest run: `{report['command']}`, {report['started_at']}, {report['duration_seconds'] / 60:.0f} minutes.",
+            "",
+            f"Machine: {header(report)}; Python {machine['python_version']}, {machine['platform']}; "
+            f"bfloat16 native: {'yes' if machine['bf16_native'] else 'no'} ({', '.join(machine['cpu_flags'])}).",
+            "",
+            markdown(report["table"], report["targets"]),
+            "",
+            README_END,
+        ]
+    )
     start, end = text.index(README_START), text.index(README_END) + len(README_END)
     path.write_text(text[:start] + block + text[end:])
 
@@ -323,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {
         "schema_version": 1,
         "command": " ".join(["python benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]),
-        "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "quick": args.quick,
         "repeats": settings.repeats,
         "warmup": settings.warmup,

@@ -18,7 +18,7 @@ optional ``torch.Generator`` so that a seed reproduces the same views.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -27,9 +27,7 @@ from tabresnet_course.model import NUM_RESERVED_INDICES, check_batch
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
-def draw_uniform(
-    shape: Sequence[int], device: torch.device, generator: torch.Generator | None = None
-) -> torch.Tensor:
+def draw_uniform(shape: Sequence[int], device: torch.device, generator: torch.Generator | None = None) -> torch.Tensor:
     """Uniform numbers in ``[0, 1)`` drawn on the generator's device and returned on ``device``.
 
     Drawing where the generator lives keeps a seeded CPU generator usable for GPU batches.
@@ -38,9 +36,7 @@ def draw_uniform(
     return torch.rand(tuple(shape), generator=generator, device=draw_device).to(device)
 
 
-def draw_normal(
-    shape: Sequence[int], device: torch.device, generator: torch.Generator | None = None
-) -> torch.Tensor:
+def draw_normal(shape: Sequence[int], device: torch.device, generator: torch.Generator | None = None) -> torch.Tensor:
     """Standard normal numbers drawn on the generator's device and returned on ``device``."""
     draw_device = generator.device if generator is not None else device
     return torch.randn(tuple(shape), generator=generator, device=draw_device).to(device)
@@ -56,9 +52,7 @@ def free_columns(protected: Sequence[int], num_columns: int, device: torch.devic
     return free
 
 
-def cardinality_tensor(
-    cardinalities: Sequence[int] | torch.Tensor, categorical: torch.Tensor
-) -> torch.Tensor:
+def cardinality_tensor(cardinalities: Sequence[int] | torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
     """Cardinalities as a ``(n_cat,)`` long tensor on the batch's device, checked against it."""
     sizes = torch.as_tensor(cardinalities, dtype=torch.long, device=categorical.device).reshape(-1)
     if sizes.numel() != categorical.shape[1]:

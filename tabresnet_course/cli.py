@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, NoReturn, Sequence
+from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -84,8 +85,10 @@ def utc_datetime(text: str) -> dt.datetime:
     try:
         value = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an ISO 8601 time such as 2026-03-02T00:00:00Z, got {text!r}") from None
-    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO 8601 time such as 2026-03-02T00:00:00Z, got {text!r}"
+        ) from None
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
 
 
 # --------------------------------------------------------------------------- the parser
@@ -110,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
 def add_events_input(command: argparse.ArgumentParser) -> None:
     """``--events PATH`` and ``--strict``, shared by the commands that read events."""
     command.add_argument("--events", type=Path, required=True, metavar="PATH", help="events: .jsonl, .json or .parquet")
-    command.add_argument("--strict", action="store_true", help="stop at the first unreadable record instead of skipping it")
+    command.add_argument(
+        "--strict", action="store_true", help="stop at the first unreadable record instead of skipping it"
+    )
 
 
 def add_generate(commands: Any) -> None:
@@ -123,13 +128,22 @@ def add_generate(commands: Any) -> None:
         "attack campaigns unless --no-anomalies is given.",
     )
     command.add_argument("--events", type=positive_int, required=True, metavar="N", help="number of events")
-    command.add_argument("--days", type=positive_int, default=7, metavar="D", help="length of the period in days (default 7)")
+    command.add_argument(
+        "--days", type=positive_int, default=7, metavar="D", help="length of the period in days (default 7)"
+    )
     command.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
-    command.add_argument("--out", type=Path, required=True, metavar="PATH", help="events file: .jsonl, .json or .parquet")
+    command.add_argument(
+        "--out", type=Path, required=True, metavar="PATH", help="events file: .jsonl, .json or .parquet"
+    )
     command.add_argument("--labels", type=Path, required=True, metavar="CSV", help="labels file to write")
     command.add_argument("--no-anomalies", action="store_true", help="a clean period (for a training baseline)")
-    command.add_argument("--start", type=utc_datetime, default=None, metavar="ISO8601",
-                         help="first instant of the period (default 2026-03-02T00:00Z; no time zone means UTC)")
+    command.add_argument(
+        "--start",
+        type=utc_datetime,
+        default=None,
+        metavar="ISO8601",
+        help="first instant of the period (default 2026-03-02T00:00Z; no time zone means UTC)",
+    )
     command.add_argument("--overwrite", action="store_true", help="replace existing output files")
     command.set_defaults(handler=run_generate)
 
@@ -147,9 +161,15 @@ def add_spec(commands: Any) -> None:
         "'train --spec'.",
     )
     add_events_input(command)
-    command.add_argument("--out", type=Path, required=True, metavar="FILE", help="specification to write: .yaml, .yml or .json")
-    command.add_argument("--max-categories", type=positive_int, metavar="N",
-                         help="hash inferred categories with more distinct values than N (default %(default)s)")
+    command.add_argument(
+        "--out", type=Path, required=True, metavar="FILE", help="specification to write: .yaml, .yml or .json"
+    )
+    command.add_argument(
+        "--max-categories",
+        type=positive_int,
+        metavar="N",
+        help="hash inferred categories with more distinct values than N (default %(default)s)",
+    )
     command.add_argument("--overwrite", action="store_true", help="replace an existing file")
     command.set_defaults(handler=run_spec)
     command.help_defaults = spec_defaults
@@ -186,13 +206,19 @@ def add_train(commands: Any) -> None:
     add_events_input(command)
     command.add_argument("--out", type=Path, required=True, metavar="DIR", help="detector directory to write")
     command.add_argument("--epochs", type=positive_int, metavar="E", help="maximum epochs (default %(default)s)")
-    command.add_argument("--objective", choices=("contrastive", "mfp", "both"),
-                         help="self-supervised objective (default %(default)s)")
+    command.add_argument(
+        "--objective", choices=("contrastive", "mfp", "both"), help="self-supervised objective (default %(default)s)"
+    )
     command.add_argument("--seed", type=int, metavar="S", help="random seed (default %(default)s)")
     command.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default %(default)s")
-    command.add_argument("--spec", type=Path, default=None, metavar="FILE",
-                         help="feature specification (.json, .yaml or .yml; default: inferred from the events "
-                         "as 'tabresnet-course spec' does)")
+    command.add_argument(
+        "--spec",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="feature specification (.json, .yaml or .yml; default: inferred from the events "
+        "as 'tabresnet-course spec' does)",
+    )
     command.add_argument("--batch-size", type=positive_int, metavar="B", help="default %(default)s")
     command.add_argument("--d-model", type=positive_int, metavar="D", help="embedding size (default %(default)s)")
     command.add_argument("--num-blocks", type=positive_int, metavar="N", help="residual blocks (default %(default)s)")
@@ -216,12 +242,22 @@ def add_score(commands: Any) -> None:
     command.add_argument("--model", type=Path, required=True, metavar="DIR", help="detector directory from 'train'")
     add_events_input(command)
     command.add_argument("--out", type=Path, required=True, metavar="CSV", help="scores file to write")
-    command.add_argument("--explain", type=positive_int, default=None, metavar="K",
-                         help="also write the K fields that set each record apart from its nearest normal "
-                         "events: top_fields and, per rank i, field_i, value_i, typical_i, contribution_i")
+    command.add_argument(
+        "--explain",
+        type=positive_int,
+        default=None,
+        metavar="K",
+        help="also write the K fields that set each record apart from its nearest normal "
+        "events: top_fields and, per rank i, field_i, value_i, typical_i, contribution_i",
+    )
     command.add_argument("--overwrite", action="store_true", help="replace an existing scores file")
-    command.add_argument("--chunk-size", type=positive_int, default=None, metavar="N",
-                         help="records read per chunk (default 16384); the scores do not depend on it")
+    command.add_argument(
+        "--chunk-size",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="records read per chunk (default 16384); the scores do not depend on it",
+    )
     command.set_defaults(handler=run_score)
 
 
@@ -236,8 +272,13 @@ def add_evaluate(commands: Any) -> None:
     )
     command.add_argument("--scores", type=Path, required=True, metavar="CSV", help="scores file from 'score'")
     command.add_argument("--labels", type=Path, required=True, metavar="CSV", help="labels file from 'generate'")
-    command.add_argument("--budget", type=budget_fraction, default=0.01, metavar="FRACTION",
-                         help="share of records an analyst can review (default 0.01)")
+    command.add_argument(
+        "--budget",
+        type=budget_fraction,
+        default=0.01,
+        metavar="FRACTION",
+        help="share of records an analyst can review (default 0.01)",
+    )
     command.set_defaults(handler=run_evaluate)
 
 
@@ -295,7 +336,9 @@ def parse_labels(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     bad = ~text.isin(list(mapping))
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise InputError(f"{path} line {row + 2}: is_anomaly must be true/false or 1/0, got {frame['is_anomaly'].iloc[row]!r}")
+        raise InputError(
+            f"{path} line {row + 2}: is_anomaly must be true/false or 1/0, got {frame['is_anomaly'].iloc[row]!r}"
+        )
     return frame.assign(is_anomaly=text.map(mapping).astype(bool))
 
 
@@ -308,7 +351,9 @@ def run_generate(args: argparse.Namespace) -> int:
     from tabresnet_course.ocsf import DEFAULT_START, generate_ocsf_events
 
     if args.out.suffix.lower() not in SUPPORTED_SUFFIXES:
-        raise InputError(f"{args.out}: unknown extension {args.out.suffix!r}; expected one of {', '.join(SUPPORTED_SUFFIXES)}")
+        raise InputError(
+            f"{args.out}: unknown extension {args.out.suffix!r}; expected one of {', '.join(SUPPORTED_SUFFIXES)}"
+        )
     if args.out.resolve() == args.labels.resolve():
         raise InputError(f"--out and --labels are the same file: {args.out}")
     refuse_existing(args.out, args.overwrite)
@@ -343,8 +388,10 @@ def run_spec(args: argparse.Namespace) -> int:
     inferred = infer_spec_reported(result, **given)
     print(inferred.summary())
     inferred.to_file(args.out, overwrite=args.overwrite, title=args.events.name)
-    note(f"wrote the feature specification to {args.out}; edit it and pass it back with "
-         f"'{PROG} train --spec {args.out} ...'")
+    note(
+        f"wrote the feature specification to {args.out}; edit it and pass it back with "
+        f"'{PROG} train --spec {args.out} ...'"
+    )
     return 0
 
 
@@ -363,8 +410,9 @@ def run_train(args: argparse.Namespace) -> int:
     inferred = infer_spec_reported(result) if spec is None else None
     given = {name: getattr(args, dest) for dest, name in TRAIN_OPTIONS.items() if getattr(args, dest) is not None}
     try:
-        detector = train_ocsf_anomaly_detector(result.frame, feature_spec=spec or inferred.spec,
-                                               progress=show_progress(), **given)
+        detector = train_ocsf_anomaly_detector(
+            result.frame, feature_spec=spec or inferred.spec, progress=show_progress(), **given
+        )
         if distributed_rank() == 0:
             detector.save(args.out, overwrite=args.overwrite)
             for name, reason in inferred.dropped.items() if inferred is not None else ():
@@ -454,8 +502,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         note(f"{PROG}: warning: {unscored} labelled records have no score (unreadable or not scored)")
     table = per_scenario_metrics(joined[["uid", "is_anomaly", "scenario"]], joined["score"].to_numpy(), args.budget)
     alerts = int(np.ceil(args.budget * len(joined) - 1e-9))
-    print(f"{len(joined)} scored records, {int(joined['is_anomaly'].sum())} anomalous; "
-          f"alert budget {args.budget:g} = top {alerts} scores")
+    print(
+        f"{len(joined)} scored records, {int(joined['is_anomaly'].sum())} anomalous; "
+        f"alert budget {args.budget:g} = top {alerts} scores"
+    )
     shown = table.drop(columns=["alert_budget"])
     print(shown.to_string(index=False, float_format=lambda x: f"{x:.3f}", na_rep="nan"))
     return 0

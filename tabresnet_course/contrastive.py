@@ -8,7 +8,7 @@ this file.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -27,9 +27,7 @@ def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 1.0) -
     computed in float32 with autocast off, so the loss is safe inside ``torch.autocast``.
     """
     if z1.dim() != 2 or z1.shape != z2.shape:
-        raise ValueError(
-            f"z1 and z2 must both have shape (N, D), got {tuple(z1.shape)} and {tuple(z2.shape)}"
-        )
+        raise ValueError(f"z1 and z2 must both have shape (N, D), got {tuple(z1.shape)} and {tuple(z2.shape)}")
     n = z1.shape[0]
     if n < 2:
         raise ValueError(f"NT-Xent needs at least 2 records (the others are the negatives), got {n}")
@@ -46,9 +44,7 @@ def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 1.0) -
     logits = similarity.flatten()[1:].view(m - 1, m + 1)[:, :-1].reshape(m, m - 1)
     # Row i < N has its partner at column N + i, which moves to N + i - 1 once column i is gone;
     # row N + i has its partner at column i < N + i, which does not move.
-    positives = torch.cat(
-        [torch.arange(n - 1, 2 * n - 1, device=z.device), torch.arange(n, device=z.device)]
-    )  # (2N,)
+    positives = torch.cat([torch.arange(n - 1, 2 * n - 1, device=z.device), torch.arange(n, device=z.device)])  # (2N,)
     return F.cross_entropy(logits, positives)
 
 
@@ -72,7 +68,5 @@ def contrastive_loss(
     augmenter = augmenter if augmenter is not None else MarginalResampling()
     (num1, cat1), (num2, cat2) = augmenter.two_views(numerical, categorical, cardinalities)
     batch = numerical.shape[0]
-    embeddings = model(
-        torch.cat([num1, num2]), torch.cat([cat1, cat2]), return_embedding=True
-    )  # (2B, d_model)
+    embeddings = model(torch.cat([num1, num2]), torch.cat([cat1, cat2]), return_embedding=True)  # (2B, d_model)
     return nt_xent_loss(embeddings[:batch], embeddings[batch:], temperature)

@@ -21,7 +21,8 @@ from __future__ import annotations
 import inspect
 import math
 import warnings
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,9 @@ from sklearn.exceptions import NotFittedError
 from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
 
 from tabresnet_course.model import NUM_RESERVED_INDICES, PADDING_INDEX, UNKNOWN_INDEX, check_batch
+
+if TYPE_CHECKING:
+    from sklearn.preprocessing import OrdinalEncoder
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -54,7 +58,9 @@ def writable_array(values: Any) -> np.ndarray:
 
 def as_feature_tensors(numerical: Any, categorical: Any) -> Batch:
     """Check and convert the two feature matrices: float32 ``(N, n_num)`` and int64 ``(N, n_cat)``."""
-    numerical, categorical = (x if torch.is_tensor(x) else torch.from_numpy(writable_array(x)) for x in (numerical, categorical))
+    numerical, categorical = (
+        x if torch.is_tensor(x) else torch.from_numpy(writable_array(x)) for x in (numerical, categorical)
+    )
     check_batch(numerical, categorical)
     return numerical.to(torch.float32), categorical.to(torch.int64)
 
@@ -136,11 +142,11 @@ class TensorBatchLoader:
         self.epoch = 0
 
     @classmethod
-    def from_dataset(cls, dataset: OCSFDataset, **kwargs: Any) -> "TensorBatchLoader":
+    def from_dataset(cls, dataset: OCSFDataset, **kwargs: Any) -> TensorBatchLoader:
         """A loader over the tensors of an :class:`OCSFDataset` (no copy)."""
         return cls(dataset.numerical, dataset.categorical, **kwargs)
 
-    def shard(self, rank: int, world_size: int) -> "TensorBatchLoader":
+    def shard(self, rank: int, world_size: int) -> TensorBatchLoader:
         """The same loader (same tensors, seed and batch size) for process ``rank`` of ``world_size``."""
         loader = TensorBatchLoader(
             self.numerical,
@@ -217,9 +223,13 @@ class IndexedDataLoader:
         self.numerical, self.categorical = numerical, categorical
 
     @classmethod
-    def wrap(cls, loader: Any) -> "IndexedDataLoader | None":
+    def wrap(cls, loader: Any) -> IndexedDataLoader | None:
         """An indexed view of ``loader``, or ``None`` when its batches are not plain row slices."""
-        if not isinstance(loader, DataLoader) or loader.batch_sampler is None or loader.collate_fn is not default_collate:
+        if (
+            not isinstance(loader, DataLoader)
+            or loader.batch_sampler is None
+            or loader.collate_fn is not default_collate
+        ):
             return None
         dataset = loader.dataset
         if type(dataset) is OCSFDataset:
@@ -278,7 +288,7 @@ def category_strings(values: pd.Series) -> np.ndarray:
     return out
 
 
-def make_ordinal_encoder(categories: Sequence[Sequence[str]]) -> "OrdinalEncoder":
+def make_ordinal_encoder(categories: Sequence[Sequence[str]]) -> OrdinalEncoder:
     """The encoder used for every categorical column: unseen -> -1, missing -> -2.
 
     The known ``categories`` get ``np.nan`` appended, which is how ``OrdinalEncoder`` learns that
@@ -351,7 +361,7 @@ class TabularPreprocessor:
         names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
         return {name: getattr(self, name) for name in names}
 
-    def set_params(self, **params: Any) -> "TabularPreprocessor":
+    def set_params(self, **params: Any) -> TabularPreprocessor:
         """Change constructor arguments (refit afterwards), as scikit-learn's ``set_params``."""
         unknown = sorted(set(params) - set(self.get_params()))
         if unknown:
@@ -462,11 +472,11 @@ class TabularPreprocessor:
                 stacklevel=3,
             )
 
-    def fit(self, df: pd.DataFrame, y: Any = None) -> "TabularPreprocessor":
+    def fit(self, df: pd.DataFrame, y: Any = None) -> TabularPreprocessor:
         """Learn medians, scaling and categories from ``df``; returns ``self``."""
         return self._fit(df, warn=True)
 
-    def _fit(self, df: pd.DataFrame, warn: bool) -> "TabularPreprocessor":
+    def _fit(self, df: pd.DataFrame, warn: bool) -> TabularPreprocessor:
         self._check_params()
         self._check_frame(df)
         report = self._empty_report()
@@ -527,7 +537,15 @@ class TabularPreprocessor:
 
     # -- saving without pickle --------------------------------------------------------------
 
-    FITTED = ("indicator_columns_", "median_", "center_", "scale_", "numerical_feature_names_", "categories_", "cardinalities_")
+    FITTED = (
+        "indicator_columns_",
+        "median_",
+        "center_",
+        "scale_",
+        "numerical_feature_names_",
+        "categories_",
+        "cardinalities_",
+    )
 
     def to_dict(self) -> dict[str, Any]:
         """Parameters and fitted state as plain JSON-able data; :meth:`from_dict` restores it."""
@@ -541,7 +559,7 @@ class TabularPreprocessor:
         }
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TabularPreprocessor":
+    def from_dict(cls, values: dict[str, Any]) -> TabularPreprocessor:
         """Rebuild a fitted preprocessor from :meth:`to_dict` output; transforms are identical."""
         if not isinstance(values, dict) or values.get("kind") != "tabresnet_course.TabularPreprocessor":
             raise ValueError("not a saved TabularPreprocessor (missing kind 'tabresnet_course.TabularPreprocessor')")
@@ -571,14 +589,23 @@ class TabularPreprocessor:
 
         def numbers(name: str, positive: bool = False) -> None:
             value = getattr(self, name)
-            ok = isinstance(value, list) and len(value) == len(numerical) and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 or not positive)
-                for v in value
+            ok = (
+                isinstance(value, list)
+                and len(value) == len(numerical)
+                and all(
+                    isinstance(v, (int, float))
+                    and not isinstance(v, bool)
+                    and math.isfinite(v)
+                    and (v > 0 or not positive)
+                    for v in value
+                )
             )
             if not ok:
                 kind = "positive finite numbers" if positive else "finite numbers"
-                raise ValueError(f"saved TabularPreprocessor: {name} must be {len(numerical)} {kind} "
-                                 f"(one per numerical column), got {value!r}")
+                raise ValueError(
+                    f"saved TabularPreprocessor: {name} must be {len(numerical)} {kind} "
+                    f"(one per numerical column), got {value!r}"
+                )
 
         numbers("median_")
         numbers("center_")
@@ -590,18 +617,28 @@ class TabularPreprocessor:
             )
         names = [*numerical, *(f"{c}__missing" for c in indicators)]
         if self.numerical_feature_names_ != names:
-            raise ValueError(f"saved TabularPreprocessor: numerical_feature_names_ should be {names}, "
-                             f"got {self.numerical_feature_names_!r}")
+            raise ValueError(
+                f"saved TabularPreprocessor: numerical_feature_names_ should be {names}, "
+                f"got {self.numerical_feature_names_!r}"
+            )
         categories = self.categories_
-        if not isinstance(categories, list) or len(categories) != len(categorical) or not all(
-            isinstance(c, list) and c and all(isinstance(v, str) for v in c) and len(set(c)) == len(c)
-            for c in categories
+        if (
+            not isinstance(categories, list)
+            or len(categories) != len(categorical)
+            or not all(
+                isinstance(c, list) and c and all(isinstance(v, str) for v in c) and len(set(c)) == len(c)
+                for c in categories
+            )
         ):
-            raise ValueError(f"saved TabularPreprocessor: categories_ must hold one non-empty list of distinct "
-                             f"strings per categorical column ({len(categorical)})")
+            raise ValueError(
+                f"saved TabularPreprocessor: categories_ must hold one non-empty list of distinct "
+                f"strings per categorical column ({len(categorical)})"
+            )
         if self.cardinalities_ != [len(c) for c in categories]:
-            raise ValueError(f"saved TabularPreprocessor: cardinalities_ {self.cardinalities_!r} do not match "
-                             f"categories_ ({[len(c) for c in categories]})")
+            raise ValueError(
+                f"saved TabularPreprocessor: cardinalities_ {self.cardinalities_!r} do not match "
+                f"categories_ ({[len(c) for c in categories]})"
+            )
 
 
 def preprocess_ocsf_data(

@@ -121,7 +121,12 @@ class DetectorConfig:
     """
 
     MODEL_FIELDS: ClassVar[tuple[str, ...]] = (
-        "d_model", "num_blocks", "dropout", "categorical_embedding_dim", "hidden_factor", "normalization",
+        "d_model",
+        "num_blocks",
+        "dropout",
+        "categorical_embedding_dim",
+        "hidden_factor",
+        "normalization",
     )
 
     d_model: int = 64
@@ -356,14 +361,14 @@ class OCSFAnomalyDetector:
         ``features`` from :meth:`raw_features`) as the reference set and fit the scorer on it."""
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if embeddings.ndim != 2 or embeddings.shape[1] != self.model.d_model:
-            raise ValueError(
-                f"reference embeddings must have shape (n, {self.model.d_model}), got {embeddings.shape}"
-            )
+            raise ValueError(f"reference embeddings must have shape (n, {self.model.d_model}), got {embeddings.shape}")
         scorer = build_detector_scorer(self.config.scorer, self.k, self.config.seed, self.knn_backend)
         if self.raw_view is None:
             self.scorer_ = scorer.fit(embeddings)
         elif features is None or len(features) != len(embeddings):
-            raise ValueError(f"scorer {self.config.scorer!r} needs reference features for the {len(embeddings)} reference rows")
+            raise ValueError(
+                f"scorer {self.config.scorer!r} needs reference features for the {len(embeddings)} reference rows"
+            )
         else:
             features = np.asarray(features, dtype=np.float64)
             self.scorer_ = scorer.fit([embeddings, features])
@@ -377,7 +382,9 @@ class OCSFAnomalyDetector:
         [(_, scores)] = self.score_chunks([events], progress=progress)
         return scores
 
-    def score_arrays(self, numerical: np.ndarray, categorical: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
+    def score_arrays(
+        self, numerical: np.ndarray, categorical: np.ndarray, features: np.ndarray | None = None
+    ) -> np.ndarray:
         """Scores of preprocessed rows (and, for the fusion scorers, the same rows' ``features``
         from :meth:`raw_features`), embedded and scored in blocks of
         ``config.embedding_batch_size`` rows counted from the first row."""
@@ -485,7 +492,11 @@ class OCSFAnomalyDetector:
         seed = self.config.seed if seed is None else int(seed)
         model = build_encoder(self.model.config, seed).to(self.device)
         return OCSFAnomalyDetector(
-            model, self.featurizer, self.preprocessor, config=self.config.with_options(seed=seed), training={"seed": seed},
+            model,
+            self.featurizer,
+            self.preprocessor,
+            config=self.config.with_options(seed=seed),
+            training={"seed": seed},
             knn_backend=self.knn_backend,
         )
 
@@ -548,7 +559,9 @@ class OCSFAnomalyDetector:
         embeddings = read_reference(reference, directory / REFERENCE_FILE, model.d_model)
         sample = None
         if REFERENCE_SAMPLE_FILE in checksums:  # detectors saved before explanations have none
-            sample_data = read_checked_bytes(directory / REFERENCE_SAMPLE_FILE, checksums[REFERENCE_SAMPLE_FILE], CONFIG_FILE)
+            sample_data = read_checked_bytes(
+                directory / REFERENCE_SAMPLE_FILE, checksums[REFERENCE_SAMPLE_FILE], CONFIG_FILE
+            )
             sample = read_sample(sample_data, directory / REFERENCE_SAMPLE_FILE)
         if config["k"] > len(embeddings):
             raise InputError(
@@ -572,7 +585,9 @@ class OCSFAnomalyDetector:
         )
 
 
-def complete_chunks(waiting: deque[tuple[Any, int]], scores: np.ndarray) -> tuple[np.ndarray, list[tuple[Any, np.ndarray]]]:
+def complete_chunks(
+    waiting: deque[tuple[Any, int]], scores: np.ndarray
+) -> tuple[np.ndarray, list[tuple[Any, np.ndarray]]]:
     """Take from the front of ``waiting`` every chunk whose rows ``scores`` covers: returns the
     scores left over and the ``(chunk, its scores)`` pairs taken."""
     ready = []
@@ -628,12 +643,17 @@ def train_ocsf_anomaly_detector(
     encoder, history = pretrain_encoder(model_config, numerical, categorical, replace(config, training=training))
     reference_rows = reference_subset(len(frame), config.reference_size, config.seed)
     detector = OCSFAnomalyDetector(
-        encoder, featurizer, preprocessor, config=config,
+        encoder,
+        featurizer,
+        preprocessor,
+        config=config,
         reference_sample=reference_sample(frame.iloc[reference_rows], featurizer, config.seed),
     )
     features = detector.raw_features(frame, numerical, categorical)
     detector.set_reference_embeddings(
-        detector.embed_arrays(numerical[reference_rows], categorical[reference_rows], progress=config.training.progress),
+        detector.embed_arrays(
+            numerical[reference_rows], categorical[reference_rows], progress=config.training.progress
+        ),
         None if features is None else features[reference_rows],
     )
     detector.training = {
@@ -680,7 +700,10 @@ def protect_columns(training: TrainingConfig, names: list[str], preprocessor: An
     return replace(
         training,
         protected_numerical=[*training.protected_numerical, *(numerical.index(n) for n in protected if n in numerical)],
-        protected_categorical=[*training.protected_categorical, *(categorical.index(n) for n in protected if n in categorical)],
+        protected_categorical=[
+            *training.protected_categorical,
+            *(categorical.index(n) for n in protected if n in categorical),
+        ],
     ), protected
 
 
@@ -721,7 +744,9 @@ def pretrain_encoder(
     if training.objective in ("mfp", "both"):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + 1)
-            model = TabularResNetWithMFP(encoder, model_config.categorical_cardinalities, model_config.num_numerical_features)
+            model = TabularResNetWithMFP(
+                encoder, model_config.categorical_cardinalities, model_config.num_numerical_features
+            )
     train_rows, validation_rows = split_rows(len(numerical), config.validation_fraction, seed)
     train = batch_loader(numerical[train_rows], categorical[train_rows], config.batch_size, seed, True)
     validation = (
@@ -794,8 +819,11 @@ def rebuild_parts(path: Path, config: dict[str, Any]) -> tuple[Any, Any, Tabular
         wanted = list(getattr(preprocessor, f"{kind}_cols"))
         if made != wanted:
             only_spec, only_fitted = [c for c in made if c not in wanted], [c for c in wanted if c not in made]
-            difference = (f"only in the featurizer: {only_spec}; only in the preprocessor: {only_fitted}"
-                          if only_spec or only_fitted else "the same names in another order")
+            difference = (
+                f"only in the featurizer: {only_spec}; only in the preprocessor: {only_fitted}"
+                if only_spec or only_fitted
+                else "the same names in another order"
+            )
             raise InputError(
                 f"{path}: the featurizer and the preprocessor disagree on the {kind} features ({difference})"
             )

@@ -14,7 +14,8 @@ training chapters.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -180,9 +181,7 @@ def knn_profile_accuracy(
 # --------------------------------------------------------------------------- baselines
 
 
-def one_hot_features(
-    numerical: np.ndarray, categorical: np.ndarray, cardinalities: Sequence[int]
-) -> sp.csr_matrix:
+def one_hot_features(numerical: np.ndarray, categorical: np.ndarray, cardinalities: Sequence[int]) -> sp.csr_matrix:
     """Raw features for a distance: the (already scaled) numericals next to a one-hot encoding of
     every categorical column, as a sparse matrix.
 

@@ -276,7 +276,9 @@ def _read_json_lines(path: Path, data: bytes, strict: bool, first: int = 1) -> R
                 problems.append(_problem(path, strict, number, "too_deep", _TOO_DEEP))
                 continue
             if type(value) is not dict:
-                problems.append(_problem(path, strict, number, "not_object", f"a JSON {_json_kind(value)}, not an object"))
+                problems.append(
+                    _problem(path, strict, number, "not_object", f"a JSON {_json_kind(value)}, not an object")
+                )
             elif type(value.get("class_uid")) in (NoneType, dict):  # an object is no class either
                 problems.append(_problem(path, strict, number, "no_class_uid", "no class_uid"))
             elif line.count("{") + line.count("[") > MAX_NESTING and _nesting_depth(value) > MAX_NESTING:
@@ -409,7 +411,9 @@ def _read_json_array(path: Path, data: bytes, strict: bool) -> ReadResult:
     records, numbers, problems = [], [], []
     for number, item in enumerate(value, start=1):
         if type(item) is not dict:
-            problems.append(_problem(path, strict, number, "not_object", f"a JSON {_json_kind(item)}, not an object", "element"))
+            problems.append(
+                _problem(path, strict, number, "not_object", f"a JSON {_json_kind(item)}, not an object", "element")
+            )
         elif type(item.get("class_uid")) in (NoneType, dict):
             problems.append(_problem(path, strict, number, "no_class_uid", "no class_uid", "element"))
         elif _nesting_depth(item) > MAX_NESTING:
@@ -437,8 +441,9 @@ def _flat_parquet_table(path: Path, table: pa.Table) -> pa.Table:
         table = table.flatten()  # nested structs -> "parent.child" columns
     repeated = sorted({name for name in table.column_names if table.column_names.count(name) > 1})
     if repeated:
-        raise InputError(f"{path}: column {repeated[0]!r} appears twice "
-                         "(a dotted column name and a nested field give the same path)")
+        raise InputError(
+            f"{path}: column {repeated[0]!r} appears twice (a dotted column name and a nested field give the same path)"
+        )
     return table
 
 
@@ -585,8 +590,8 @@ def _arrow_to_pandas(column: pa.ChunkedArray) -> Any:
 # Writing
 # --------------------------------------------------------------------------------------------
 
-def write_events(events: Any, path: str | os.PathLike, overwrite: bool = False,
-                 layout: str = "nested") -> Path:
+
+def write_events(events: Any, path: str | os.PathLike, overwrite: bool = False, layout: str = "nested") -> Path:
     """Write events to ``.jsonl``/``.ndjson``, ``.json`` or ``.parquet``, atomically.
 
     Chapter "The OCSF pipeline".

@@ -239,11 +239,17 @@ class NeighbourExplainer:
             raise ValueError("this NeighbourExplainer is not fitted; call fit(reference) first")
         frame = as_flat_frame(events).reset_index(drop=True)
         top = min(int(top), len(self.fields))
-        parts = [self.explain_chunk(frame.iloc[start : start + CHUNK_ROWS], start, top)
-                 for start in range(0, len(frame), CHUNK_ROWS)]
+        parts = [
+            self.explain_chunk(frame.iloc[start : start + CHUNK_ROWS], start, top)
+            for start in range(0, len(frame), CHUNK_ROWS)
+        ]
         if not parts:
-            return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in zip(
-                EXPLANATION_COLUMNS, ("int64", "int64", object, object, object, "float64"))})
+            return pd.DataFrame(
+                {
+                    name: pd.Series(dtype=dtype)
+                    for name, dtype in zip(EXPLANATION_COLUMNS, ("int64", "int64", object, object, object, "float64"))
+                }
+            )
         return pd.concat(parts, ignore_index=True)
 
     def explain_chunk(self, frame: pd.DataFrame, first_event: int, top: int) -> pd.DataFrame:
@@ -261,14 +267,16 @@ class NeighbourExplainer:
             texts, numbers = self.shown_[f]
             near = neighbours[events[picked]]  # (n_f, k)
             typical[picked] = typical_values(texts[near], None if numbers is None else numbers[near])
-        return pd.DataFrame({
-            "event": (events + first_event).astype(np.int64),
-            "rank": (ranks + 1).astype(np.int64),
-            "field": np.array([self.fields[f].name for f in chosen], dtype=object),
-            "value": values,
-            "typical": typical,
-            "contribution": contributions[events, chosen],
-        })
+        return pd.DataFrame(
+            {
+                "event": (events + first_event).astype(np.int64),
+                "rank": (ranks + 1).astype(np.int64),
+                "field": np.array([self.fields[f].name for f in chosen], dtype=object),
+                "value": values,
+                "typical": typical,
+                "contribution": contributions[events, chosen],
+            }
+        )
 
 
 def explanation_columns(explanations: pd.DataFrame, num_events: int, top: int) -> pd.DataFrame:

@@ -24,9 +24,10 @@ import ipaddress
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -159,6 +160,7 @@ def cat_identity(values: pd.Series) -> np.ndarray:
 
 def cat_lower(values: pd.Series) -> np.ndarray:
     """The value as lower-case text."""
+
     def lower(value: Any) -> str | None:
         text = _text(value)
         return None if text is None else text.lower()
@@ -186,11 +188,53 @@ def cat_subnet(values: pd.Series) -> np.ndarray:
     return _map_unique(values, _subnet)
 
 
-WELL_KNOWN_PORTS = frozenset({
-    20, 21, 22, 23, 25, 53, 67, 68, 69, 80, 88, 110, 123, 135, 137, 138, 139, 143, 161, 162,
-    389, 443, 445, 465, 514, 587, 636, 993, 995, 1433, 1521, 2049, 3306, 3389, 5432, 5900,
-    5985, 5986, 6379, 8080, 8443, 9200, 27017,
-})
+WELL_KNOWN_PORTS = frozenset(
+    {
+        20,
+        21,
+        22,
+        23,
+        25,
+        53,
+        67,
+        68,
+        69,
+        80,
+        88,
+        110,
+        123,
+        135,
+        137,
+        138,
+        139,
+        143,
+        161,
+        162,
+        389,
+        443,
+        445,
+        465,
+        514,
+        587,
+        636,
+        993,
+        995,
+        1433,
+        1521,
+        2049,
+        3306,
+        3389,
+        5432,
+        5900,
+        5985,
+        5986,
+        6379,
+        8080,
+        8443,
+        9200,
+        27017,
+    }
+)
 
 
 def cat_port_bucket(values: pd.Series) -> np.ndarray:
@@ -320,8 +364,10 @@ class NumericalFeature:
         _check_type(self.name, "transform", self.transform, str)
         _check_type(self.name, "missing_indicator", self.missing_indicator, bool)
         if self.transform not in NUMERICAL_TRANSFORMS:
-            raise ValueError(f"feature {self.name!r}: unknown numerical transform {self.transform!r}; "
-                             f"choose from {sorted(NUMERICAL_TRANSFORMS)}")
+            raise ValueError(
+                f"feature {self.name!r}: unknown numerical transform {self.transform!r}; "
+                f"choose from {sorted(NUMERICAL_TRANSFORMS)}"
+            )
 
 
 @dataclass
@@ -342,8 +388,10 @@ class CategoricalFeature:
         _check_type(self.name, "max_categories", self.max_categories, int, optional=True)
         _check_type(self.name, "num_buckets", self.num_buckets, int)
         if self.transform not in CATEGORICAL_TRANSFORMS:
-            raise ValueError(f"feature {self.name!r}: unknown categorical transform {self.transform!r}; "
-                             f"choose from {sorted(CATEGORICAL_TRANSFORMS)}")
+            raise ValueError(
+                f"feature {self.name!r}: unknown categorical transform {self.transform!r}; "
+                f"choose from {sorted(CATEGORICAL_TRANSFORMS)}"
+            )
         if self.num_buckets < 1 or (self.max_categories is not None and self.max_categories < 1):
             raise ValueError(f"feature {self.name!r}: num_buckets and max_categories must be positive")
 
@@ -352,8 +400,14 @@ class CategoricalFeature:
         return self.max_categories is not None and cardinality > self.max_categories
 
 
-USER_SOURCES = ["user.name", "actor.user.name", "user.email_addr", "actor.user.email_addr", "user.uid",
-                "actor.user.uid"]
+USER_SOURCES = [
+    "user.name",
+    "actor.user.name",
+    "user.email_addr",
+    "actor.user.email_addr",
+    "user.uid",
+    "actor.user.uid",
+]
 """Where OCSF producers put the user: the event's ``user`` (Authentication) or the ``actor``'s
 (API and other activity), by name, then e-mail address, then unique id."""
 
@@ -371,7 +425,9 @@ class FeatureSpec:
 
     def __post_init__(self) -> None:
         self.numerical = [f if isinstance(f, NumericalFeature) else NumericalFeature(**f) for f in self.numerical]
-        self.categorical = [f if isinstance(f, CategoricalFeature) else CategoricalFeature(**f) for f in self.categorical]
+        self.categorical = [
+            f if isinstance(f, CategoricalFeature) else CategoricalFeature(**f) for f in self.categorical
+        ]
         names = self.numerical_columns + self.categorical_columns
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -407,7 +463,9 @@ class FeatureSpec:
             raise ValueError(f"unknown keys in feature specification: {', '.join(sorted(unknown))}")
         version = data.get("format_version", SPEC_FORMAT_VERSION)
         if version != SPEC_FORMAT_VERSION:
-            raise ValueError(f"feature specification format_version {version!r} is not supported (expected {SPEC_FORMAT_VERSION})")
+            raise ValueError(
+                f"feature specification format_version {version!r} is not supported (expected {SPEC_FORMAT_VERSION})"
+            )
         parts = {}
         for kind, feature_cls in (("numerical", NumericalFeature), ("categorical", CategoricalFeature)):
             items = data.get(kind) or []
@@ -420,8 +478,10 @@ class FeatureSpec:
                 allowed = set(feature_cls.__dataclass_fields__)
                 extra = set(item) - allowed
                 if extra or "name" not in item or "source" not in item:
-                    raise ValueError(f"{kind} feature {item.get('name', i)!r}: needs name and source; "
-                                     f"unknown keys: {', '.join(sorted(extra)) or 'none'}")
+                    raise ValueError(
+                        f"{kind} feature {item.get('name', i)!r}: needs name and source; "
+                        f"unknown keys: {', '.join(sorted(extra)) or 'none'}"
+                    )
                 built.append(feature_cls(**item))
             parts[kind] = built
         return cls(**parts)
@@ -496,8 +556,13 @@ class FeatureSpec:
                 cat("dst_port", "dst_endpoint.port", "port_bucket"),
                 cat("http_method", ["http_request.http_method", "http_request.method"], "lower"),
                 cat("http_status", "http_response.code", "status_class"),
-                cat("url_path", ["http_request.url.path", "http_request.url.url_string"], "url_template",
-                    max_categories=1000, num_buckets=256),
+                cat(
+                    "url_path",
+                    ["http_request.url.path", "http_request.url.url_string"],
+                    "url_template",
+                    max_categories=1000,
+                    num_buckets=256,
+                ),
                 cat("service", ["api.service.name", "service.name", "dst_endpoint.svc_name"], max_categories=500),
                 cat("api_operation", "api.operation", max_categories=500),
                 cat("process", "process.name", max_categories=500),
@@ -586,8 +651,11 @@ class OCSFFeaturizer:
             self.cardinality_[feature.name] = count
             self.hashed_[feature.name] = feature.hashes(count)
         for feature in self.spec.numerical:
-            absent.update(p for p in ([feature.source] if isinstance(feature.source, str) else feature.source)
-                          if p not in frame.columns)
+            absent.update(
+                p
+                for p in ([feature.source] if isinstance(feature.source, str) else feature.source)
+                if p not in frame.columns
+            )
         self.absent_sources_ = sorted(absent)
         return self
 
@@ -628,8 +696,11 @@ class OCSFFeaturizer:
         """Specification plus fitted state, as plain JSON types."""
         fitted = None
         if hasattr(self, "hashed_"):
-            fitted = {"cardinality": dict(self.cardinality_), "hashed": dict(self.hashed_),
-                      "absent_sources": list(self.absent_sources_)}
+            fitted = {
+                "cardinality": dict(self.cardinality_),
+                "hashed": dict(self.hashed_),
+                "absent_sources": list(self.absent_sources_),
+            }
         return {"format_version": SPEC_FORMAT_VERSION, "spec": self.spec.to_dict(), "fitted": fitted}
 
     @classmethod

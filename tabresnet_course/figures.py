@@ -28,7 +28,13 @@ _MASK_COLOUR, _MUTED_COLOUR = "#f4b6b6", "#bbbbbb"
 def draw_box(ax: Axes, x: float, y: float, width: float, height: float, text: str, colour: str) -> FancyBboxPatch:
     """A rounded box centred on ``(x, y)`` with centred text; returns the patch."""
     box = FancyBboxPatch(
-        (x - width / 2, y - height / 2), width, height, boxstyle=_BOX_STYLE, facecolor=colour, edgecolor="black", linewidth=0.8
+        (x - width / 2, y - height / 2),
+        width,
+        height,
+        boxstyle=_BOX_STYLE,
+        facecolor=colour,
+        edgecolor="black",
+        linewidth=0.8,
     )
     ax.add_patch(box)
     ax.text(x, y, text, ha="center", va="center", fontsize=8)
@@ -40,7 +46,9 @@ def draw_arrow(ax: Axes, start: tuple[float, float], end: tuple[float, float], *
     ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=9, linewidth=0.8, **style))
 
 
-def blank_axes(width: float, height: float, xlim: tuple[float, float], ylim: tuple[float, float]) -> tuple[Figure, Axes]:
+def blank_axes(
+    width: float, height: float, xlim: tuple[float, float], ylim: tuple[float, float]
+) -> tuple[Figure, Axes]:
     """A figure with one axes without ticks or frame, for a diagram in data coordinates."""
     fig, ax = plt.subplots(figsize=(width, height))
     fig.subplots_adjust(left=0, right=1, bottom=0, top=1)
@@ -139,10 +147,14 @@ def draw_masking_and_heads(
         ax.text(x, 5.3, name, ha="center", fontsize=7, rotation=20)
         draw_box(ax, x, 4.85, 0.95, 0.45, shown, _INPUT_COLOUR)
         if hidden:
-            text = f"[MASK]\nindex {MASK_INDEX}" if kind == "categorical" else f"learned\nm[{j - len(categorical_names)}]"
+            text = (
+                f"[MASK]\nindex {MASK_INDEX}" if kind == "categorical" else f"learned\nm[{j - len(categorical_names)}]"
+            )
             draw_box(ax, x, 3.95, 0.95, 0.5, text, _MASK_COLOUR)
             target = "cross-\nentropy" if kind == "categorical" else "squared\nerror"
-            draw_box(ax, x, 0.45, 0.95, 0.55, f"{'logits' if kind == 'categorical' else 'value'}\n{target}", _MASK_COLOUR)
+            draw_box(
+                ax, x, 0.45, 0.95, 0.55, f"{'logits' if kind == 'categorical' else 'value'}\n{target}", _MASK_COLOUR
+            )
         else:
             draw_box(ax, x, 3.95, 0.95, 0.5, shown, _INPUT_COLOUR)
             ax.text(x, 0.45, "no loss", ha="center", va="center", fontsize=7, color=_MUTED_COLOUR)

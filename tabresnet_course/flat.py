@@ -75,8 +75,11 @@ def flatten_events(events: Iterable[dict], sep: str = ".") -> pd.DataFrame:
     if n:
         with gc_paused():
             _collect(records, np.arange(n), "", pieces, sep)
-    first_row = {name: min(int(rows[0]) for rows, _, _ in parts if len(rows)) for name, parts in pieces.items()
-                 if any(len(rows) for rows, _, _ in parts)}
+    first_row = {
+        name: min(int(rows[0]) for rows, _, _ in parts if len(rows))
+        for name, parts in pieces.items()
+        if any(len(rows) for rows, _, _ in parts)
+    }
     names = _tree_order(sorted(first_row, key=first_row.__getitem__), sep)
     data = {name: _column_from_pieces(pieces[name], n) for name in names}
     return pd.DataFrame(data, index=pd.RangeIndex(n), columns=names, copy=False)
@@ -136,8 +139,9 @@ def _uniform_columns(items: list[dict]) -> tuple[list, list] | None:
         return None
 
 
-def _collect(items: list[dict], rows: np.ndarray, prefix: str,
-             out: dict[str, list[tuple[np.ndarray, list, set]]], sep: str) -> None:
+def _collect(
+    items: list[dict], rows: np.ndarray, prefix: str, out: dict[str, list[tuple[np.ndarray, list, set]]], sep: str
+) -> None:
     """Append the leaf columns found under ``prefix`` in ``items`` (rows ``rows``) to ``out``."""
     uniform = _uniform_columns(items)
     if uniform is None:
@@ -281,9 +285,12 @@ def _plain_values(column: pd.Series) -> np.ndarray:
     return column.to_numpy(dtype=object)
 
 
-def nest_columns(paths: Sequence[tuple[str, ...]], columns: Sequence[Any],
-                 make_object: Callable[[list[str], list[Any]], Any],
-                 prefix: str = "") -> tuple[list[str], list[Any]]:
+def nest_columns(
+    paths: Sequence[tuple[str, ...]],
+    columns: Sequence[Any],
+    make_object: Callable[[list[str], list[Any]], Any],
+    prefix: str = "",
+) -> tuple[list[str], list[Any]]:
     """Group columns by the first part of their split dotted paths, recursively.
 
     Chapter "The OCSF pipeline". Returns the top-level keys in order of first appearance and
@@ -300,17 +307,20 @@ def nest_columns(paths: Sequence[tuple[str, ...]], columns: Sequence[Any],
         if head not in leaves and head not in children:
             keys.append(head)
         if (len(path) == 1 and head in children) or (len(path) > 1 and head in leaves):
-            raise ValueError(f"column {prefix + head!r} is both a value and an object "
-                             f"(other columns start with {prefix + head + '.'!r})")
+            raise ValueError(
+                f"column {prefix + head!r} is both a value and an object "
+                f"(other columns start with {prefix + head + '.'!r})"
+            )
         if len(path) == 1:
             leaves[head] = column
         else:
             children.setdefault(head, ([], []))
             children[head][0].append(path[1:])
             children[head][1].append(column)
-    out = [leaves[key] if key in leaves
-           else make_object(*nest_columns(*children[key], make_object, prefix + key + "."))
-           for key in keys]
+    out = [
+        leaves[key] if key in leaves else make_object(*nest_columns(*children[key], make_object, prefix + key + "."))
+        for key in keys
+    ]
     return keys, out
 
 

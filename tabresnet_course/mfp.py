@@ -10,7 +10,8 @@ numerical cells. Chapter "Masked feature prediction" teaches this file.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 import torch
@@ -36,9 +37,7 @@ class TabularResNetWithMFP(nn.Module):
         num_numerical: number of numerical columns; must match ``base_model``.
     """
 
-    def __init__(
-        self, base_model: TabularResNet, categorical_cardinalities: Sequence[int], num_numerical: int
-    ) -> None:
+    def __init__(self, base_model: TabularResNet, categorical_cardinalities: Sequence[int], num_numerical: int) -> None:
         super().__init__()
         cardinalities = [int(c) for c in categorical_cardinalities]
         if cardinalities != base_model.categorical_cardinalities:
@@ -48,8 +47,7 @@ class TabularResNetWithMFP(nn.Module):
             )
         if num_numerical != base_model.num_numerical_features:
             raise ValueError(
-                f"num_numerical {num_numerical} does not match the base model's "
-                f"{base_model.num_numerical_features}"
+                f"num_numerical {num_numerical} does not match the base model's {base_model.num_numerical_features}"
             )
         self.base_model = base_model
         self.config: TabularResNetConfig = base_model.config
@@ -62,15 +60,13 @@ class TabularResNetWithMFP(nn.Module):
         classes = torch.arange(int(table_sizes.max()) if cardinalities else 0)  # (max_table,)
         valid = (classes < table_sizes[:, None]) & (classes != MASK_INDEX)  # (n_cat, max_table)
         self.register_buffer("valid_classes", valid, persistent=False)
-        self.register_buffer(
-            "logit_index", torch.where(valid, offsets[:, None] + classes, 0), persistent=False
-        )
+        self.register_buffer("logit_index", torch.where(valid, offsets[:, None] + classes, 0), persistent=False)
         self.prediction_head = nn.Linear(self.d_model, self.num_categorical_logits + num_numerical)
         # SAINT-style learned mask: a masked numerical cell shows this value instead of its own.
         self.numerical_mask_value = nn.Parameter(torch.zeros(num_numerical))
 
     @classmethod
-    def from_base_config(cls, config: TabularResNetConfig | dict[str, Any]) -> "TabularResNetWithMFP":
+    def from_base_config(cls, config: TabularResNetConfig | dict[str, Any]) -> TabularResNetWithMFP:
         """Rebuild the wrapper (untrained) from its base model's configuration, e.g. to load a
         ``state_dict`` saved from a wrapper whose ``config.to_dict()`` was stored as JSON."""
         base = TabularResNet.from_config(config)
@@ -107,9 +103,7 @@ class TabularResNetWithMFP(nn.Module):
         if return_embedding:
             return embedding
         outputs = self.prediction_head(embedding)  # (B, n_cat_logits + n_num)
-        flat_logits, numerical_predictions = outputs.split(
-            [self.num_categorical_logits, self.num_numerical], dim=1
-        )
+        flat_logits, numerical_predictions = outputs.split([self.num_categorical_logits, self.num_numerical], dim=1)
         # index_select (not flat_logits[:, self.logit_index]): same values, much faster backward.
         picked = flat_logits.index_select(1, self.logit_index.flatten())  # (B, n_cat * max_table)
         logits = picked.view(flat_logits.shape[0], *self.logit_index.shape)  # (B, n_cat, max_table)

@@ -25,8 +25,9 @@ A column with cardinality ``c`` (``c`` real categories) therefore has an embeddi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,8 +53,7 @@ def check_batch(numerical: torch.Tensor, categorical: torch.Tensor) -> None:
         )
     if numerical.shape[0] != categorical.shape[0]:
         raise ValueError(
-            f"numerical and categorical disagree on the number of rows: "
-            f"{numerical.shape[0]} != {categorical.shape[0]}"
+            f"numerical and categorical disagree on the number of rows: {numerical.shape[0]} != {categorical.shape[0]}"
         )
     if categorical.is_floating_point() or categorical.is_complex() or categorical.dtype == torch.bool:
         raise ValueError(f"categorical must hold integer indices, got dtype {categorical.dtype}")
@@ -83,9 +83,7 @@ class TabularResNetConfig:
         if self.num_numerical_features < 0:
             raise ValueError(f"num_numerical_features must be >= 0, got {self.num_numerical_features}")
         if any(c < 1 for c in self.categorical_cardinalities):
-            raise ValueError(
-                f"categorical_cardinalities must all be >= 1, got {self.categorical_cardinalities}"
-            )
+            raise ValueError(f"categorical_cardinalities must all be >= 1, got {self.categorical_cardinalities}")
         if self.num_numerical_features == 0 and not self.categorical_cardinalities:
             raise ValueError("a TabularResNet needs at least one numerical or categorical feature")
         if self.normalization not in ("layernorm", "batchnorm"):
@@ -95,7 +93,7 @@ class TabularResNetConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TabularResNetConfig":
+    def from_dict(cls, values: dict[str, Any]) -> TabularResNetConfig:
         return cls(**values)
 
 
@@ -201,9 +199,7 @@ class TabularResNet(nn.Module):
         self.d_model = d_model
         self.num_numerical_features = num_numerical_features
         self.categorical_cardinalities = list(self.config.categorical_cardinalities)
-        table_sizes = torch.tensor(
-            [c + NUM_RESERVED_INDICES for c in self.categorical_cardinalities], dtype=torch.long
-        )
+        table_sizes = torch.tensor([c + NUM_RESERVED_INDICES for c in self.categorical_cardinalities], dtype=torch.long)
         # All categorical columns share one embedding matrix; column j's rows start at offsets[j].
         offsets = torch.cumsum(table_sizes, 0) - table_sizes
         self.register_buffer("table_sizes", table_sizes, persistent=False)
@@ -219,7 +215,7 @@ class TabularResNet(nn.Module):
         self.classifier = nn.Linear(d_model, num_classes) if num_classes is not None else None
 
     @classmethod
-    def from_config(cls, config: TabularResNetConfig | dict[str, Any]) -> "TabularResNet":
+    def from_config(cls, config: TabularResNetConfig | dict[str, Any]) -> TabularResNet:
         """Build a model from a :class:`TabularResNetConfig` or its ``to_dict()`` form."""
         if isinstance(config, dict):
             config = TabularResNetConfig.from_dict(config)
@@ -239,8 +235,7 @@ class TabularResNet(nn.Module):
         check_batch(numerical, categorical)
         if numerical.shape[1] != self.num_numerical_features:
             raise ValueError(
-                f"numerical must have shape (batch, {self.num_numerical_features}), "
-                f"got {tuple(numerical.shape)}"
+                f"numerical must have shape (batch, {self.num_numerical_features}), got {tuple(numerical.shape)}"
             )
         num_cat = len(self.categorical_cardinalities)
         if categorical.shape[1] != num_cat:

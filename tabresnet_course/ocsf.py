@@ -51,7 +51,7 @@ from tabresnet_course.ocsf_world import (
     index_of,
 )
 
-DEFAULT_START = dt.datetime(2026, 3, 2, tzinfo=dt.timezone.utc)
+DEFAULT_START = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
 """Default first instant of a generated period (a Monday, 00:00 UTC)."""
 
 PRODUCT_NAME = "tabresnet-course log simulator"
@@ -62,9 +62,23 @@ VENDOR_NAME = "tabresnet_course"
 # --------------------------------------------------------------------------------------------
 
 _BASE_COLUMNS = (
-    "time", "class_uid", "class_name", "category_uid", "category_name", "activity_id",
-    "activity_name", "type_uid", "type_name", "severity_id", "severity", "status_id", "status",
-    "duration", "metadata.uid", "metadata.version", "metadata.product.name",
+    "time",
+    "class_uid",
+    "class_name",
+    "category_uid",
+    "category_name",
+    "activity_id",
+    "activity_name",
+    "type_uid",
+    "type_name",
+    "severity_id",
+    "severity",
+    "status_id",
+    "status",
+    "duration",
+    "metadata.uid",
+    "metadata.version",
+    "metadata.product.name",
     "metadata.product.vendor_name",
 )
 
@@ -86,7 +100,8 @@ def _finish_block(class_uid: int, block: Block) -> Block:
         "activity_name": activity_name,
         "type_uid": class_uid * 100 + activity,
         "type_name": np.array([f"{class_name}: {a}" for a in spec["activities"].values()], dtype=object)[
-            index_of(tuple(spec["activities"]), activity)],
+            index_of(tuple(spec["activities"]), activity)
+        ],
         "severity_id": np.asarray(block["severity_id"], dtype=np.int64),
         "severity": captions(SEVERITY_NAMES, np.asarray(block["severity_id"])),
         "status_id": np.asarray(block["status_id"], dtype=np.int64),
@@ -111,8 +126,10 @@ def _uuid4_strings(rng: np.random.Generator, n: int) -> np.ndarray:
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
     h = raw.tobytes().hex()
     return np.array(
-        [f"{h[i:i + 8]}-{h[i + 8:i + 12]}-{h[i + 12:i + 16]}-{h[i + 16:i + 20]}-{h[i + 20:i + 32]}"
-         for i in range(0, 32 * n, 32)],
+        [
+            f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-{h[i + 16 : i + 20]}-{h[i + 20 : i + 32]}"
+            for i in range(0, 32 * n, 32)
+        ],
         dtype=object,
     )
 
@@ -159,16 +176,21 @@ def _assemble(blocks: list[tuple[Block, str]], rng: np.random.Generator) -> tupl
     # Strings stay object columns (None marks missing): converting to pandas' "str" dtype would
     # cost more than drawing the events.
     frame = pd.DataFrame(
-        {c: pd.Series(v, dtype=object, copy=False) if getattr(v, "dtype", None) == object else v
-         for c, v in data.items()},
-        columns=columns, copy=False,
+        {
+            c: pd.Series(v, dtype=object, copy=False) if getattr(v, "dtype", None) == np.dtype(object) else v
+            for c, v in data.items()
+        },
+        columns=columns,
+        copy=False,
     )
     scenario = np.concatenate([np.full(len(b["time"]), s, dtype=object) for b, s in blocks])[order]
-    labels = pd.DataFrame({
-        "uid": pd.Series(uids, dtype=object),
-        "is_anomaly": scenario != "normal",
-        "scenario": pd.Series(scenario, dtype=object),
-    })
+    labels = pd.DataFrame(
+        {
+            "uid": pd.Series(uids, dtype=object),
+            "is_anomaly": scenario != "normal",
+            "scenario": pd.Series(scenario, dtype=object),
+        }
+    )
     return frame, labels
 
 
@@ -254,11 +276,13 @@ def generate_ocsf_events(
         raise ValueError(f"num_events={num_events} is too small to hold the injected scenarios; use at least 2000")
     world = build_world(num_users, world_seed)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xE7E7]))
-    start_ms = int(start.astimezone(dt.timezone.utc).timestamp() * 1000)
+    start_ms = int(start.astimezone(dt.UTC).timestamp() * 1000)
     per_class = rng.multinomial(num_normal, CLASS_MIX / CLASS_MIX.sum())
     blocks: list[tuple[Block, str]] = []
     for class_uid, n in zip(GENERATED_CLASSES, per_class):
-        blocks.append((_finish_block(class_uid, CLASS_BUILDERS[class_uid](rng, world, int(n), start_ms, days)), "normal"))
+        blocks.append(
+            (_finish_block(class_uid, CLASS_BUILDERS[class_uid](rng, world, int(n), start_ms, days)), "normal")
+        )
     for name, count in counts.items():
         for class_uid, block in SCENARIO_BUILDERS[name](rng, world, count, start_ms, days):
             blocks.append((_finish_block(class_uid, block), name))
@@ -286,7 +310,12 @@ def generate_baseline_and_evaluation(
     """
     baseline = generate_ocsf_events(num_baseline, baseline_days, seed, False, start, num_users, world_seed)
     evaluation = generate_ocsf_events(
-        num_evaluation, evaluation_days, seed + 1, True, start + dt.timedelta(days=baseline_days),
-        num_users, world_seed,
+        num_evaluation,
+        evaluation_days,
+        seed + 1,
+        True,
+        start + dt.timedelta(days=baseline_days),
+        num_users,
+        world_seed,
     )
     return baseline, evaluation

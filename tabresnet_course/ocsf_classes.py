@@ -79,14 +79,22 @@ _NETWORK_FLOWS = (
 
 # API operations: service, operation, activity_id (1 Create, 2 Read, 3 Update, 4 Delete), weight.
 _API_OPERATIONS = (
-    ("storage", "GetObject", 2, 0.22), ("storage", "ListObjects", 2, 0.12),
-    ("storage", "PutObject", 1, 0.08), ("storage", "DeleteObject", 4, 0.02),
-    ("compute", "DescribeInstances", 2, 0.14), ("compute", "StartInstances", 3, 0.02),
-    ("compute", "StopInstances", 3, 0.02), ("compute", "RunInstances", 1, 0.01),
-    ("iam", "GetUser", 2, 0.05), ("iam", "ListRoles", 2, 0.03),
-    ("iam", "AttachUserPolicy", 3, 0.005), ("iam", "CreateAccessKey", 1, 0.005),
-    ("database", "DescribeDBInstances", 2, 0.08), ("database", "CreateDBSnapshot", 1, 0.01),
-    ("secrets", "GetSecretValue", 2, 0.12), ("secrets", "ListSecrets", 2, 0.01),
+    ("storage", "GetObject", 2, 0.22),
+    ("storage", "ListObjects", 2, 0.12),
+    ("storage", "PutObject", 1, 0.08),
+    ("storage", "DeleteObject", 4, 0.02),
+    ("compute", "DescribeInstances", 2, 0.14),
+    ("compute", "StartInstances", 3, 0.02),
+    ("compute", "StopInstances", 3, 0.02),
+    ("compute", "RunInstances", 1, 0.01),
+    ("iam", "GetUser", 2, 0.05),
+    ("iam", "ListRoles", 2, 0.03),
+    ("iam", "AttachUserPolicy", 3, 0.005),
+    ("iam", "CreateAccessKey", 1, 0.005),
+    ("database", "DescribeDBInstances", 2, 0.08),
+    ("database", "CreateDBSnapshot", 1, 0.01),
+    ("secrets", "GetSecretValue", 2, 0.12),
+    ("secrets", "ListSecrets", 2, 0.01),
     ("monitoring", "GetMetricData", 2, 0.06),
 )
 
@@ -119,8 +127,7 @@ _FILE_TYPES = {
     "hr": (("docx", 50_000), ("pdf", 250_000), ("xlsx", 40_000)),
     "it": (("sh", 3_000), ("yaml", 5_000), ("log", 500_000), ("conf", 2_000)),
 }
-_FILE_STEMS = ("report", "notes", "budget", "draft", "data", "summary", "invoice", "plan",
-               "export", "config")
+_FILE_STEMS = ("report", "notes", "budget", "draft", "data", "summary", "invoice", "plan", "export", "config")
 _FILE_DIRS = ("/home/{user}/Documents", "/home/{user}/projects", "/srv/shares/{dept}", "/tmp")
 
 
@@ -140,7 +147,8 @@ def _format_paths(rng: np.random.Generator, templates: np.ndarray) -> np.ndarray
     for i in np.flatnonzero(np.char.find(templates.astype(str), "{") >= 0):
         h = int(hexes[i])
         out[i] = templates[i].format(
-            n=int(numbers[i]), hex=f"{h:012x}",
+            n=int(numbers[i]),
+            hex=f"{h:012x}",
             uuid=f"{h:012x}"[:8] + f"-{h % 65536:04x}-4{h % 4096:03x}-a{h % 4000:03x}-{h:012x}",
         )
     return out
@@ -194,7 +202,9 @@ def build_network(rng: np.random.Generator, world: World, n: int, start_ms: int,
     dst_ip = np.empty(n, dtype=object)
     kinds = dst_kind[flow]
     is_external = kinds == "external"
-    dst_ip[is_external] = external_ips[rng.choice(len(external_ips), size=int(is_external.sum()), p=popularity / popularity.sum())]
+    dst_ip[is_external] = external_ips[
+        rng.choice(len(external_ips), size=int(is_external.sum()), p=popularity / popularity.sum())
+    ]
     is_web = kinds == "web"
     dst_ip[is_web] = pick((SERVERS["web01"], SERVERS["web02"]), rng.integers(0, 2, size=int(is_web.sum())))
     for host in ("dc01", "files01", "db01", "jump01"):
@@ -224,8 +234,9 @@ def build_network(rng: np.random.Generator, world: World, n: int, start_ms: int,
     }
 
 
-def build_http(rng: np.random.Generator, world: World, n: int, start_ms: int, days: int,
-               service: int | None = None) -> Block:
+def build_http(
+    rng: np.random.Generator, world: World, n: int, start_ms: int, days: int, service: int | None = None
+) -> Block:
     """HTTP Activity (4002): requests to internal web services with per-service latency."""
     users = _sample_users(rng, world, n, 4002)
     svc = rng.choice(len(HTTP_SERVICES), size=n, p=_HTTP_SERVICE_P) if service is None else np.full(n, service)
@@ -271,11 +282,12 @@ def build_http(rng: np.random.Generator, world: World, n: int, start_ms: int, da
     }
 
 
-
 def build_api(rng: np.random.Generator, world: World, n: int, start_ms: int, days: int) -> Block:
     """API Activity (6003): cloud control-plane calls (storage, compute, IAM, secrets, ...)."""
     users = _sample_users(rng, world, n, 6003)
-    op = rng.choice(len(_API_OPERATIONS), size=n, p=np.array([o[3] for o in _API_OPERATIONS]) / sum(o[3] for o in _API_OPERATIONS))
+    op = rng.choice(
+        len(_API_OPERATIONS), size=n, p=np.array([o[3] for o in _API_OPERATIONS]) / sum(o[3] for o in _API_OPERATIONS)
+    )
     service, operation, activity, _ = (np.array(c, dtype=object) for c in zip(*_API_OPERATIONS))
     failed = rng.random(n) < 0.02
     return {
@@ -368,7 +380,11 @@ def build_file(rng: np.random.Generator, world: World, n: int, start_ms: int, da
 
 
 CLASS_BUILDERS: dict[int, Callable[..., Block]] = {
-    3002: build_authentication, 4001: build_network, 4002: build_http, 6003: build_api,
-    1007: build_process, 1001: build_file,
+    3002: build_authentication,
+    4001: build_network,
+    4002: build_http,
+    6003: build_api,
+    1007: build_process,
+    1001: build_file,
 }
 """The builder of each generated class: ``(rng, world, n, start_ms, days) -> Block``."""

@@ -58,16 +58,42 @@ _SCENARIO_PLAN: dict[str, tuple[float, int, int]] = {
 
 # Service name of well-known ports (a port scan's connections are labelled with them).
 _WELL_KNOWN_SERVICES = {
-    21: "ftp", 22: "ssh", 23: "telnet", 25: "smtp", 53: "dns", 80: "http", 88: "kerberos",
-    110: "pop3", 123: "ntp", 135: "msrpc", 139: "netbios-ssn", 143: "imap", 389: "ldap",
-    443: "https", 445: "smb", 636: "ldaps", 993: "imaps", 1433: "mssql", 3306: "mysql",
-    3389: "rdp", 5432: "postgresql", 6379: "redis", 8080: "http-alt", 8443: "https-alt",
+    21: "ftp",
+    22: "ssh",
+    23: "telnet",
+    25: "smtp",
+    53: "dns",
+    80: "http",
+    88: "kerberos",
+    110: "pop3",
+    123: "ntp",
+    135: "msrpc",
+    139: "netbios-ssn",
+    143: "imap",
+    389: "ldap",
+    443: "https",
+    445: "smb",
+    636: "ldaps",
+    993: "imaps",
+    1433: "mssql",
+    3306: "mysql",
+    3389: "rdp",
+    5432: "postgresql",
+    6379: "redis",
+    8080: "http-alt",
+    8443: "https-alt",
 }
 
 # API calls (service, operation) an intruder makes after an off-hours logon.
-_RECON_OPERATIONS = (("secrets", "ListSecrets"), ("secrets", "GetSecretValue"),
-                     ("storage", "ListObjects"), ("storage", "GetObject"), ("iam", "ListRoles"),
-                     ("iam", "GetUser"), ("compute", "DescribeInstances"))
+_RECON_OPERATIONS = (
+    ("secrets", "ListSecrets"),
+    ("secrets", "GetSecretValue"),
+    ("storage", "ListObjects"),
+    ("storage", "GetObject"),
+    ("iam", "ListRoles"),
+    ("iam", "GetUser"),
+    ("compute", "DescribeInstances"),
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -75,8 +101,9 @@ _RECON_OPERATIONS = (("secrets", "ListSecrets"), ("secrets", "GetSecretValue"),
 # --------------------------------------------------------------------------------------------
 
 
-def _campaign_starts(rng: np.random.Generator, count: int, size: int, start_ms: int, days: int,
-                     margin_ms: int = 2 * MS_PER_HOUR) -> tuple[np.ndarray, np.ndarray]:
+def _campaign_starts(
+    rng: np.random.Generator, count: int, size: int, start_ms: int, days: int, margin_ms: int = 2 * MS_PER_HOUR
+) -> tuple[np.ndarray, np.ndarray]:
     """Campaign index of each of ``count`` events and a start time per campaign."""
     campaign = np.arange(count) // size
     starts = start_ms + rng.integers(0, max(days * MS_PER_DAY - margin_ms, 1), size=int(campaign.max()) + 1)
@@ -94,22 +121,24 @@ def _exfiltration(rng, world, count, start_ms, days) -> list[tuple[int, Block]]:
     t0 = start_ms + day * MS_PER_DAY + (night * MS_PER_HOUR).astype(np.int64)
     rare_ip = np.array([f"203.0.113.{x}" for x in rng.integers(1, 250, size=n_campaigns)], dtype=object)
     user = victims[campaign]
-    block.update({
-        "time": t0[campaign] + rng.integers(0, 2 * MS_PER_HOUR, size=count),
-        "activity_id": rng.choice((6, 2), size=count),
-        "status_id": np.ones(count, dtype=np.int64),
-        "severity_id": np.ones(count, dtype=np.int64),
-        "duration": rng.integers(600_000, 3_600_000, size=count),
-        "src_endpoint.ip": world.ip[user],
-        "dst_endpoint.ip": rare_ip[campaign],
-        "dst_endpoint.port": np.full(count, 443),
-        "dst_endpoint.svc_name": constant("https", count),
-        "connection_info.protocol_name": constant("tcp", count),
-        "connection_info.direction_id": np.full(count, 2),
-        "connection_info.direction": constant("Outbound", count),
-        "traffic.bytes_out": lognormal_int(rng, 3e9, 0.5, count),
-        "traffic.bytes_in": lognormal_int(rng, 2e5, 0.5, count),
-    })
+    block.update(
+        {
+            "time": t0[campaign] + rng.integers(0, 2 * MS_PER_HOUR, size=count),
+            "activity_id": rng.choice((6, 2), size=count),
+            "status_id": np.ones(count, dtype=np.int64),
+            "severity_id": np.ones(count, dtype=np.int64),
+            "duration": rng.integers(600_000, 3_600_000, size=count),
+            "src_endpoint.ip": world.ip[user],
+            "dst_endpoint.ip": rare_ip[campaign],
+            "dst_endpoint.port": np.full(count, 443),
+            "dst_endpoint.svc_name": constant("https", count),
+            "connection_info.protocol_name": constant("tcp", count),
+            "connection_info.direction_id": np.full(count, 2),
+            "connection_info.direction": constant("Outbound", count),
+            "traffic.bytes_out": lognormal_int(rng, 3e9, 0.5, count),
+            "traffic.bytes_in": lognormal_int(rng, 2e5, 0.5, count),
+        }
+    )
     block["traffic.packets_out"] = block["traffic.bytes_out"] // 1200 + 1
     block["traffic.packets_in"] = block["traffic.bytes_in"] // 1200 + 1
     return [(4001, block)]
@@ -125,24 +154,28 @@ def _port_scan(rng, world, count, start_ms, days) -> list[tuple[int, Block]]:
     ports = np.concatenate([rng.permutation(np.arange(1, 1025)) for _ in range(n_campaigns)])[:count]
     ports = np.where(rng.random(count) < 0.15, rng.integers(1025, 65536, size=count), ports)
     activity = rng.choice((5, 3, 1), size=count, p=(0.7, 0.25, 0.05))
-    block.update({
-        "time": t0[campaign] + rng.integers(0, 5 * 60_000, size=count),
-        "activity_id": activity,
-        "status_id": np.where(activity == 5, 2, 1),
-        "severity_id": np.where(activity == 5, 2, 1),
-        "duration": rng.integers(0, 4, size=count),
-        "src_endpoint.ip": world.ip[scanners][campaign],
-        "dst_endpoint.ip": targets[campaign],
-        "dst_endpoint.port": ports,
-        "dst_endpoint.svc_name": np.array([_WELL_KNOWN_SERVICES.get(int(p), "unknown") for p in ports], dtype=object),
-        "connection_info.protocol_name": constant("tcp", count),
-        "connection_info.direction_id": np.full(count, 3),
-        "connection_info.direction": constant("Lateral", count),
-        "traffic.bytes_out": rng.integers(40, 80, size=count),
-        "traffic.bytes_in": rng.integers(0, 60, size=count),
-        "traffic.packets_out": np.ones(count, dtype=np.int64),
-        "traffic.packets_in": rng.integers(0, 2, size=count),
-    })
+    block.update(
+        {
+            "time": t0[campaign] + rng.integers(0, 5 * 60_000, size=count),
+            "activity_id": activity,
+            "status_id": np.where(activity == 5, 2, 1),
+            "severity_id": np.where(activity == 5, 2, 1),
+            "duration": rng.integers(0, 4, size=count),
+            "src_endpoint.ip": world.ip[scanners][campaign],
+            "dst_endpoint.ip": targets[campaign],
+            "dst_endpoint.port": ports,
+            "dst_endpoint.svc_name": np.array(
+                [_WELL_KNOWN_SERVICES.get(int(p), "unknown") for p in ports], dtype=object
+            ),
+            "connection_info.protocol_name": constant("tcp", count),
+            "connection_info.direction_id": np.full(count, 3),
+            "connection_info.direction": constant("Lateral", count),
+            "traffic.bytes_out": rng.integers(40, 80, size=count),
+            "traffic.bytes_in": rng.integers(0, 60, size=count),
+            "traffic.packets_out": np.ones(count, dtype=np.int64),
+            "traffic.packets_in": rng.integers(0, 2, size=count),
+        }
+    )
     return [(4001, block)]
 
 
@@ -152,13 +185,15 @@ def _latency_storm(rng, world, count, start_ms, days) -> list[tuple[int, Block]]
     block = build_http(rng, world, count, start_ms, days, service=service)
     campaign, t0 = _campaign_starts(rng, count, _SCENARIO_PLAN["latency_error_storm"][2], start_ms, days)
     code = rng.choice((503, 504, 500), size=count, p=(0.6, 0.3, 0.1))
-    block.update({
-        "time": t0[campaign] + rng.integers(0, 30 * 60_000, size=count),
-        "status_id": np.full(count, 2),
-        "severity_id": np.full(count, 3),
-        "http_response.code": code,
-        "http_response.latency": rng.integers(2_000, 30_000, size=count),
-    })
+    block.update(
+        {
+            "time": t0[campaign] + rng.integers(0, 30 * 60_000, size=count),
+            "status_id": np.full(count, 2),
+            "severity_id": np.full(count, 3),
+            "http_response.code": code,
+            "http_response.latency": rng.integers(2_000, 30_000, size=count),
+        }
+    )
     return [(4002, block)]
 
 
@@ -170,28 +205,33 @@ def _brute_force(rng, world, count, start_ms, days) -> list[tuple[int, Block]]:
     attacker_ip = np.array([f"192.0.2.{x}" for x in rng.integers(1, 250, size=n_campaigns)], dtype=object)
     attacker_country = pick(ATTACKER_COUNTRIES, rng.integers(0, len(ATTACKER_COUNTRIES), size=n_campaigns))
     generic = np.array(("admin", "administrator", "root", "test", "guest", "oracle", "backup"), dtype=object)
-    names = np.where(rng.random(count) < 0.5, world.user_name[rng.integers(0, world.num_users, size=count)],
-                     generic[rng.integers(0, len(generic), size=count)])
+    names = np.where(
+        rng.random(count) < 0.5,
+        world.user_name[rng.integers(0, world.num_users, size=count)],
+        generic[rng.integers(0, len(generic), size=count)],
+    )
     protocol = rng.choice((11, 1), size=count)
-    block.update({
-        "time": t0[campaign] + rng.integers(0, 10 * 60_000, size=count),
-        "activity_id": np.ones(count, dtype=np.int64),
-        "status_id": np.full(count, 2),
-        "severity_id": np.full(count, 2),
-        "duration": lognormal_int(rng, 15.0, 0.5, count),
-        "user.name": names,
-        "src_endpoint.ip": attacker_ip[campaign],
-        "src_endpoint.location.country": attacker_country[campaign],
-        "dst_endpoint.hostname": constant("sso", count),
-        "dst_endpoint.ip": constant(SERVERS["sso"], count),
-        "dst_endpoint.svc_name": constant("sso", count),
-        "auth_protocol_id": protocol,
-        "auth_protocol": captions(AUTH_PROTOCOL_NAMES, protocol),
-        "logon_type_id": np.full(count, 3),
-        "logon_type": constant(LOGON_TYPE_NAMES[3], count),
-        "is_mfa": np.zeros(count, dtype=bool),
-        "is_remote": np.ones(count, dtype=bool),
-    })
+    block.update(
+        {
+            "time": t0[campaign] + rng.integers(0, 10 * 60_000, size=count),
+            "activity_id": np.ones(count, dtype=np.int64),
+            "status_id": np.full(count, 2),
+            "severity_id": np.full(count, 2),
+            "duration": lognormal_int(rng, 15.0, 0.5, count),
+            "user.name": names,
+            "src_endpoint.ip": attacker_ip[campaign],
+            "src_endpoint.location.country": attacker_country[campaign],
+            "dst_endpoint.hostname": constant("sso", count),
+            "dst_endpoint.ip": constant(SERVERS["sso"], count),
+            "dst_endpoint.svc_name": constant("sso", count),
+            "auth_protocol_id": protocol,
+            "auth_protocol": captions(AUTH_PROTOCOL_NAMES, protocol),
+            "logon_type_id": np.full(count, 3),
+            "logon_type": constant(LOGON_TYPE_NAMES[3], count),
+            "is_mfa": np.zeros(count, dtype=bool),
+            "is_remote": np.ones(count, dtype=bool),
+        }
+    )
     return [(3002, block)]
 
 
@@ -216,22 +256,33 @@ def _privilege_escalation(rng, world, count, start_ms, days) -> list[tuple[int, 
         parent, name, cmd, user, actor, activity = (np.array(c, dtype=object) for c in zip(*chain))
         s = step[p]
         block = build_process(rng, world, len(p), start_ms, days)
-        block.update({
-            "time": times[p], "activity_id": activity[s].astype(np.int64),
-            "actor.user.name": actor[s], "device.hostname": host[p], "process.name": name[s],
-            "process.cmd_line": cmd[s], "process.user.name": user[s],
-            "process.parent_process.name": parent[s],
-        })
+        block.update(
+            {
+                "time": times[p],
+                "activity_id": activity[s].astype(np.int64),
+                "actor.user.name": actor[s],
+                "device.hostname": host[p],
+                "process.name": name[s],
+                "process.cmd_line": cmd[s],
+                "process.user.name": user[s],
+                "process.parent_process.name": parent[s],
+            }
+        )
         out.append((1007, block))
     f = np.flatnonzero(~is_process)
     if len(f):
         block = build_file(rng, world, len(f), start_ms, days)
-        block.update({
-            "time": times[f], "activity_id": np.full(len(f), 2),
-            "actor.user.name": constant("root", len(f)), "device.hostname": host[f],
-            "file.name": constant("shadow", len(f)), "file.path": constant("/etc/shadow", len(f)),
-            "file.size": rng.integers(900, 1_600, size=len(f)),
-        })
+        block.update(
+            {
+                "time": times[f],
+                "activity_id": np.full(len(f), 2),
+                "actor.user.name": constant("root", len(f)),
+                "device.hostname": host[f],
+                "file.name": constant("shadow", len(f)),
+                "file.path": constant("/etc/shadow", len(f)),
+                "file.size": rng.integers(900, 1_600, size=len(f)),
+            }
+        )
         out.append((1001, block))
     return out
 
@@ -253,29 +304,44 @@ def _off_hours_logon(rng, world, count, start_ms, days) -> list[tuple[int, Block
     a = np.flatnonzero(step == 0)
     block = build_authentication(rng, world, len(a), start_ms, days)
     c = campaign[a]
-    block.update({
-        "time": times[a], "activity_id": np.ones(len(a), dtype=np.int64),
-        "status_id": np.ones(len(a), dtype=np.int64), "severity_id": np.ones(len(a), dtype=np.int64),
-        "user.name": world.user_name[victims[c]], "src_endpoint.ip": ip[c],
-        "src_endpoint.location.country": country[c], "dst_endpoint.hostname": constant("sso", len(a)),
-        "dst_endpoint.ip": constant(SERVERS["sso"], len(a)), "dst_endpoint.svc_name": constant("sso", len(a)),
-        "auth_protocol_id": np.full(len(a), 5), "auth_protocol": constant("SAML", len(a)),
-        "logon_type_id": np.full(len(a), 3), "logon_type": constant(LOGON_TYPE_NAMES[3], len(a)),
-        "is_mfa": np.zeros(len(a), dtype=bool), "is_remote": np.ones(len(a), dtype=bool),
-    })
+    block.update(
+        {
+            "time": times[a],
+            "activity_id": np.ones(len(a), dtype=np.int64),
+            "status_id": np.ones(len(a), dtype=np.int64),
+            "severity_id": np.ones(len(a), dtype=np.int64),
+            "user.name": world.user_name[victims[c]],
+            "src_endpoint.ip": ip[c],
+            "src_endpoint.location.country": country[c],
+            "dst_endpoint.hostname": constant("sso", len(a)),
+            "dst_endpoint.ip": constant(SERVERS["sso"], len(a)),
+            "dst_endpoint.svc_name": constant("sso", len(a)),
+            "auth_protocol_id": np.full(len(a), 5),
+            "auth_protocol": constant("SAML", len(a)),
+            "logon_type_id": np.full(len(a), 3),
+            "logon_type": constant(LOGON_TYPE_NAMES[3], len(a)),
+            "is_mfa": np.zeros(len(a), dtype=bool),
+            "is_remote": np.ones(len(a), dtype=bool),
+        }
+    )
     out.append((3002, block))
     r = np.flatnonzero(step > 0)
     if len(r):
         block = build_api(rng, world, len(r), start_ms, days)
         c = campaign[r]
         op = rng.integers(0, len(_RECON_OPERATIONS), size=len(r))
-        block.update({
-            "time": times[r], "activity_id": np.full(len(r), 2),
-            "status_id": np.ones(len(r), dtype=np.int64), "severity_id": np.ones(len(r), dtype=np.int64),
-            "actor.user.name": world.user_name[victims[c]], "src_endpoint.ip": ip[c],
-            "api.service.name": pick([o[0] for o in _RECON_OPERATIONS], op),
-            "api.operation": pick([o[1] for o in _RECON_OPERATIONS], op),
-        })
+        block.update(
+            {
+                "time": times[r],
+                "activity_id": np.full(len(r), 2),
+                "status_id": np.ones(len(r), dtype=np.int64),
+                "severity_id": np.ones(len(r), dtype=np.int64),
+                "actor.user.name": world.user_name[victims[c]],
+                "src_endpoint.ip": ip[c],
+                "api.service.name": pick([o[0] for o in _RECON_OPERATIONS], op),
+                "api.operation": pick([o[1] for o in _RECON_OPERATIONS], op),
+            }
+        )
         out.append((6003, block))
     return out
 
@@ -290,7 +356,8 @@ def _latency_drift(rng, world, count, start_ms, days) -> list[tuple[int, Block]]
     progress = (times - half) / (end - half)
     block["time"] = times
     block["http_response.latency"] = np.maximum(
-        np.rint(block["http_response.latency"] * (1.5 + 1.5 * progress)), 1).astype(np.int64)
+        np.rint(block["http_response.latency"] * (1.5 + 1.5 * progress)), 1
+    ).astype(np.int64)
     return [(4002, block)]
 
 
@@ -311,5 +378,4 @@ def scenario_counts(num_events: int) -> dict[str, int]:
 
     Chapter "The OCSF pipeline".
     """
-    return {name: max(minimum, int(round(share * num_events)))
-            for name, (share, minimum, _) in _SCENARIO_PLAN.items()}
+    return {name: max(minimum, int(round(share * num_events))) for name, (share, minimum, _) in _SCENARIO_PLAN.items()}

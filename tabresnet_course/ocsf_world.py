@@ -32,39 +32,155 @@ ATTACKER_COUNTRIES = ("BR", "NL", "RO", "VN", "NG")
 """Countries the injected attacks come from (no user lives there)."""
 
 _FIRST = (
-    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "karl",
-    "laura", "mallory", "nina", "oscar", "peggy", "quinn", "rupert", "sybil", "trent", "ursula",
-    "victor", "wendy", "xavier", "yara", "zoe", "amir", "bea", "chen", "dana", "emeka", "fatima",
-    "goran", "hana", "ines", "jonas", "kenji", "lena", "mateo", "noor",
+    "alice",
+    "bob",
+    "carol",
+    "dave",
+    "erin",
+    "frank",
+    "grace",
+    "heidi",
+    "ivan",
+    "judy",
+    "karl",
+    "laura",
+    "mallory",
+    "nina",
+    "oscar",
+    "peggy",
+    "quinn",
+    "rupert",
+    "sybil",
+    "trent",
+    "ursula",
+    "victor",
+    "wendy",
+    "xavier",
+    "yara",
+    "zoe",
+    "amir",
+    "bea",
+    "chen",
+    "dana",
+    "emeka",
+    "fatima",
+    "goran",
+    "hana",
+    "ines",
+    "jonas",
+    "kenji",
+    "lena",
+    "mateo",
+    "noor",
 )
 _LAST = (
-    "smith", "jones", "garcia", "miller", "davis", "lopez", "wilson", "anderson", "thomas",
-    "moore", "martin", "lee", "walker", "hall", "young", "king", "wright", "scott", "green",
-    "baker", "adams", "nelson", "hill", "campbell", "mitchell", "roberts", "carter", "phillips",
-    "evans", "turner", "torres", "parker", "collins", "edwards", "stewart", "morris", "murphy",
-    "cook", "rogers", "morgan",
+    "smith",
+    "jones",
+    "garcia",
+    "miller",
+    "davis",
+    "lopez",
+    "wilson",
+    "anderson",
+    "thomas",
+    "moore",
+    "martin",
+    "lee",
+    "walker",
+    "hall",
+    "young",
+    "king",
+    "wright",
+    "scott",
+    "green",
+    "baker",
+    "adams",
+    "nelson",
+    "hill",
+    "campbell",
+    "mitchell",
+    "roberts",
+    "carter",
+    "phillips",
+    "evans",
+    "turner",
+    "torres",
+    "parker",
+    "collins",
+    "edwards",
+    "stewart",
+    "morris",
+    "murphy",
+    "cook",
+    "rogers",
+    "morgan",
 )
 
 # Servers: hostname -> IP.
 SERVERS: dict[str, str] = {
-    "dc01": "10.0.0.10", "files01": "10.0.0.20", "jump01": "10.0.0.30", "sso": "10.0.0.40",
-    "vpn": "10.0.0.50", "web01": "10.0.1.11", "web02": "10.0.1.12", "db01": "10.0.2.10",
+    "dc01": "10.0.0.10",
+    "files01": "10.0.0.20",
+    "jump01": "10.0.0.30",
+    "sso": "10.0.0.40",
+    "vpn": "10.0.0.50",
+    "web01": "10.0.1.11",
+    "web02": "10.0.1.12",
+    "db01": "10.0.2.10",
 }
 
 # HTTP services: name, hostname, ip, port, median latency (ms), lognormal sigma, 5xx rate, paths.
 HTTP_SERVICES: tuple[tuple[str, str, str, int, float, float, float, tuple[str, ...]], ...] = (
-    ("portal", "portal.corp.example", "10.0.1.11", 443, 80.0, 0.45, 0.004,
-     ("/", "/login", "/dashboard", "/api/v1/profile", "/api/v1/notifications/{n}")),
-    ("orders-api", "orders.corp.example", "10.0.1.12", 443, 120.0, 0.55, 0.008,
-     ("/api/v2/orders", "/api/v2/orders/{n}", "/api/v2/orders/{n}/items", "/api/v2/customers/{n}")),
-    ("billing-api", "billing.corp.example", "10.0.1.13", 8443, 200.0, 0.5, 0.006,
-     ("/api/v1/invoices", "/api/v1/invoices/{n}", "/api/v1/payments/{uuid}")),
-    ("search", "search.corp.example", "10.0.1.14", 443, 60.0, 0.4, 0.003,
-     ("/search", "/suggest", "/search/advanced")),
-    ("wiki", "wiki.corp.example", "10.0.1.15", 443, 150.0, 0.5, 0.004,
-     ("/pages/{n}", "/pages/{n}/edit", "/attachments/{hex}")),
-    ("git", "git.corp.example", "10.0.1.16", 443, 100.0, 0.6, 0.005,
-     ("/repos/platform/{n}", "/repos/platform/{n}/commits/{hex}", "/repos/data/pulls/{n}")),
+    (
+        "portal",
+        "portal.corp.example",
+        "10.0.1.11",
+        443,
+        80.0,
+        0.45,
+        0.004,
+        ("/", "/login", "/dashboard", "/api/v1/profile", "/api/v1/notifications/{n}"),
+    ),
+    (
+        "orders-api",
+        "orders.corp.example",
+        "10.0.1.12",
+        443,
+        120.0,
+        0.55,
+        0.008,
+        ("/api/v2/orders", "/api/v2/orders/{n}", "/api/v2/orders/{n}/items", "/api/v2/customers/{n}"),
+    ),
+    (
+        "billing-api",
+        "billing.corp.example",
+        "10.0.1.13",
+        8443,
+        200.0,
+        0.5,
+        0.006,
+        ("/api/v1/invoices", "/api/v1/invoices/{n}", "/api/v1/payments/{uuid}"),
+    ),
+    ("search", "search.corp.example", "10.0.1.14", 443, 60.0, 0.4, 0.003, ("/search", "/suggest", "/search/advanced")),
+    (
+        "wiki",
+        "wiki.corp.example",
+        "10.0.1.15",
+        443,
+        150.0,
+        0.5,
+        0.004,
+        ("/pages/{n}", "/pages/{n}/edit", "/attachments/{hex}"),
+    ),
+    (
+        "git",
+        "git.corp.example",
+        "10.0.1.16",
+        443,
+        100.0,
+        0.6,
+        0.005,
+        ("/repos/platform/{n}", "/repos/platform/{n}/commits/{hex}", "/repos/data/pulls/{n}"),
+    ),
 )
 
 
@@ -115,16 +231,27 @@ def build_world(num_users: int = 200, seed: int = 0) -> World:
     subnet = np.array([f"10.{20 + d}.{s}.0/24" for d, s in zip(dept_index, subnet_third)], dtype=object)
     home_ip = np.array([f"198.51.100.{100 + i % 150}" for i in range(num_users)], dtype=object)
     country = np.array(COUNTRIES, dtype=object)[rng.choice(len(COUNTRIES), size=num_users, p=_COUNTRY_P)]
-    hostname = np.array(
-        [f"ws-{d[:3]}-{i:03d}" for i, d in enumerate(department)], dtype=object
-    )
+    hostname = np.array([f"ws-{d[:3]}-{i:03d}" for i, d in enumerate(department)], dtype=object)
     work_start = np.array([_WORK_START_UTC[c] for c in country]) + rng.normal(0.0, 0.75, size=num_users)
     work_hours = rng.uniform(7.5, 10.0, size=num_users)
     has_mfa = rng.random(num_users) < 0.85
     is_admin = (department == "it") | ((department == "engineering") & (rng.random(num_users) < 0.2))
     weight = rng.lognormal(0.0, 0.7, size=num_users)
-    return World(names, department, dept_index, ip, subnet, home_ip, country, hostname,
-                 work_start, work_hours, has_mfa, is_admin, weight)
+    return World(
+        names,
+        department,
+        dept_index,
+        ip,
+        subnet,
+        home_ip,
+        country,
+        hostname,
+        work_start,
+        work_hours,
+        has_mfa,
+        is_admin,
+        weight,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,8 +276,9 @@ def pick(options: tuple | list, idx: np.ndarray) -> np.ndarray:
     return np.array(options, dtype=object)[idx]
 
 
-def lognormal_int(rng: np.random.Generator, median: np.ndarray | float, sigma: float, n: int,
-                  minimum: int = 1) -> np.ndarray:
+def lognormal_int(
+    rng: np.random.Generator, median: np.ndarray | float, sigma: float, n: int, minimum: int = 1
+) -> np.ndarray:
     """Integer draws from a lognormal with the given median, at least ``minimum``."""
     values = rng.lognormal(np.log(median), sigma, size=n)
     return np.maximum(np.rint(values), minimum).astype(np.int64)
@@ -163,17 +291,21 @@ def _day_weights(start_ms: int, days: int) -> np.ndarray:
     return w / w.sum()
 
 
-def user_times(rng: np.random.Generator, world: World, users: np.ndarray, start_ms: int,
-               days: int, in_hours: float = 0.88) -> np.ndarray:
+def user_times(
+    rng: np.random.Generator, world: World, users: np.ndarray, start_ms: int, days: int, in_hours: float = 0.88
+) -> np.ndarray:
     """Epoch-ms timestamps: mostly inside each user's working hours, weekends quieter."""
     n = len(users)
     day = rng.choice(days, size=n, p=_day_weights(start_ms, days))
     working = rng.random(n) < in_hours
-    hour = np.where(
-        working,
-        world.work_start_utc[users] + rng.random(n) * world.work_hours[users],
-        rng.random(n) * 24.0,
-    ) % 24.0
+    hour = (
+        np.where(
+            working,
+            world.work_start_utc[users] + rng.random(n) * world.work_hours[users],
+            rng.random(n) * 24.0,
+        )
+        % 24.0
+    )
     return start_ms + day * MS_PER_DAY + (hour * MS_PER_HOUR).astype(np.int64)
 
 

@@ -38,7 +38,13 @@ RATE_FEATURES: tuple[str, ...] = (
 
 
 RATE_INPUT_COLUMNS: tuple[str, ...] = (
-    "time", *SOURCE_COLUMNS, *USER_COLUMNS, "class_uid", "status_id", "traffic.bytes_out", "dst_endpoint.port",
+    "time",
+    *SOURCE_COLUMNS,
+    *USER_COLUMNS,
+    "class_uid",
+    "status_id",
+    "traffic.bytes_out",
+    "dst_endpoint.port",
 )
 """The flat columns :func:`rate_features` reads with its default entity columns."""
 
@@ -167,7 +173,9 @@ def rate_features(
     ones = np.ones(len(ordered))
     columns = {
         "events_per_source_1m": windowed_sum(sorted_times, source, ones, MS_PER_MINUTE),
-        f"failed_logons_per_source_{minutes}m": windowed_sum(sorted_times, source, failed * 1.0, minutes * MS_PER_MINUTE),
+        f"failed_logons_per_source_{minutes}m": windowed_sum(
+            sorted_times, source, failed * 1.0, minutes * MS_PER_MINUTE
+        ),
         f"failed_logons_per_user_{minutes}m": windowed_sum(sorted_times, user, failed * 1.0, minutes * MS_PER_MINUTE),
         "distinct_ports_per_source_1m": distinct_per_minute(sorted_times, source, ordered, "dst_endpoint.port"),
         "bytes_out_per_source_1h": windowed_sum(sorted_times, source, bytes_out, 60 * MS_PER_MINUTE),

@@ -172,7 +172,9 @@ class KNNScorer:
             return self.index_.kneighbors(query)
         if sp.issparse(self.reference_):
             return self.index_.kneighbors(query)
-        blocks = [self.exact_distances(block) for block in np.array_split(query, range(QUERY_BLOCK, len(query), QUERY_BLOCK))]
+        blocks = [
+            self.exact_distances(block) for block in np.array_split(query, range(QUERY_BLOCK, len(query), QUERY_BLOCK))
+        ]
         return np.concatenate([d for d, _ in blocks]), np.concatenate([i for _, i in blocks])
 
     def exact_distances(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -263,7 +265,9 @@ class SubsampledKNNScorer:
             raise ValueError(f"the reference has {num_rows} rows, fewer than k={self.k}")
         size = min(self.subsample_size, num_rows)
         rng = np.random.default_rng(self.seed)
-        self.subsamples_ = np.stack([rng.choice(num_rows, size=size, replace=False) for _ in range(self.num_subsamples)])
+        self.subsamples_ = np.stack(
+            [rng.choice(num_rows, size=size, replace=False) for _ in range(self.num_subsamples)]
+        )
         used = np.unique(self.subsamples_)  # (n_used,) rows of the reference any member sees
         self.reference_ = reference[used]
         self.member_columns_ = np.searchsorted(used, self.subsamples_)  # (members, size) columns of reference_
@@ -466,7 +470,9 @@ class ReferenceRankFusion:
             raise ValueError("ReferenceRankFusion needs at least one member scorer")
         self.members = list(members)
         if weights is not None and (len(weights) != len(self.members) or min(weights) < 0 or sum(weights) <= 0):
-            raise ValueError(f"weights must be {len(self.members)} non-negative numbers with a positive sum, got {weights}")
+            raise ValueError(
+                f"weights must be {len(self.members)} non-negative numbers with a positive sum, got {weights}"
+            )
         self.weights = None if weights is None else [float(w) for w in weights]
 
     def get_params(self) -> dict[str, Any]:

@@ -73,34 +73,143 @@ SAMPLE_DISTINCT = 2000
 
 REPORT_COLUMNS = ["feature", "kind", "source", "transform", "coverage", "distinct", "hashed"]
 """The columns of :func:`feature_report`."""
-PROFILE_COLUMNS = ["column", "type", "coverage", "present", "distinct", "minimum", "maximum", "median", "skew",
-                   "median_words", "median_length", "id_like", "ip", "url", "iso_time"]
+PROFILE_COLUMNS = [
+    "column",
+    "type",
+    "coverage",
+    "present",
+    "distinct",
+    "minimum",
+    "maximum",
+    "median",
+    "skew",
+    "median_words",
+    "median_length",
+    "id_like",
+    "ip",
+    "url",
+    "iso_time",
+]
 """The columns of :func:`profile_columns`."""
 
 # Names ------------------------------------------------------------------------------------
 
 ID_WORDS = {"uid", "id", "guid", "uuid", "pid", "ppid", "tid"}
 """Last name parts that mark an identifier (``metadata.uid``, ``request_id``, ``process.pid``)."""
-PER_EVENT_WORDS = {"trace", "traceid", "span", "spanid", "request", "session", "correlation", "transaction",
-                   "event", "message", "log", "metadata", "pid", "ppid", "tid"}
+PER_EVENT_WORDS = {
+    "trace",
+    "traceid",
+    "span",
+    "spanid",
+    "request",
+    "session",
+    "correlation",
+    "transaction",
+    "event",
+    "message",
+    "log",
+    "metadata",
+    "pid",
+    "ppid",
+    "tid",
+}
 """Name parts of identifiers that never recur for long: never an enumeration, never an entity."""
-ENTITY_WORDS = {"user", "users", "actor", "account", "device", "host", "endpoint", "org", "group", "groups",
-                "cloud", "service", "svc", "app", "application", "api", "tenant", "project", "role", "policy",
-                "region", "zone", "instance", "container", "image", "agent", "domain", "customer", "team",
-                "owner", "resource", "resources", "bucket", "cluster", "node", "namespace", "pod", "vpc",
-                "product", "vendor", "database", "db", "queue", "topic"}
+ENTITY_WORDS = {
+    "user",
+    "users",
+    "actor",
+    "account",
+    "device",
+    "host",
+    "endpoint",
+    "org",
+    "group",
+    "groups",
+    "cloud",
+    "service",
+    "svc",
+    "app",
+    "application",
+    "api",
+    "tenant",
+    "project",
+    "role",
+    "policy",
+    "region",
+    "zone",
+    "instance",
+    "container",
+    "image",
+    "agent",
+    "domain",
+    "customer",
+    "team",
+    "owner",
+    "resource",
+    "resources",
+    "bucket",
+    "cluster",
+    "node",
+    "namespace",
+    "pod",
+    "vpc",
+    "product",
+    "vendor",
+    "database",
+    "db",
+    "queue",
+    "topic",
+}
 """Name parts of things that recur (a user, a host): their identifiers are categories, not event ids."""
 TIME_WORDS = {"time", "timestamp", "ts", "date", "datetime", "dt", "at", "created", "modified", "epoch"}
 """Name parts of timestamps (``start_time``, ``time_dt``, ``created_at``)."""
-QUANTITY_WORDS = {"bytes", "byte", "size", "count", "packets", "packet", "duration", "latency", "length", "len",
-                  "ms", "millis", "elapsed", "rtt", "total", "sum", "amount", "volume", "octets", "rate", "items",
-                  "num", "quantity", "qty"}
+QUANTITY_WORDS = {
+    "bytes",
+    "byte",
+    "size",
+    "count",
+    "packets",
+    "packet",
+    "duration",
+    "latency",
+    "length",
+    "len",
+    "ms",
+    "millis",
+    "elapsed",
+    "rtt",
+    "total",
+    "sum",
+    "amount",
+    "volume",
+    "octets",
+    "rate",
+    "items",
+    "num",
+    "quantity",
+    "qty",
+}
 """Name parts of non-negative quantities that span orders of magnitude (log1p)."""
-FREE_TEXT_WORDS = {"message", "msg", "raw", "data", "description", "desc", "comment", "body", "text", "summary",
-                   "details", "detail", "reason"}
+FREE_TEXT_WORDS = {
+    "message",
+    "msg",
+    "raw",
+    "data",
+    "description",
+    "desc",
+    "comment",
+    "body",
+    "text",
+    "summary",
+    "details",
+    "detail",
+    "reason",
+}
 """Name parts of free text (``message``, ``raw_data``, ``status_detail``)."""
-DERIVED = {"category_uid": ("class_uid", "class_uid = category_uid * 1000 + n"),
-           "activity_id": ("type_uid", "type_uid = class_uid * 100 + activity_id")}
+DERIVED = {
+    "category_uid": ("class_uid", "class_uid = category_uid * 1000 + n"),
+    "activity_id": ("type_uid", "type_uid = class_uid * 100 + activity_id"),
+}
 """OCSF attributes that another attribute determines, by the schema's own formula."""
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
@@ -152,8 +261,9 @@ def _value_type(values: pd.Series, sample: pd.Series) -> str:
         return "boolean"
     if kinds and all(issubclass(k, (int, np.integer)) and not issubclass(k, (bool, np.bool_)) for k in kinds):
         return "integer"
-    if kinds and all(issubclass(k, (int, float, np.integer, np.floating)) and not issubclass(k, (bool, np.bool_))
-                     for k in kinds):
+    if kinds and all(
+        issubclass(k, (int, float, np.integer, np.floating)) and not issubclass(k, (bool, np.bool_)) for k in kinds
+    ):
         return "number"
     if kinds == {str}:
         if sample.str.startswith("[").all() and sample.str.endswith("]").all():
@@ -183,15 +293,20 @@ def profile_column(name: str, values: pd.Series) -> dict[str, Any]:
     except TypeError:
         distinct = len(sample)
     row: dict[str, Any] = dict.fromkeys(PROFILE_COLUMNS, np.nan)
-    row.update(column=name, type=kind, coverage=len(present) / max(len(values), 1), present=len(present),
-               distinct=distinct)
+    row.update(
+        column=name, type=kind, coverage=len(present) / max(len(values), 1), present=len(present), distinct=distinct
+    )
     if kind in ("integer", "number", "boolean"):
         numbers = _to_float(present) if kind != "boolean" else np.zeros(0)
         numbers = numbers[np.isfinite(numbers)]
         if len(numbers):
             skew = float(pd.Series(numbers).skew()) if len(numbers) > 2 else 0.0
-            row.update(minimum=float(numbers.min()), maximum=float(numbers.max()), median=float(np.median(numbers)),
-                       skew=skew if np.isfinite(skew) else 0.0)
+            row.update(
+                minimum=float(numbers.min()),
+                maximum=float(numbers.max()),
+                median=float(np.median(numbers)),
+                skew=skew if np.isfinite(skew) else 0.0,
+            )
     elif kind in ("text", "list"):
         text = sample.astype(str)
         row.update(
@@ -254,10 +369,13 @@ def _left_out(row: pd.Series, columns: set[str]) -> str | None:
         return "constant: the same value in every event"
     numeric = kind in ("integer", "number")
     time_name = bool(set(last) & TIME_WORDS) and not set(last) & QUANTITY_WORDS
-    if (kind == "datetime" or (kind == "text" and row["iso_time"] >= 0.9)
-            or (kind == "text" and time_name and row["distinct"] >= NEAR_UNIQUE_SHARE * row["present"])
-            or (numeric and time_name and row["minimum"] >= EPOCH_SECONDS_2001)
-            or (numeric and row["minimum"] >= EPOCH_MS_RANGE[0] and row["maximum"] < EPOCH_MS_RANGE[1])):
+    if (
+        kind == "datetime"
+        or (kind == "text" and row["iso_time"] >= 0.9)
+        or (kind == "text" and time_name and row["distinct"] >= NEAR_UNIQUE_SHARE * row["present"])
+        or (numeric and time_name and row["minimum"] >= EPOCH_SECONDS_2001)
+        or (numeric and row["minimum"] >= EPOCH_MS_RANGE[0] and row["maximum"] < EPOCH_MS_RANGE[1])
+    ):
         return "a timestamp other than time (hour and weekday come from time only)"
     if name in DERIVED and DERIVED[name][0] in columns:
         return f"determined by {DERIVED[name][0]} ({DERIVED[name][1]})"
@@ -276,8 +394,12 @@ def _left_out(row: pd.Series, columns: set[str]) -> str | None:
     if kind == "text" and not entity and row["id_like"] >= 0.8 and row["distinct"] >= 10:
         return f"values look like generated identifiers: UUIDs, hex or long tokens ({_counts(row)})"
     wordy = row["median_words"] >= 4 or row["median_length"] >= 64
-    if kind == "text" and row["url"] < 0.8 and row["distinct"] > 20 and (
-            (wordy and row["distinct"] >= 0.2 * row["present"]) or set(last) & FREE_TEXT_WORDS):
+    if (
+        kind == "text"
+        and row["url"] < 0.8
+        and row["distinct"] > 20
+        and ((wordy and row["distinct"] >= 0.2 * row["present"]) or set(last) & FREE_TEXT_WORDS)
+    ):
         return f"free text (median {row['median_words']:.0f} words, {_counts(row)})"
     return None
 
@@ -343,8 +465,9 @@ def _is_code(row: pd.Series) -> bool:
     return row["distinct"] <= CODE_MAX_VALUES and not set(last) & QUANTITY_WORDS
 
 
-def decide_column(row: pd.Series, frame: pd.DataFrame, name: str, max_categories: int = MAX_CATEGORIES,
-                  num_buckets: int = NUM_BUCKETS) -> Decision:
+def decide_column(
+    row: pd.Series, frame: pd.DataFrame, name: str, max_categories: int = MAX_CATEGORIES, num_buckets: int = NUM_BUCKETS
+) -> Decision:
     """The decision for one column the built-in specification does not use; ``row`` is its
     :func:`profile_columns` row, ``name`` the feature name to give it (chapter "The OCSF pipeline")."""
     column = row["column"]
@@ -362,8 +485,10 @@ def decide_column(row: pd.Series, frame: pd.DataFrame, name: str, max_categories
     if readable == 0:
         return Decision(column, f"no value readable as {transform}")
     if readable >= MIN_PRESENT_TO_JUDGE and distinct >= NEAR_UNIQUE_SHARE * readable:
-        return Decision(column, f"near-unique per event, an identifier rather than a category "
-                                f"({_values(distinct)} in {readable} events)")
+        return Decision(
+            column,
+            f"near-unique per event, an identifier rather than a category ({_values(distinct)} in {readable} events)",
+        )
     if distinct == 1 and readable == len(frame):
         return Decision(column, f"constant after the transform {transform}")
     why += f"; {_values(distinct)} in {_pct(readable / len(frame))} of events"
@@ -385,20 +510,27 @@ def feature_report(spec: FeatureSpec, frame: Any) -> pd.DataFrame:
     ``frame`` hashes the category; always ``False`` for numbers)."""
     frame = as_flat_frame(frame)
     rows = []
-    for kind, items, transforms in (("numerical", spec.numerical, NUMERICAL_TRANSFORMS),
-                                    ("categorical", spec.categorical, CATEGORICAL_TRANSFORMS)):
+    for kind, items, transforms in (
+        ("numerical", spec.numerical, NUMERICAL_TRANSFORMS),
+        ("categorical", spec.categorical, CATEGORICAL_TRANSFORMS),
+    ):
         for feature in items:
             sources = [feature.source] if isinstance(feature.source, str) else feature.source
             values = pd.Series(transforms[feature.transform](_source_values(frame, feature.source)[0]))
             if kind == "numerical":
                 values = values.where(np.isfinite(values))
             distinct = int(values.nunique(dropna=True))
-            rows.append({
-                "feature": feature.name, "kind": kind,
-                "source": " | ".join(s for s in sources if s in frame.columns) or "(absent)",
-                "transform": feature.transform, "coverage": float(values.notna().mean()), "distinct": distinct,
-                "hashed": kind == "categorical" and feature.hashes(distinct),
-            })
+            rows.append(
+                {
+                    "feature": feature.name,
+                    "kind": kind,
+                    "source": " | ".join(s for s in sources if s in frame.columns) or "(absent)",
+                    "transform": feature.transform,
+                    "coverage": float(values.notna().mean()),
+                    "distinct": distinct,
+                    "hashed": kind == "categorical" and feature.hashes(distinct),
+                }
+            )
     return pd.DataFrame(rows, columns=REPORT_COLUMNS)
 
 
@@ -436,8 +568,10 @@ class InferredSpec:
         """The report table, then the columns left out and the built-in features dropped, with
         their reasons (what ``tabresnet-course spec`` prints)."""
         counts = self.report["origin"].value_counts()
-        head = (f"{len(self.report)} features ({counts.get('built-in', 0)} built-in, "
-                f"{counts.get('inferred', 0)} inferred) from {self.num_events} events:")
+        head = (
+            f"{len(self.report)} features ({counts.get('built-in', 0)} built-in, "
+            f"{counts.get('inferred', 0)} inferred) from {self.num_events} events:"
+        )
         lines = [head, format_report(self.report)]
         if len(self.excluded):
             lines.append(f"left out ({len(self.excluded)} columns):")
@@ -450,13 +584,16 @@ class InferredSpec:
     def to_yaml(self, title: str = "") -> str:
         """The specification as YAML with a comment above each feature saying why it was chosen,
         and the columns left out and the built-in features dropped listed at the end."""
+
         def comment(text: str) -> str:
             return "# " + " ".join(str(text).split())
 
         reasons = dict(zip(self.report["feature"], zip(self.report["origin"], self.report["reason"])))
         lines = [
-            comment(f"Feature specification inferred by tabresnet_course{' from ' + title if title else ''} "
-                    f"({self.num_events} events)."),
+            comment(
+                f"Feature specification inferred by tabresnet_course{' from ' + title if title else ''} "
+                f"({self.num_events} events)."
+            ),
             "# Edit it (remove a feature, change a transform, add a source) and pass it back with",
             "#   tabresnet-course train --spec THIS_FILE ...",
             "# Transforms: numerical identity, log1p, hour_sin/cos, weekday_sin/cos; categorical identity,",
@@ -533,9 +670,14 @@ def infer_feature_spec(
     base = base if base is not None else FeatureSpec.default()
     base_report = feature_report(base, frame)
     usable = dict(zip(base_report["feature"], base_report["coverage"] > 0))
-    kept = {kind: [f for f in getattr(base, kind) if usable.get(f.name, False)] for kind in ("numerical", "categorical")}
-    dropped = {f.name: _builtin_drop_reason(f, frame) for f in base.numerical + base.categorical
-               if not usable.get(f.name, False)}
+    kept = {
+        kind: [f for f in getattr(base, kind) if usable.get(f.name, False)] for kind in ("numerical", "categorical")
+    }
+    dropped = {
+        f.name: _builtin_drop_reason(f, frame)
+        for f in base.numerical + base.categorical
+        if not usable.get(f.name, False)
+    }
     profile = profile_columns(frame)
     used_by: dict[str, str] = {}
     for feature in kept["numerical"] + kept["categorical"]:
@@ -558,12 +700,16 @@ def infer_feature_spec(
         inferred_reasons[feature.name] = decision.reason
         decisions.append((f"inferred {feature.name}", decision.reason))
     if not kept["numerical"] and not kept["categorical"]:
-        raise ValueError(f"no usable feature in {len(frame)} events: every built-in source is absent and every "
-                         f"other column is left out ({len(profile)} columns; see 'tabresnet-course spec')")
+        raise ValueError(
+            f"no usable feature in {len(frame)} events: every built-in source is absent and every "
+            f"other column is left out ({len(profile)} columns; see 'tabresnet-course spec')"
+        )
     spec = FeatureSpec(**kept)
     report = feature_report(spec, frame)
     report["origin"] = np.where(report["feature"].isin(list(inferred_reasons)), "inferred", "built-in")
-    report["reason"] = [inferred_reasons.get(name, f"{source} in {_pct(coverage)} of events")
-                        for name, source, coverage in zip(report["feature"], report["source"], report["coverage"])]
+    report["reason"] = [
+        inferred_reasons.get(name, f"{source} in {_pct(coverage)} of events")
+        for name, source, coverage in zip(report["feature"], report["source"], report["coverage"])
+    ]
     columns = profile.assign(decision=[d for d, _ in decisions], reason=[r for _, r in decisions])
     return InferredSpec(spec, report, columns, dropped, len(frame))

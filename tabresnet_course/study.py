@@ -85,8 +85,16 @@ class StudyConfig:
 
     def detector_key(self, data_seed: int, train_seed: int) -> tuple:
         """What the trained detector depends on (not ``k``: scoring only)."""
-        return (*self.data_key(data_seed), train_seed, self.epochs, self.objective,
-                self.corruption_rate, self.temperature, self.d_model, self.protected)
+        return (
+            *self.data_key(data_seed),
+            train_seed,
+            self.epochs,
+            self.objective,
+            self.corruption_rate,
+            self.temperature,
+            self.d_model,
+            self.protected,
+        )
 
     def mfp_key(self, data_seed: int, train_seed: int) -> tuple:
         """What the MFP-surprisal model depends on (always trained with the MFP objective)."""
@@ -150,9 +158,16 @@ GRIDS: dict[str, Grid] = {
         train_seeds=(0,),
         full_seed_factors=(),
         methods=(
-            "embedding_knn", "untrained_knn", "embedding_subsampled_knn", "raw_knn", "isolation_forest",
-            "rates_raw_iforest", "fusion_embedding_iforest", "fusion_embedding_rates",
-            "detector_fusion_iforest", "detector_fusion_rates",
+            "embedding_knn",
+            "untrained_knn",
+            "embedding_subsampled_knn",
+            "raw_knn",
+            "isolation_forest",
+            "rates_raw_iforest",
+            "fusion_embedding_iforest",
+            "fusion_embedding_rates",
+            "detector_fusion_iforest",
+            "detector_fusion_rates",
         ),
     ),
 }
@@ -220,9 +235,18 @@ def train_detector(config: StudyConfig, frame: pd.DataFrame, seed: int) -> OCSFA
     """The detector of a run, trained on CPU with the package's trainer (its scorer is the
     plain kNN: the study scores every method itself from the embeddings)."""
     return train_ocsf_anomaly_detector(
-        frame, objective=config.objective, num_epochs=config.epochs, d_model=config.d_model, seed=seed,
-        device="cpu", progress=False, k=config.k, corruption_rate=config.corruption_rate,
-        temperature=config.temperature, protected_columns=list(PROTECTED[config.protected]), scorer="knn",
+        frame,
+        objective=config.objective,
+        num_epochs=config.epochs,
+        d_model=config.d_model,
+        seed=seed,
+        device="cpu",
+        progress=False,
+        k=config.k,
+        corruption_rate=config.corruption_rate,
+        temperature=config.temperature,
+        protected_columns=list(PROTECTED[config.protected]),
+        scorer="knn",
     )
 
 
@@ -240,8 +264,9 @@ def train_mfp_model(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)
         model = TabularResNetWithMFP(encoder, detector.cardinalities, numerical.shape[1])
-    training = TrainingConfig(objective="mfp", num_epochs=config.epochs, patience=5, seed=seed, device="cpu",
-                              progress=False)
+    training = TrainingConfig(
+        objective="mfp", num_epochs=config.epochs, patience=5, seed=seed, device="cpu", progress=False
+    )
     train_rows, validation_rows = split_rows(len(numerical), 0.1, seed)
     train = batch_loader(numerical[train_rows], categorical[train_rows], 256, seed, True)
     validation = batch_loader(numerical[validation_rows], categorical[validation_rows], 256, seed, False)
@@ -307,8 +332,9 @@ class Run:
         if kind == "codes":
             return tuple(np.hstack([a[0], a[1].astype(np.float32)]) for a in (reference, query))
         if kind == "rates":
-            ref_rates, query_rates = (np.log1p(rate_features(f).to_numpy())
-                                      for f in (self.data.train_frame, self.data.evaluation.frame))
+            ref_rates, query_rates = (
+                np.log1p(rate_features(f).to_numpy()) for f in (self.data.train_frame, self.data.evaluation.frame)
+            )
             scaler = StandardScaler().fit(ref_rates)
             return scaler.transform(ref_rates), scaler.transform(query_rates)
         raise ValueError(f"unknown raw feature kind {kind!r}")
@@ -368,8 +394,12 @@ def method_table(run: Run) -> dict[str, Callable[[], np.ndarray]]:
         ),
         "mfp_surprisal": run.mfp_surprisal,
     }
-    methods["fusion_embedding_iforest"] = lambda: rank_fusion([methods["embedding_knn"](), methods["isolation_forest"]()])
-    methods["fusion_embedding_rates"] = lambda: rank_fusion([methods["embedding_knn"](), methods["rates_raw_iforest"]()])
+    methods["fusion_embedding_iforest"] = lambda: rank_fusion(
+        [methods["embedding_knn"](), methods["isolation_forest"]()]
+    )
+    methods["fusion_embedding_rates"] = lambda: rank_fusion(
+        [methods["embedding_knn"](), methods["rates_raw_iforest"]()]
+    )
     for scorer, kind in (("fusion_iforest", "trees"), ("fusion_rates", "trees+rates")):
         methods[f"detector_{scorer}"] = lambda scorer=scorer, kind=kind: run.fit_score(
             build_detector_scorer(scorer, k, seed),
@@ -379,10 +409,23 @@ def method_table(run: Run) -> dict[str, Callable[[], np.ndarray]]:
 
 
 METHODS: tuple[str, ...] = (
-    "embedding_knn", "untrained_knn", "embedding_subsampled_knn", "raw_knn", "raw_subsampled_knn",
-    "isolation_forest", "ecod", "copod", "hbos", "lof", "rates_raw_knn", "rates_raw_iforest",
-    "mfp_surprisal", "fusion_embedding_iforest", "fusion_embedding_rates",
-    "detector_fusion_iforest", "detector_fusion_rates",
+    "embedding_knn",
+    "untrained_knn",
+    "embedding_subsampled_knn",
+    "raw_knn",
+    "raw_subsampled_knn",
+    "isolation_forest",
+    "ecod",
+    "copod",
+    "hbos",
+    "lof",
+    "rates_raw_knn",
+    "rates_raw_iforest",
+    "mfp_surprisal",
+    "fusion_embedding_iforest",
+    "fusion_embedding_rates",
+    "detector_fusion_iforest",
+    "detector_fusion_rates",
 )
 """The methods a run can score, in table order. ``fusion_*`` average ranks within the scored
 period (:func:`~tabresnet_course.scorers.rank_fusion`); ``detector_fusion_*`` are the
@@ -414,15 +457,18 @@ def run_metrics(
         scores = table_of[name]()
         table = evaluation.per_scenario_metrics(labels, scores, ALERT_BUDGET)
         tables.append(table.assign(method=name, seconds=time.perf_counter() - started))
-    settings = {"factor": cell.factor, "level": cell.level, **dataclasses.asdict(cell.config),
-                "data_seed": data_seed, "train_seed": train_seed}
+    settings = {
+        "factor": cell.factor,
+        "level": cell.level,
+        **dataclasses.asdict(cell.config),
+        "data_seed": data_seed,
+        "train_seed": train_seed,
+    }
     table = pd.concat(tables, ignore_index=True).assign(**settings)
     return table[[*settings, "method", *[c for c in table.columns if c not in settings and c != "method"]]]
 
 
-def run_study(
-    grid: Grid, progress: bool = True, on_run: Callable[[pd.DataFrame], None] | None = None
-) -> pd.DataFrame:
+def run_study(grid: Grid, progress: bool = True, on_run: Callable[[pd.DataFrame], None] | None = None) -> pd.DataFrame:
     """Every run of ``grid``, as one tidy table (see the module docstring). Runs are ordered by
     data seed so that data, models and raw-feature scores are shared within a data seed and
     dropped before the next. ``on_run`` receives the table so far after every run."""
@@ -441,16 +487,20 @@ def run_study(
                 if on_run is not None:
                     on_run(pd.concat(tables, ignore_index=True))
                 if progress:
-                    print(f"[{len(tables)}/{total}] {cell.factor}={cell.level} data_seed={data_seed} "
-                          f"train_seed={train_seed} ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+                    print(
+                        f"[{len(tables)}/{total}] {cell.factor}={cell.level} data_seed={data_seed} "
+                        f"train_seed={train_seed} ({time.perf_counter() - started:.0f} s)",
+                        file=sys.stderr,
+                    )
     return pd.concat(tables, ignore_index=True)
 
 
 # --------------------------------------------------------------------------- summary and plots
 
 
-def bootstrap_interval(values: np.ndarray, rng: np.random.Generator, num_resamples: int = 2_000,
-                       level: float = 0.95) -> tuple[float, float]:
+def bootstrap_interval(
+    values: np.ndarray, rng: np.random.Generator, num_resamples: int = 2_000, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of ``values`` (NaN when empty)."""
     values = np.asarray(values, dtype=np.float64)
     values = values[np.isfinite(values)]
@@ -472,8 +522,13 @@ def summarise(runs: pd.DataFrame, seed: int = 0, num_resamples: int = 2_000) -> 
         for metric in evaluation.METRIC_COLUMNS:
             values = table[metric].to_numpy(dtype=np.float64)
             low, high = bootstrap_interval(values, rng, num_resamples)
-            row.update({metric: float(np.nanmean(values)) if np.isfinite(values).any() else math.nan,
-                        f"{metric}_low": low, f"{metric}_high": high})
+            row.update(
+                {
+                    metric: float(np.nanmean(values)) if np.isfinite(values).any() else math.nan,
+                    f"{metric}_low": low,
+                    f"{metric}_high": high,
+                }
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -495,9 +550,15 @@ def plot_summary(summary: pd.DataFrame, out: Path) -> list[Path]:
         for offset, (level, table) in enumerate(levels.groupby("level", sort=False)):
             table = table.set_index("method").reindex(methods)
             y = np.arange(len(methods)) + 0.15 * offset
-            ax.errorbar(table[metric], y, xerr=[table[metric] - table[f"{metric}_low"],
-                        table[f"{metric}_high"] - table[metric]], fmt="o", ms=4, capsize=2,
-                        label="clean" if level == "centre" else f"contamination {level}")
+            ax.errorbar(
+                table[metric],
+                y,
+                xerr=[table[metric] - table[f"{metric}_low"], table[f"{metric}_high"] - table[metric]],
+                fmt="o",
+                ms=4,
+                capsize=2,
+                label="clean" if level == "centre" else f"contamination {level}",
+            )
         ax.set_yticks(np.arange(len(methods)), methods)
         ax.set_xlabel(f"overall {metric} (mean, 95% bootstrap interval)")
         ax.grid(axis="x", alpha=0.3)
@@ -513,11 +574,21 @@ def plot_summary(summary: pd.DataFrame, out: Path) -> list[Path]:
     for ax, factor in zip(axes[0], factors):
         shown = ("embedding_knn", "raw_knn", "isolation_forest", "mfp_surprisal", "rates_raw_iforest")
         for method in [m for m in shown if m in methods]:
-            table = pd.concat([centre.loc[[method]].assign(level="centre"),
-                               overall[(overall["factor"] == factor) & (overall["method"] == method)]])
-            ax.errorbar(table["level"].astype(str), table["auroc"],
-                        yerr=[table["auroc"] - table["auroc_low"], table["auroc_high"] - table["auroc"]],
-                        fmt="o-", ms=3, capsize=2, label=method)
+            table = pd.concat(
+                [
+                    centre.loc[[method]].assign(level="centre"),
+                    overall[(overall["factor"] == factor) & (overall["method"] == method)],
+                ]
+            )
+            ax.errorbar(
+                table["level"].astype(str),
+                table["auroc"],
+                yerr=[table["auroc"] - table["auroc_low"], table["auroc_high"] - table["auroc"]],
+                fmt="o-",
+                ms=3,
+                capsize=2,
+                label=method,
+            )
         ax.set_title(factor)
         ax.tick_params(axis="x", rotation=45)
     axes[0][0].set_ylabel("overall AUROC")
@@ -541,15 +612,28 @@ def write_outputs(runs: pd.DataFrame, grid: Grid, out: Path, argv: Sequence[str]
         "command": "python -m tabresnet_course.study " + " ".join(argv),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "seconds": round(seconds, 1),
-        "hardware": {"machine": platform.machine(), "processor": platform.processor(),
-                     "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()},
-        "versions": {"tabresnet_course": package_version(), "python": platform.python_version(),
-                     "torch": torch.__version__, "numpy": np.__version__, "pandas": pd.__version__},
-        "grid": {"name": grid.name, "centre": dataclasses.asdict(grid.centre),
-                 "variations": {k: list(v) for k, v in grid.variations.items()},
-                 "data_seeds": list(grid.data_seeds), "train_seeds": list(grid.train_seeds),
-                 "sweep_train_seeds": list(grid.sweep_train_seeds),
-                 "full_seed_factors": list(grid.full_seed_factors)},
+        "hardware": {
+            "machine": platform.machine(),
+            "processor": platform.processor(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+        },
+        "versions": {
+            "tabresnet_course": package_version(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "pandas": pd.__version__,
+        },
+        "grid": {
+            "name": grid.name,
+            "centre": dataclasses.asdict(grid.centre),
+            "variations": {k: list(v) for k, v in grid.variations.items()},
+            "data_seeds": list(grid.data_seeds),
+            "train_seeds": list(grid.train_seeds),
+            "sweep_train_seeds": list(grid.sweep_train_seeds),
+            "full_seed_factors": list(grid.full_seed_factors),
+        },
         "methods": list(grid.methods or METHODS),
         "alert_budget": ALERT_BUDGET,
     }
@@ -562,8 +646,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tabresnet_course.study", description=__doc__.split("\n")[0])
     parser.add_argument("--grid", choices=sorted(GRIDS), default="default", help="which grid to run")
     parser.add_argument("--out", required=True, type=Path, help="directory for runs.csv, summary.csv, plots")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (default 1: on a shared 2-core machine more threads are slower)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: on a shared 2-core machine more threads are slower)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args(argv)
     if args.threads < 1:
@@ -577,7 +665,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     partial.unlink()
     written = write_outputs(runs, GRIDS[args.grid], args.out, argv, time.perf_counter() - started)
     overall = summarise(runs[(runs["factor"] == "centre") & (runs["scenario"] == "overall")])
-    print(overall[["method", "runs", "auroc", "auroc_low", "auroc_high", "average_precision"]].round(3).to_string(index=False))
+    print(
+        overall[["method", "runs", "auroc", "auroc_low", "auroc_high", "average_precision"]]
+        .round(3)
+        .to_string(index=False)
+    )
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 

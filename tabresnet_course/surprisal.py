@@ -68,7 +68,9 @@ class MFPSurprisalScorer:
         numerical = torch.as_tensor(np.asarray(data[0]), dtype=torch.float32)  # (N, n_num)
         categorical = torch.as_tensor(np.asarray(data[1]), dtype=torch.long)  # (N, n_cat)
         if numerical.ndim != 2 or numerical.shape[1] != self.num_numerical:
-            raise ValueError(f"{name} numerical must have shape (N, {self.num_numerical}), got {tuple(numerical.shape)}")
+            raise ValueError(
+                f"{name} numerical must have shape (N, {self.num_numerical}), got {tuple(numerical.shape)}"
+            )
         if categorical.ndim != 2 or categorical.shape[1] != self.num_categorical:
             raise ValueError(
                 f"{name} categorical must have shape (N, {self.num_categorical}), got {tuple(categorical.shape)}"
@@ -79,7 +81,9 @@ class MFPSurprisalScorer:
         return numerical, categorical
 
     @torch.no_grad()
-    def masked_predictions(self, numerical: torch.Tensor, categorical: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def masked_predictions(
+        self, numerical: torch.Tensor, categorical: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Categorical NLL ``(N, n_cat)`` and numerical squared error ``(N, n_num)`` of every field,
         each computed with only that field masked.
 

@@ -30,7 +30,12 @@ TYPICAL_HOUR = np.array([10.0, 3.0, 22.0, 14.0])
 TYPICAL_LOG_BYTES_IN = np.array([7.0, 7.8, 9.0, 6.2])
 TYPICAL_LOG_BYTES_OUT = np.array([7.5, 8.6, 9.8, 6.4])
 TYPICAL_LOG_DURATION = np.array([0.5, 0.0, 1.2, -0.6])
-PREFERRED_CODE = {"activity": [0, 1, 2, 3], "protocol": [0, 1, 2, 3], "dst_port": [0, 1, 2, 3], "user_type": [0, 1, 1, 2]}
+PREFERRED_CODE = {
+    "activity": [0, 1, 2, 3],
+    "protocol": [0, 1, 2, 3],
+    "dst_port": [0, 1, 2, 3],
+    "user_type": [0, 1, 1, 2],
+}
 
 
 def make_profile_events(num_events: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:

@@ -24,10 +24,11 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import pandas as pd
 import torch
@@ -194,7 +195,7 @@ class TrainingConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainingConfig":
+    def from_dict(cls, values: dict[str, Any]) -> TrainingConfig:
         """Rebuild from :meth:`to_dict` output; unknown keys raise ``ValueError``."""
         unknown = sorted(set(values) - {f.name for f in fields(cls)})
         if unknown:
@@ -240,7 +241,7 @@ class TrainingHistory:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainingHistory":
+    def from_dict(cls, values: dict[str, Any]) -> TrainingHistory:
         """Rebuild from :meth:`to_dict` output."""
         return cls(**{k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in values.items()})
 
@@ -274,8 +275,10 @@ class SelfSupervisedObjective(nn.Module):
 
     def augmenter(self, generator: torch.Generator) -> MarginalResampling | TabularAugmentation:
         """The configured augmentation, leaving the protected columns as they are."""
-        protected = {"protected_numerical": self.config.protected_numerical,
-                     "protected_categorical": self.config.protected_categorical}
+        protected = {
+            "protected_numerical": self.config.protected_numerical,
+            "protected_categorical": self.config.protected_categorical,
+        }
         if self.config.augmentation == "marginal":
             return MarginalResampling(corruption_rate=self.config.corruption_rate, generator=generator, **protected)
         return TabularAugmentation(generator=generator, **protected)
@@ -446,7 +449,10 @@ def model_description(model: nn.Module) -> dict[str, Any]:
 def load_trained_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the model stored in a training checkpoint (``best.pt`` or ``last.pt``) with its weights."""
     checkpoint = load_checkpoint(path, map_location)
-    builders = {"TabularResNet": TabularResNet.from_config, "TabularResNetWithMFP": TabularResNetWithMFP.from_base_config}
+    builders = {
+        "TabularResNet": TabularResNet.from_config,
+        "TabularResNetWithMFP": TabularResNetWithMFP.from_base_config,
+    }
     name, config = checkpoint.get("model_class"), checkpoint.get("model_config")
     if name not in builders or config is None:
         raise InputError(f"{path} holds a {name!r} model without a stored configuration; cannot rebuild it")
@@ -455,7 +461,9 @@ def load_trained_model(path: str | os.PathLike, map_location: str | torch.device
         model.load_state_dict(checkpoint["model_state"])
     except (KeyError, TypeError, ValueError, RuntimeError) as error:  # edited or damaged configuration
         reason = collapse_whitespace(error)[:300]
-        raise InputError(f"{path}: its model_state does not fit its model_config: {type(error).__name__}: {reason}") from None
+        raise InputError(
+            f"{path}: its model_state does not fit its model_config: {type(error).__name__}: {reason}"
+        ) from None
     return model
 
 
@@ -670,7 +678,10 @@ class Trainer:
         saved, current = checkpoint["training_config"], self.config.to_dict()
         changed = sorted(k for k in current if k not in ignored and saved.get(k) != current[k])
         if changed:
-            warnings.warn(f"resuming {path} with changed settings {changed}; the run will not match an uninterrupted one")
+            warnings.warn(
+                f"resuming {path} with changed settings {changed}; the run will not match an uninterrupted one",
+                stacklevel=2,
+            )
         self.model.load_state_dict(checkpoint["model_state"])
         self.best_state = checkpoint["best_model_state"]
         self.optimizer.load_state_dict(checkpoint["optimizer_state"])
@@ -749,7 +760,9 @@ class Trainer:
         """Record the epoch in the history, keep the best weights, ask early stopping and log a
         line; returns ``(improved, stop)``."""
         self.history.append(epoch + 1, train_loss, val_loss, self.optimizer.param_groups[0]["lr"], seconds)
-        improved = val_loss is not None and (self.history.best_val_loss is None or val_loss < self.history.best_val_loss)
+        improved = val_loss is not None and (
+            self.history.best_val_loss is None or val_loss < self.history.best_val_loss
+        )
         if improved:
             self.history.best_val_loss, self.history.best_epoch = val_loss, epoch + 1
             if self.config.restore_best_weights:

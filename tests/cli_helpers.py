@@ -37,7 +37,10 @@ def run_process(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """``python -m tabresnet_course ARGS`` in a new process (in ``cwd`` if given)."""
     return subprocess.run(
         [sys.executable, "-m", "tabresnet_course", *map(str, args)],
-        capture_output=True, text=True, cwd=cwd, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
         env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
     )
 

@@ -27,9 +27,7 @@ def dummy_data(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     group = rng.integers(0, 4, rows)
     numerical = group[:, None] + 0.5 * rng.standard_normal((rows, NUM_NUMERICAL))
-    categorical = np.stack(
-        [group, group % 3, (group + rng.integers(0, 2, rows)) % 6], axis=1
-    ) + NUM_RESERVED_INDICES
+    categorical = np.stack([group, group % 3, (group + rng.integers(0, 2, rows)) % 6], axis=1) + NUM_RESERVED_INDICES
     return numerical.astype(np.float32), categorical
 
 
@@ -55,8 +53,12 @@ def train(batch_size: int, accumulation: int = 1, objective: str = "both", epoch
     )
     trainer = Trainer(model, CARDINALITIES, config)  # joins the process group under torchrun
     history = trainer.fit(train_loader, val_loader)
-    return {"state": model.state_dict(), "history": history.to_dict(), "world_size": trainer.world_size,
-            "rank": trainer.rank}
+    return {
+        "state": model.state_dict(),
+        "history": history.to_dict(),
+        "world_size": trainer.world_size,
+        "rank": trainer.rank,
+    }
 
 
 def main() -> None:

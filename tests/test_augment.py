@@ -17,22 +17,16 @@ def make_batch(batch: int = 64, num_numerical: int = 4, seed: int = 0, missing_r
     """A batch with distinct numericals and categoricals that include missing/unknown cells."""
     g = torch.Generator().manual_seed(seed)
     numerical = torch.randn(batch, num_numerical, generator=g)  # (B, n_num), all values distinct
-    codes = torch.stack(
-        [torch.randint(0, c, (batch,), generator=g) for c in CARDINALITIES], dim=1
-    )  # (B, n_cat)
+    codes = torch.stack([torch.randint(0, c, (batch,), generator=g) for c in CARDINALITIES], dim=1)  # (B, n_cat)
     categorical = codes + NUM_RESERVED_INDICES
     reserved = torch.rand(batch, len(CARDINALITIES), generator=g) < missing_rate
-    reserved_value = torch.where(
-        torch.rand(batch, len(CARDINALITIES), generator=g) < 0.5, PADDING_INDEX, UNKNOWN_INDEX
-    )
+    reserved_value = torch.where(torch.rand(batch, len(CARDINALITIES), generator=g) < 0.5, PADDING_INDEX, UNKNOWN_INDEX)
     return numerical, torch.where(reserved, reserved_value, categorical)
 
 
 def augmenters(seed: int, **protected):
     return [
-        TabularAugmentation(
-            noise_level=0.3, swap_prob=0.5, generator=torch.Generator().manual_seed(seed), **protected
-        ),
+        TabularAugmentation(noise_level=0.3, swap_prob=0.5, generator=torch.Generator().manual_seed(seed), **protected),
         MarginalResampling(corruption_rate=0.6, generator=torch.Generator().manual_seed(seed), **protected),
     ]
 
@@ -115,9 +109,7 @@ def test_corruption_rate_matches_and_donor_is_another_row(rate: float) -> None:
 
 def test_marginal_two_views_is_clean_anchor_plus_corrupted_view() -> None:
     numerical, categorical = make_batch()
-    (clean_num, clean_cat), (num2, cat2) = MarginalResampling().two_views(
-        numerical, categorical, CARDINALITIES
-    )
+    (clean_num, clean_cat), (num2, cat2) = MarginalResampling().two_views(numerical, categorical, CARDINALITIES)
     assert torch.equal(clean_num, numerical) and torch.equal(clean_cat, categorical)
     assert not torch.equal(num2, numerical)
 

@@ -27,9 +27,10 @@ CARDINALITIES = [5, 3, 7]
 def batch(rows: int = 32, seed: int = 0):
     generator = torch.Generator().manual_seed(seed)
     numerical = torch.randn(rows, 6, generator=generator)
-    categorical = torch.stack(
-        [torch.randint(0, c, (rows,), generator=generator) for c in CARDINALITIES], dim=1
-    ) + NUM_RESERVED_INDICES
+    categorical = (
+        torch.stack([torch.randint(0, c, (rows,), generator=generator) for c in CARDINALITIES], dim=1)
+        + NUM_RESERVED_INDICES
+    )
     return numerical, categorical
 
 
@@ -134,16 +135,38 @@ def test_streaming_and_knn_backend_rows_and_targets():
 
     timing = {"median": 2.0, "min": 1.0, "max": 4.0}
     results = {
-        "scoring": {"backends": {"num_reference": 100, "num_queries": 10, "k": 5, "dim": 64, "auto": "faiss", "results": {
-            "faiss": {"seconds": timing, "queries_per_second": 5.0, "recall_at_k": 1.0},
-            "faiss_hnsw": {"seconds": timing, "queries_per_second": 9.0, "recall_at_k": 0.75},
-        }}},
-        "streaming": {"sizes": [10, 100], "memory_ratio": 1.5, "memory_ratio_target": 1.2, "memory_limit_bytes": 2 * 1024**3,
-                      "runs": {"10": {"seconds": 1.0, "events_per_second": 10.0, "peak_rss_bytes": 2**29},
-                               "100": {"seconds": 2.0, "events_per_second": 50.0, "peak_rss_bytes": 3 * 2**28}}},
+        "scoring": {
+            "backends": {
+                "num_reference": 100,
+                "num_queries": 10,
+                "k": 5,
+                "dim": 64,
+                "auto": "faiss",
+                "results": {
+                    "faiss": {"seconds": timing, "queries_per_second": 5.0, "recall_at_k": 1.0},
+                    "faiss_hnsw": {"seconds": timing, "queries_per_second": 9.0, "recall_at_k": 0.75},
+                },
+            }
+        },
+        "streaming": {
+            "sizes": [10, 100],
+            "memory_ratio": 1.5,
+            "memory_ratio_target": 1.2,
+            "memory_limit_bytes": 2 * 1024**3,
+            "runs": {
+                "10": {"seconds": 1.0, "events_per_second": 10.0, "peak_rss_bytes": 2**29},
+                "100": {"seconds": 2.0, "events_per_second": 50.0, "peak_rss_bytes": 3 * 2**28},
+            },
+        },
     }
     rows = {row["what"]: row for row in table_rows(results)}
-    assert rows["kNN backend faiss (auto)"]["value"] == "5.00" and "recall@5 0.750" in rows["kNN backend faiss_hnsw"]["note"]
-    assert rows["score 100 events (JSON Lines)"]["value"] == "50.0" and "peak RSS 768 MiB" in rows["score 100 events (JSON Lines)"]["note"]
+    assert (
+        rows["kNN backend faiss (auto)"]["value"] == "5.00"
+        and "recall@5 0.750" in rows["kNN backend faiss_hnsw"]["note"]
+    )
+    assert (
+        rows["score 100 events (JSON Lines)"]["value"] == "50.0"
+        and "peak RSS 768 MiB" in rows["score 100 events (JSON Lines)"]["note"]
+    )
     goals = {goal["target"].split(":")[1].strip()[:12]: goal for goal in targets(results)}
     assert goals["peak RSS at "]["met"] is False and goals["peak RSS < 2"]["met"] is True

@@ -74,7 +74,9 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
 def test_pickled_objects_are_refused(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"format_version": 1, "when": datetime.datetime(2024, 1, 1)}, path)  # needs unpickling
-    with pytest.raises(InputError, match=r"evil.pt is not a valid checkpoint: .*pickled Python object \(datetime.datetime\)"):
+    with pytest.raises(
+        InputError, match=r"evil.pt is not a valid checkpoint: .*pickled Python object \(datetime.datetime\)"
+    ):
         load_checkpoint(path)
 
 
@@ -197,5 +199,7 @@ def test_atomic_write_directory_replaces_a_directory_whole(tmp_path):
     assert sorted(p.name for p in target.iterdir()) == ["a.bin"], "the old directory is gone as a whole"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"], "no staging or aside directory left behind"
     assert read_checked_bytes(target / "a.bin", sha256(b"three"), "the record") == b"three"
-    with pytest.raises(InputError, match="a.bin is corrupted: its SHA-256 does not match the one recorded in the record"):
+    with pytest.raises(
+        InputError, match="a.bin is corrupted: its SHA-256 does not match the one recorded in the record"
+    ):
         read_checked_bytes(target / "a.bin", sha256(b"one"), "the record")

@@ -8,7 +8,6 @@ import sys
 
 import pandas as pd
 import pytest
-
 from cli_helpers import ROOT, TINY_TRAIN, assert_error, call, run_process
 
 
@@ -17,9 +16,35 @@ def work(tmp_path_factory):
     """A baseline, an evaluation file and a detector trained on the baseline, via the CLI."""
     work = tmp_path_factory.mktemp("cli")
     steps = [
-        ("generate", "--events", 600, "--days", 2, "--seed", 0, "--out", "base.jsonl", "--labels", "base.csv", "--no-anomalies"),
-        ("generate", "--events", 2000, "--days", 1, "--seed", 1, "--out", "eval.jsonl", "--labels", "eval.csv",
-         "--start", "2026-03-04T00:00:00Z"),
+        (
+            "generate",
+            "--events",
+            600,
+            "--days",
+            2,
+            "--seed",
+            0,
+            "--out",
+            "base.jsonl",
+            "--labels",
+            "base.csv",
+            "--no-anomalies",
+        ),
+        (
+            "generate",
+            "--events",
+            2000,
+            "--days",
+            1,
+            "--seed",
+            1,
+            "--out",
+            "eval.jsonl",
+            "--labels",
+            "eval.csv",
+            "--start",
+            "2026-03-04T00:00:00Z",
+        ),
         ("train", "--events", "base.jsonl", "--out", "detector", *TINY_TRAIN),
     ]
     for step in steps:
@@ -30,7 +55,11 @@ def work(tmp_path_factory):
 
 def test_end_to_end_generate_train_score_evaluate(work):
     assert sorted(p.name for p in (work / "detector").iterdir()) == [
-        "config.json", "reference_embeddings.npy", "reference_features.npy", "reference_sample.json", "weights.pt"
+        "config.json",
+        "reference_embeddings.npy",
+        "reference_features.npy",
+        "reference_sample.json",
+        "weights.pt",
     ]
     assert json.loads((work / "detector" / "config.json").read_text())["training"]["training_rows"] == 600
     result = run_process("score", "--model", "detector", "--events", "eval.jsonl", "--out", "scores.csv", cwd=work)
@@ -65,8 +94,21 @@ def test_score_skips_bad_lines_and_keeps_line_numbers(work):
 
 def test_parquet_input_scores_by_row(work):
     here = dict(cwd=work)
-    result = call("generate", "--events", 300, "--days", 1, "--seed", 5, "--out", "small.parquet",
-                      "--labels", "small.csv", "--no-anomalies", **here)
+    result = call(
+        "generate",
+        "--events",
+        300,
+        "--days",
+        1,
+        "--seed",
+        5,
+        "--out",
+        "small.parquet",
+        "--labels",
+        "small.csv",
+        "--no-anomalies",
+        **here,
+    )
     assert result.returncode == 0, result.stderr
     result = call("score", "--model", "detector", "--events", "small.parquet", "--out", "small_scores.csv", **here)
     assert result.returncode == 0, result.stderr
@@ -100,7 +142,10 @@ def test_nothing_is_overwritten_without_overwrite(work):
         (("train", "--events", "base.jsonl", "--out", "d2", "--objective", "magic"), ["--objective", "magic"]),
         (("evaluate", "--scores", "s.csv", "--labels", "eval.csv", "--budget", "2"), ["--budget"]),
         (("generate", "--events", "-5", "--out", "x.jsonl", "--labels", "x.csv"), ["--events"]),
-        (("generate", "--events", 100, "--out", "x.txt", "--labels", "x.csv", "--no-anomalies"), ["x.txt", "extension"]),
+        (
+            ("generate", "--events", 100, "--out", "x.txt", "--labels", "x.csv", "--no-anomalies"),
+            ["x.txt", "extension"],
+        ),
         (("generate", "--events", 100, "--out", "x.jsonl", "--labels", "x.csv"), ["num_events=100", "2000"]),
         (("generate", "--events", 100, "--out", "x.jsonl", "--labels", "x.csv", "--start", "yesterday"), ["--start"]),
         (("frobnicate",), ["frobnicate"]),
@@ -150,9 +195,25 @@ def test_train_under_torchrun_writes_one_detector_from_rank_0(work):
     if not torch.distributed.is_available():
         pytest.skip("torch.distributed is not available")
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "tabresnet_course", "train", "--events", "base.jsonl", "--out", "ddp_detector", *TINY_TRAIN],
-        capture_output=True, text=True, cwd=work, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "tabresnet_course",
+            "train",
+            "--events",
+            "base.jsonl",
+            "--out",
+            "ddp_detector",
+            *TINY_TRAIN,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        timeout=300,
         env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -171,6 +232,11 @@ def test_train_defaults_come_from_the_detector_config_and_generate_needs_no_torc
     for option, name in (("--epochs E", "num_epochs"), ("--d-model D", "d_model"), ("--num-blocks N", "num_blocks")):
         assert f"(default {defaults[name]})" in shown.rsplit(option, 1)[1].split("--", 1)[0], option
     script = "import sys; from tabresnet_course.cli import build_parser; build_parser(); print('torch' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=True,
+    )
     assert result.stdout.strip() == "False", "building the parser (and so 'generate') must not import PyTorch"

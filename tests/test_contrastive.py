@@ -22,9 +22,7 @@ def reference_nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) ->
     total = 0.0
     for i, anchor in enumerate(views):
         partner = (i + n) % (2 * n)
-        denominator = sum(
-            math.exp(float(anchor @ other) / temperature) for k, other in enumerate(views) if k != i
-        )
+        denominator = sum(math.exp(float(anchor @ other) / temperature) for k, other in enumerate(views) if k != i)
         total += -float(anchor @ views[partner]) / temperature + math.log(denominator)
     return total / (2 * n)
 
@@ -48,9 +46,7 @@ def test_invariant_to_permuting_the_batch() -> None:
     g = torch.Generator().manual_seed(0)
     z1, z2 = torch.randn(12, 6, generator=g), torch.randn(12, 6, generator=g)
     order = torch.randperm(12, generator=g)
-    assert nt_xent_loss(z1[order], z2[order], 0.5).item() == pytest.approx(
-        nt_xent_loss(z1, z2, 0.5).item(), rel=1e-6
-    )
+    assert nt_xent_loss(z1[order], z2[order], 0.5).item() == pytest.approx(nt_xent_loss(z1, z2, 0.5).item(), rel=1e-6)
 
 
 @pytest.mark.parametrize("temperature", [0.1, 0.5, 1.0])

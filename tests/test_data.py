@@ -85,7 +85,9 @@ def test_no_shuffle_keeps_order_and_drop_last_drops_the_tail():
 def test_shards_are_disjoint_and_cover_the_table(rows):
     numerical, categorical = table(rows)
     world = 3
-    shards = [TensorBatchLoader(numerical, categorical, batch_size=4, seed=5, rank=r, world_size=world) for r in range(world)]
+    shards = [
+        TensorBatchLoader(numerical, categorical, batch_size=4, seed=5, rank=r, world_size=world) for r in range(world)
+    ]
     indices = [shard.epoch_indices(epoch=2) for shard in shards]
     assert len({len(shard) for shard in shards}) == 1, "every process runs the same number of steps"
     assert len({i.numel() for i in indices}) == 1, "every process sees the same number of rows"
@@ -229,7 +231,9 @@ def test_missing_column_and_bad_input_errors_name_the_problem():
 
 def test_to_dict_from_dict_gives_identical_transforms():
     frame = events()
-    pre = TabularPreprocessor(["bytes", "duration"], ["user", "port"], min_category_count=2, scaler="robust", log1p_cols=["bytes"]).fit(frame)
+    pre = TabularPreprocessor(
+        ["bytes", "duration"], ["user", "port"], min_category_count=2, scaler="robust", log1p_cols=["bytes"]
+    ).fit(frame)
     restored = TabularPreprocessor.from_dict(json.loads(json.dumps(pre.to_dict())))
     other = events(rows=50, seed=1)
     other.loc[0, "user"] = "zed"

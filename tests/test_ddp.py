@@ -42,8 +42,19 @@ def run(command: list[str], tmp_path: Path) -> None:
 def test_two_process_ddp_matches_one_process_with_gradient_accumulation(tmp_path):
     ddp_out = tmp_path / "ddp.pt"
     run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         str(WORKER), str(ddp_out), "--batch-size", "64", "--accumulation", "1"],
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(WORKER),
+            str(ddp_out),
+            "--batch-size",
+            "64",
+            "--accumulation",
+            "1",
+        ],
         tmp_path,
     )
     # The reference runs in this process (saves an interpreter start), on one thread like each rank.
@@ -61,7 +72,9 @@ def test_two_process_ddp_matches_one_process_with_gradient_accumulation(tmp_path
     assert ddp["world_size"] == 2 and single["world_size"] == 1
     for name in ("train_loss", "val_loss"):
         assert ddp["history"][name] == pytest.approx(single["history"][name], abs=1e-6), name
-    differences = {key: (ddp["state"][key].float() - single["state"][key].float()).abs().max().item() for key in single["state"]}
+    differences = {
+        key: (ddp["state"][key].float() - single["state"][key].float()).abs().max().item() for key in single["state"]
+    }
     worst = max(differences, key=differences.get)
     assert differences[worst] <= 1e-6, f"{worst} differs by {differences[worst]}"
     changed = (ddp["state"]["base_model.input_projection.weight"] != 0).any()

@@ -278,9 +278,17 @@ def fusion_detector(baseline):
     return train_ocsf_anomaly_detector(baseline, **{**TINY, "scorer": "fusion_rates"})
 
 
-def test_fusion_detector_saves_reference_features_and_scores_the_same_after_loading(fusion_detector, baseline, tmp_path):
+def test_fusion_detector_saves_reference_features_and_scores_the_same_after_loading(
+    fusion_detector, baseline, tmp_path
+):
     saved = fusion_detector.save(tmp_path / "fusion")
-    assert sorted(p.name for p in saved.iterdir()) == [CONFIG_FILE, REFERENCE_FILE, FEATURES_FILE, REFERENCE_SAMPLE_FILE, WEIGHTS_FILE]
+    assert sorted(p.name for p in saved.iterdir()) == [
+        CONFIG_FILE,
+        REFERENCE_FILE,
+        FEATURES_FILE,
+        REFERENCE_SAMPLE_FILE,
+        WEIGHTS_FILE,
+    ]
     numerical, categorical = fusion_detector.preprocess(baseline.frame.iloc[:1])
     width = numerical.shape[1] + categorical.shape[1] + len(rate_feature_names())  # numbers, codes, rates
     assert np.load(saved / FEATURES_FILE, allow_pickle=False).shape == (len(baseline), width)

@@ -141,9 +141,7 @@ def test_raw_knn_and_isolation_forest_rank_an_outlier_first():
 
 def test_metric_pivot_is_scenario_by_method():
     labels, scores = labels_frame(), np.linspace(0, 1, 8)
-    table = pd.concat(
-        [per_scenario_metrics(labels, scores).assign(method=m) for m in ("a", "b")], ignore_index=True
-    )
+    table = pd.concat([per_scenario_metrics(labels, scores).assign(method=m) for m in ("a", "b")], ignore_index=True)
     pivot = metric_pivot(table, "auroc")
     assert list(pivot.index) == ["overall", "exfil", "scan"] and list(pivot.columns) == ["a", "b"]
     with pytest.raises(ValueError, match="metric must be one of"):

@@ -87,12 +87,14 @@ def test_parquet_nested_as_pyarrow_writes_dicts(tmp_path, events):
 
 
 def test_parquet_with_dotted_column_names_and_missing_class(tmp_path):
-    table = pa.table({
-        "time": [1, 2, 3],
-        "class_uid": [4001, None, 4002],
-        "src_endpoint.ip": ["10.0.0.1", "10.0.0.2", None],
-        "http_response.code": [None, None, 200],
-    })
+    table = pa.table(
+        {
+            "time": [1, 2, 3],
+            "class_uid": [4001, None, 4002],
+            "src_endpoint.ip": ["10.0.0.1", "10.0.0.2", None],
+            "http_response.code": [None, None, 200],
+        }
+    )
     pq.write_table(table, tmp_path / "dotted.parquet")
     result = read_events(tmp_path / "dotted.parquet")
     assert result.num_read == 2 and result.num_records == 3
@@ -151,13 +153,22 @@ def test_non_object_values_of_every_kind(tmp_path):
     lines = ['{"class_uid": 4001}', "null", "3", '"x"', "true", "[]"]
     result = read_events(write_lines(tmp_path / "kinds.jsonl", lines))
     assert [p.message for p in result.problems] == [
-        "a JSON null, not an object", "a JSON number, not an object", "a JSON string, not an object",
-        "a JSON boolean, not an object", "a JSON array, not an object",
+        "a JSON null, not an object",
+        "a JSON number, not an object",
+        "a JSON string, not an object",
+        "a JSON boolean, not an object",
+        "a JSON array, not an object",
     ]
 
 
 def test_invalid_utf8_line_is_a_problem(tmp_path, events):
-    data = json.dumps(events[0]).encode() + b"\n" + b'{"class_uid": 4001, "x": "\xff"}\n' + json.dumps(events[1]).encode() + b"\n"
+    data = (
+        json.dumps(events[0]).encode()
+        + b"\n"
+        + b'{"class_uid": 4001, "x": "\xff"}\n'
+        + json.dumps(events[1]).encode()
+        + b"\n"
+    )
     (tmp_path / "bytes.jsonl").write_bytes(data)
     result = read_events(tmp_path / "bytes.jsonl")
     assert [(p.line, p.kind) for p in result.problems] == [(2, "invalid_utf8")]
@@ -176,7 +187,10 @@ def test_json_array_with_bad_elements(tmp_path, events):
     path.write_text(json.dumps([events[0], 5, {"time": 1}, events[1]]))
     result = read_events(path)
     assert result.unit == "element" and result.num_read == 2 and result.num_records == 4
-    assert [p.describe(result.unit) for p in result.problems] == ["element 2: a JSON number, not an object", "element 3: no class_uid"]
+    assert [p.describe(result.unit) for p in result.problems] == [
+        "element 2: a JSON number, not an object",
+        "element 3: no class_uid",
+    ]
     with pytest.raises(InputError, match=r"array\.json element 2"):
         read_events(path, strict=True)
     path.write_text(json.dumps(events[0]))  # a single object is one event
@@ -216,7 +230,14 @@ def test_missing_empty_and_unknown_files(tmp_path):
 
 def test_mixed_types_timestamps_big_integers_and_lists(tmp_path, reader_path):
     records = [
-        {"class_uid": 4001, "port": 443, "when": "2026-03-02T10:00:00Z", "big": 2**60 + 1, "tags": ["a", "b"], "nested": [{"k": 1}]},
+        {
+            "class_uid": 4001,
+            "port": 443,
+            "when": "2026-03-02T10:00:00Z",
+            "big": 2**60 + 1,
+            "tags": ["a", "b"],
+            "nested": [{"k": 1}],
+        },
         {"class_uid": 4001, "port": "https", "when": "2026-03-02T11:00:00Z", "big": 3, "tags": [], "nested": []},
     ]
     path = write_lines(tmp_path / "mixed.jsonl", [json.dumps(r) for r in records])
@@ -229,7 +250,9 @@ def test_mixed_types_timestamps_big_integers_and_lists(tmp_path, reader_path):
 
 
 def test_clean_file_with_timestamps_stays_text(tmp_path, reader_path):
-    lines = [json.dumps({"class_uid": 3002, "time_dt": f"2026-03-0{d}T10:00:00Z", "x": {"y": 1.5}}) for d in range(1, 4)]
+    lines = [
+        json.dumps({"class_uid": 3002, "time_dt": f"2026-03-0{d}T10:00:00Z", "x": {"y": 1.5}}) for d in range(1, 4)
+    ]
     frame = read_events(write_lines(tmp_path / "ts.jsonl", lines)).frame
     assert frame["time_dt"].tolist() == ["2026-03-01T10:00:00Z", "2026-03-02T10:00:00Z", "2026-03-03T10:00:00Z"]
     assert frame["x.y"].dtype == np.float64

@@ -77,8 +77,10 @@ def test_the_table_is_tidy_ranked_and_shows_raw_values(explained, attacks):
     assert explained.groupby("event")["rank"].agg(list).map(lambda r: r == list(range(1, len(r) + 1))).all()
     assert (explained["contribution"] > 0).all()
     assert (explained.groupby("event")["contribution"].diff().dropna() <= 0).all()
-    exfiltration = explained[(explained["field"] == "bytes_out")
-                             & np.isin(explained["event"], np.flatnonzero(attacks[1] == "data_exfiltration"))]
+    exfiltration = explained[
+        (explained["field"] == "bytes_out")
+        & np.isin(explained["event"], np.flatnonzero(attacks[1] == "data_exfiltration"))
+    ]
     raw = attacks[0]["traffic.bytes_out"].to_numpy()[exfiltration["event"].to_numpy()]
     assert exfiltration["value"].tolist() == [str(int(v)) for v in raw]  # the raw count, not log1p
     scan = explained[(explained["field"] == "dst_port")]
@@ -149,8 +151,18 @@ def test_score_explain_adds_columns_that_survive_pandas(detector, periods, tmp_p
     write_events(events, tmp_path / "events.jsonl")
     detector.save(tmp_path / "detector")
     plain = call("score", "--model", "detector", "--events", "events.jsonl", "--out", "plain.csv", cwd=tmp_path)
-    explained = call("score", "--model", "detector", "--events", "events.jsonl", "--out", "explained.csv",
-                     "--explain", "3", cwd=tmp_path)
+    explained = call(
+        "score",
+        "--model",
+        "detector",
+        "--events",
+        "events.jsonl",
+        "--out",
+        "explained.csv",
+        "--explain",
+        "3",
+        cwd=tmp_path,
+    )
     assert plain.returncode == 0 and explained.returncode == 0, plain.stderr + explained.stderr
     table = pd.read_csv(tmp_path / "explained.csv", dtype=str, keep_default_na=False)
     assert len(table) == len(events) == len((tmp_path / "explained.csv").read_text().splitlines()) - 1

@@ -46,15 +46,44 @@ def fitted(generated):
 
 
 def test_url_template():
-    paths = pd.Series(["/api/v2/orders/123?x=1", "/pages/77/edit", "/attachments/00ab34cd9f12",
-                       "/api/v1/payments/3f2b1c4d-1a2b-4c3d-8e9f-0123456789ab", "/search", None, "/", "/v1/items/x#frag"])
+    paths = pd.Series(
+        [
+            "/api/v2/orders/123?x=1",
+            "/pages/77/edit",
+            "/attachments/00ab34cd9f12",
+            "/api/v1/payments/3f2b1c4d-1a2b-4c3d-8e9f-0123456789ab",
+            "/search",
+            None,
+            "/",
+            "/v1/items/x#frag",
+        ]
+    )
     assert cat_url_template(paths).tolist() == [
-        "/api/v2/orders/{id}", "/pages/{id}/edit", "/attachments/{id}", "/api/v1/payments/{id}", "/search", None, "/", "/v1/items/x"]
+        "/api/v2/orders/{id}",
+        "/pages/{id}/edit",
+        "/attachments/{id}",
+        "/api/v1/payments/{id}",
+        "/search",
+        None,
+        "/",
+        "/v1/items/x",
+    ]
 
 
 def test_port_bucket_status_class_and_subnet():
     ports = pd.Series([443, 22, 8443, 1000, 30000, 55000, -1, 70000, "abc", None], dtype=object)
-    assert cat_port_bucket(ports).tolist() == ["443", "22", "8443", "system", "registered", "ephemeral", None, None, None, None]
+    assert cat_port_bucket(ports).tolist() == [
+        "443",
+        "22",
+        "8443",
+        "system",
+        "registered",
+        "ephemeral",
+        None,
+        None,
+        None,
+        None,
+    ]
     codes = pd.array([200, 201, 304, 404, 503, 99, None], dtype="Int64")
     assert cat_status_class(pd.Series(codes)).tolist() == ["2xx", "2xx", "3xx", "4xx", "5xx", None, None]
     ips = pd.Series(["10.20.3.14", "192.0.2.7", "2001:db8::1", "not-an-ip", None], dtype=object)
@@ -65,19 +94,26 @@ def test_cyclical_time_is_utc():
     # 2026-03-02 is a Monday; 06:00 UTC -> hour_sin = 1, weekday 0 -> weekday_sin 0 / cos 1.
     t = 1772431200000
     frame = pd.DataFrame({"time": [t, t + 3 * 86_400_000 + 12 * 3_600_000]})  # Thursday 18:00
-    spec = FeatureSpec(numerical=[NumericalFeature(n, "time", n) for n in ("hour_sin", "hour_cos", "weekday_sin", "weekday_cos")])
+    spec = FeatureSpec(
+        numerical=[NumericalFeature(n, "time", n) for n in ("hour_sin", "hour_cos", "weekday_sin", "weekday_cos")]
+    )
     out = OCSFFeaturizer(spec).fit_transform(frame)
     np.testing.assert_allclose(out.iloc[0].to_numpy(), [1.0, 0.0, 0.0, 1.0], atol=1e-12)
     np.testing.assert_allclose(out.iloc[1, :2].to_numpy(), [-1.0, 0.0], atol=1e-12)
-    np.testing.assert_allclose(out.iloc[1, 2:].to_numpy(), [math.sin(2 * math.pi * 3 / 7), math.cos(2 * math.pi * 3 / 7)])
+    np.testing.assert_allclose(
+        out.iloc[1, 2:].to_numpy(), [math.sin(2 * math.pi * 3 / 7), math.cos(2 * math.pi * 3 / 7)]
+    )
 
 
 def test_cyclical_time_of_a_date_time_column_equals_epoch_milliseconds():
     t = np.array([1772431200000, 1772431200000 + 3 * 86_400_000 + 12 * 3_600_000 + 17])
     spec = FeatureSpec(numerical=[NumericalFeature(n, "time", n) for n in ("hour_sin", "hour_cos", "weekday_sin")])
     epoch = OCSFFeaturizer(spec).fit_transform(pd.DataFrame({"time": t}))
-    for stamps in (pd.to_datetime(t, unit="ms", utc=True), pd.to_datetime(t, unit="ms"),
-                   pd.to_datetime(t, unit="ms", utc=True).tz_convert("America/New_York")):
+    for stamps in (
+        pd.to_datetime(t, unit="ms", utc=True),
+        pd.to_datetime(t, unit="ms"),
+        pd.to_datetime(t, unit="ms", utc=True).tz_convert("America/New_York"),
+    ):
         frame = pd.DataFrame({"time": list(stamps) + [pd.NaT]})
         out = OCSFFeaturizer(spec).fit_transform(frame)
         np.testing.assert_allclose(out.iloc[:2].to_numpy(), epoch.to_numpy(), atol=1e-12)
@@ -86,9 +122,18 @@ def test_cyclical_time_of_a_date_time_column_equals_epoch_milliseconds():
 
 def test_default_spec_reads_the_mapping_variants_of_producers():
     events = [
-        {"class_uid": 6003, "http_request": {"method": "GET"}, "service": {"name": "cart"}, "actor": {"user": {"uid": "u-1"}}},
-        {"class_uid": 6003, "http_request": {"http_method": "post", "url": {"url_string": "https://a.example/x/42?q"}},
-         "api": {"service": {"name": "s3"}}, "user": {"email_addr": "bob@example.org"}},
+        {
+            "class_uid": 6003,
+            "http_request": {"method": "GET"},
+            "service": {"name": "cart"},
+            "actor": {"user": {"uid": "u-1"}},
+        },
+        {
+            "class_uid": 6003,
+            "http_request": {"http_method": "post", "url": {"url_string": "https://a.example/x/42?q"}},
+            "api": {"service": {"name": "s3"}},
+            "user": {"email_addr": "bob@example.org"},
+        },
         {"class_uid": 3002, "dst_endpoint": {"svc_name": "ldap"}, "actor": {"user": {"name": "carol", "uid": "u-3"}}},
     ]
     out = OCSFFeaturizer().fit_transform(events)
@@ -131,10 +176,21 @@ def test_transform_accepts_events_generated_and_read_results(generated, fitted):
 
 def test_unknown_class_and_missing_sub_objects(fitted):
     events = [
-        {"time": 1772431200000, "class_uid": 5001, "activity_id": 1, "type_uid": 500101, "severity_id": 1,
-         "device": {"hostname": "h1", "os": {"name": "Linux"}}},
-        {"time": 1772431200000, "class_uid": 4002, "activity_id": 3, "type_uid": 400203,
-         "http_request": {"http_method": "GET"}},  # no http_response at all
+        {
+            "time": 1772431200000,
+            "class_uid": 5001,
+            "activity_id": 1,
+            "type_uid": 500101,
+            "severity_id": 1,
+            "device": {"hostname": "h1", "os": {"name": "Linux"}},
+        },
+        {
+            "time": 1772431200000,
+            "class_uid": 4002,
+            "activity_id": 3,
+            "type_uid": 400203,
+            "http_request": {"http_method": "GET"},
+        },  # no http_response at all
     ]
     out = fitted.transform(flatten_events(events))
     assert out.loc[0, "class_uid"] == "5001" and out.loc[0, "type_uid"] == "500101"
@@ -154,14 +210,16 @@ def test_absent_columns_are_missing_not_errors():
 
 
 def test_unreadable_values_become_missing_and_are_counted(fitted):
-    frame = pd.DataFrame({
-        "class_uid": pd.Series([4001, "oops", 4001], dtype=object),
-        "time": [1772431200000, 1772431200000, 1772431200000],
-        "traffic.bytes_out": pd.Series([1000, "lots", float("inf")], dtype=object),
-        "dst_endpoint.port": pd.Series([443, "https", 99999], dtype=object),
-        "src_endpoint.ip": ["10.0.0.1", "nope", None],
-        "is_mfa": pd.Series([True, "maybe", None], dtype=object),
-    })
+    frame = pd.DataFrame(
+        {
+            "class_uid": pd.Series([4001, "oops", 4001], dtype=object),
+            "time": [1772431200000, 1772431200000, 1772431200000],
+            "traffic.bytes_out": pd.Series([1000, "lots", float("inf")], dtype=object),
+            "dst_endpoint.port": pd.Series([443, "https", 99999], dtype=object),
+            "src_endpoint.ip": ["10.0.0.1", "nope", None],
+            "is_mfa": pd.Series([True, "maybe", None], dtype=object),
+        }
+    )
     out = fitted.transform(frame)
     report = fitted.coercion_report_
     assert report["bytes_out"] == 2 and out["bytes_out"].isna().tolist() == [False, True, True]
@@ -189,8 +247,13 @@ def test_high_cardinality_is_hashed_with_a_stable_hash():
         "print([stable_bucket(f'user{i}', 16) for i in range(20)], hash('user7'))"
     )
     seed = "4242" if os.environ.get("PYTHONHASHSEED") != "4242" else "4243"
-    run = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": seed},
-                         capture_output=True, text=True, check=True)
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONHASHSEED": seed},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     buckets, salted = run.stdout.strip().rsplit(" ", 1)
     assert buckets == str([stable_bucket(f"user{i}", 16) for i in range(20)])
     assert int(salted) != hash("user7")  # the built-in hash did change between the processes
@@ -253,14 +316,38 @@ def test_spec_errors_name_the_problem(tmp_path):
 
 # --- property test --------------------------------------------------------------------------
 
-_KEYS = st.sampled_from([
-    "time", "class_uid", "traffic", "bytes_in", "bytes_out", "http_response", "latency", "code",
-    "dst_endpoint", "port", "ip", "src_endpoint", "user", "name", "duration", "is_mfa", "http_request",
-    "url", "path", "x", "a.b",
-])
+_KEYS = st.sampled_from(
+    [
+        "time",
+        "class_uid",
+        "traffic",
+        "bytes_in",
+        "bytes_out",
+        "http_response",
+        "latency",
+        "code",
+        "dst_endpoint",
+        "port",
+        "ip",
+        "src_endpoint",
+        "user",
+        "name",
+        "duration",
+        "is_mfa",
+        "http_request",
+        "url",
+        "path",
+        "x",
+        "a.b",
+    ]
+)
 _SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=12), st.sampled_from(["10.0.0.1", "443", "/a/123", "2xx", "nan", "inf", "1e999"]),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(["10.0.0.1", "443", "/a/123", "2xx", "nan", "inf", "1e999"]),
 )
 _VALUES = st.recursive(
     _SCALARS,

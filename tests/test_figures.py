@@ -99,7 +99,11 @@ def test_reconstruction_plot_has_three_bars_per_feature_with_the_reported_height
     assert [tick.get_text() for tick in numerical_ax.get_xticklabels()] == ["bytes"]
     heights = sorted(patch.get_height() for patch in numerical_ax.patches)
     assert heights == pytest.approx([0.3, 1.0, 2.0])
-    assert [text.get_text() for text in categorical_ax.get_legend().get_texts()] == ["trivial guess", "untrained", "after MFP"]
+    assert [text.get_text() for text in categorical_ax.get_legend().get_texts()] == [
+        "trivial guess",
+        "untrained",
+        "after MFP",
+    ]
 
 
 def test_reconstruction_plot_rejects_reports_of_different_features():
@@ -111,7 +115,9 @@ def test_reconstruction_plot_rejects_reports_of_different_features():
 def test_embedding_projection_draws_one_panel_per_model_and_one_colour_per_label():
     rng = np.random.default_rng(0)
     labels = np.repeat([0, 1, 2], 20)
-    fig = plot_embedding_projection({"before": rng.normal(size=(60, 8)), "after": rng.normal(size=(60, 8))}, labels, ["a", "b", "c"])
+    fig = plot_embedding_projection(
+        {"before": rng.normal(size=(60, 8)), "after": rng.normal(size=(60, 8))}, labels, ["a", "b", "c"]
+    )
     assert [ax.get_title() for ax in fig.axes] == ["before", "after"]
     for ax in fig.axes:
         scatters = [c for c in ax.collections if isinstance(c, PathCollection)]

@@ -58,10 +58,12 @@ def test_flatten_events_matches_flatten_event(events):
 
 
 def test_flatten_events_conventions():
-    frame = flatten_events([
-        {"a": 1, "b": {"c": True}, "s": "x", "f": 1.5, "n": None},
-        {"a": None, "b": {"c": None}, "s": None, "f": 2, "extra": {"deep": {"er": 3}}},
-    ])
+    frame = flatten_events(
+        [
+            {"a": 1, "b": {"c": True}, "s": "x", "f": 1.5, "n": None},
+            {"a": None, "b": {"c": None}, "s": None, "f": 2, "extra": {"deep": {"er": 3}}},
+        ]
+    )
     assert list(frame.columns) == ["a", "b.c", "s", "f", "n", "extra.deep.er"]
     assert frame["a"].dtype == "Int64" and frame["b.c"].dtype == "boolean"
     assert frame["s"].dtype == object and frame["s"].tolist() == ["x", None]

@@ -20,9 +20,7 @@ CARDINALITIES = [2, 6, 4]
 NUM_NUMERICAL = 3
 
 
-def make_model(
-    num_numerical: int = NUM_NUMERICAL, cardinalities: list[int] = CARDINALITIES
-) -> TabularResNetWithMFP:
+def make_model(num_numerical: int = NUM_NUMERICAL, cardinalities: list[int] = CARDINALITIES) -> TabularResNetWithMFP:
     torch.manual_seed(0)
     base = TabularResNet(num_numerical, cardinalities, d_model=32, num_blocks=2, dropout=0.0)
     return TabularResNetWithMFP(base, cardinalities, num_numerical)
@@ -37,9 +35,7 @@ def make_batch(
     g = torch.Generator().manual_seed(seed)
     numerical = torch.randn(batch, num_numerical, generator=g)
     codes = [torch.randint(0, c, (batch,), generator=g) for c in cardinalities]
-    categorical = (
-        torch.stack(codes, dim=1) + NUM_RESERVED_INDICES if codes else torch.zeros(batch, 0, dtype=torch.long)
-    )
+    categorical = torch.stack(codes, dim=1) + NUM_RESERVED_INDICES if codes else torch.zeros(batch, 0, dtype=torch.long)
     return numerical, categorical
 
 
@@ -91,9 +87,7 @@ def reference_loss(model, numerical, categorical, num_mask, cat_mask, numerical_
 def test_loss_matches_reference() -> None:
     model = make_model()
     numerical, categorical = make_batch()
-    loss = masked_feature_prediction_loss(
-        model, numerical, categorical, 0.3, 0.5, torch.Generator().manual_seed(2)
-    )
+    loss = masked_feature_prediction_loss(model, numerical, categorical, 0.3, 0.5, torch.Generator().manual_seed(2))
     num_mask, cat_mask = mask_features(numerical, categorical, 0.3, torch.Generator().manual_seed(2))
     expected = reference_loss(model, numerical, categorical, num_mask, cat_mask, 0.5)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
@@ -135,9 +129,7 @@ def test_loss_ignores_predictions_at_unmasked_cells() -> None:
 
 
 @pytest.mark.parametrize(("num_numerical", "cardinalities"), [(3, [2, 6, 4]), (0, [5]), (4, [])])
-def test_nothing_masked_gives_zero_loss_that_keeps_the_graph(
-    num_numerical: int, cardinalities: list[int]
-) -> None:
+def test_nothing_masked_gives_zero_loss_that_keeps_the_graph(num_numerical: int, cardinalities: list[int]) -> None:
     model = make_model(num_numerical, cardinalities)
     numerical, categorical = make_batch(num_numerical=num_numerical, cardinalities=cardinalities)
     loss = masked_feature_prediction_loss(model, numerical, categorical, mask_prob=0.0)

@@ -12,9 +12,7 @@ CARDINALITIES = [5, 3, 11]
 def make_batch(batch_size: int = 8, num_numerical: int = 4, seed: int = 0):
     generator = torch.Generator().manual_seed(seed)
     numerical = torch.randn(batch_size, num_numerical, generator=generator)
-    codes = torch.stack(
-        [torch.randint(0, c, (batch_size,), generator=generator) for c in CARDINALITIES], dim=1
-    )
+    codes = torch.stack([torch.randint(0, c, (batch_size,), generator=generator) for c in CARDINALITIES], dim=1)
     return numerical, encode_category_codes(codes)
 
 
@@ -110,7 +108,9 @@ def test_the_constructor_takes_its_defaults_from_the_config():
     import dataclasses
     import inspect
 
-    defaults = {f.name: f.default for f in dataclasses.fields(TabularResNetConfig) if f.default is not dataclasses.MISSING}
+    defaults = {
+        f.name: f.default for f in dataclasses.fields(TabularResNetConfig) if f.default is not dataclasses.MISSING
+    }
     parameters = inspect.signature(TabularResNet.__init__).parameters
     assert {name: parameters[name].default for name in defaults} == defaults
     assert TabularResNet(3, [2]).config == TabularResNetConfig(3, [2])

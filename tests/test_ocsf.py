@@ -64,11 +64,41 @@ def test_each_class_has_its_identifiers_and_attributes(evaluation_events, class_
     assert event["metadata"]["product"]["vendor_name"]
     assert isinstance(event["time"], int)
     required = {
-        3002: ["user.name", "src_endpoint.ip", "src_endpoint.location.country", "is_mfa", "logon_type_id", "auth_protocol_id", "duration"],
-        4001: ["src_endpoint.ip", "dst_endpoint.ip", "dst_endpoint.port", "dst_endpoint.svc_name", "traffic.bytes_in", "traffic.bytes_out"],
-        4002: ["http_request.http_method", "http_request.url.path", "http_request.url.hostname", "http_request.user_agent", "http_response.code", "http_response.latency"],
+        3002: [
+            "user.name",
+            "src_endpoint.ip",
+            "src_endpoint.location.country",
+            "is_mfa",
+            "logon_type_id",
+            "auth_protocol_id",
+            "duration",
+        ],
+        4001: [
+            "src_endpoint.ip",
+            "dst_endpoint.ip",
+            "dst_endpoint.port",
+            "dst_endpoint.svc_name",
+            "traffic.bytes_in",
+            "traffic.bytes_out",
+        ],
+        4002: [
+            "http_request.http_method",
+            "http_request.url.path",
+            "http_request.url.hostname",
+            "http_request.user_agent",
+            "http_response.code",
+            "http_response.latency",
+        ],
         6003: ["api.operation", "api.service.name", "actor.user.name", "src_endpoint.ip"],
-        1007: ["process.name", "process.pid", "process.cmd_line", "process.user.name", "process.parent_process.name", "device.hostname", "actor.user.name"],
+        1007: [
+            "process.name",
+            "process.pid",
+            "process.cmd_line",
+            "process.user.name",
+            "process.parent_process.name",
+            "device.hostname",
+            "actor.user.name",
+        ],
         1001: ["file.name", "file.path", "file.size", "device.hostname", "actor.user.name"],
     }[class_uid]
     assert set(required) <= set(_leaf_keys(event))
@@ -76,7 +106,15 @@ def test_each_class_has_its_identifiers_and_attributes(evaluation_events, class_
 
 def test_integer_typed_attributes_are_ints(evaluation_events):
     for event in evaluation_events[:2000]:
-        for path in ("http_response.latency", "http_response.code", "duration", "traffic.bytes_out", "dst_endpoint.port", "file.size", "process.pid"):
+        for path in (
+            "http_response.latency",
+            "http_response.code",
+            "duration",
+            "traffic.bytes_out",
+            "dst_endpoint.port",
+            "file.size",
+            "process.pid",
+        ):
             node = event
             for part in path.split("."):
                 node = node.get(part) if isinstance(node, dict) else None
@@ -152,8 +190,15 @@ def test_validate_event_catches_broken_events(evaluation_events, class_uid, path
 def test_validate_event_on_non_objects_and_unknown_classes():
     assert validate_event([1, 2]) == ["event is a list, not an object"]
     assert "missing required attribute 'class_uid'" in validate_event({})
-    unknown = {"time": 1, "class_uid": 5001, "category_uid": 5, "activity_id": 1, "type_uid": 500101,
-               "severity_id": 1, "metadata": {"version": "1.8.0", "product": {"name": "x"}}}
+    unknown = {
+        "time": 1,
+        "class_uid": 5001,
+        "category_uid": 5,
+        "activity_id": 1,
+        "type_uid": 500101,
+        "severity_id": 1,
+        "metadata": {"version": "1.8.0", "product": {"name": "x"}},
+    }
     assert validate_event(unknown) == []
     assert validate_event({**unknown, "type_uid": 500102})
 
@@ -264,8 +309,14 @@ def test_generator_rejects_bad_arguments():
 
 def test_validate_event_accepts_a_findings_class_with_its_own_status_enum():
     finding = {
-        "time": 1772409600000, "class_uid": 2004, "category_uid": 2, "activity_id": 1,
-        "type_uid": 200401, "severity_id": 4, "status_id": 1, "status": "New",
+        "time": 1772409600000,
+        "class_uid": 2004,
+        "category_uid": 2,
+        "activity_id": 1,
+        "type_uid": 200401,
+        "severity_id": 4,
+        "status_id": 1,
+        "status": "New",
         "metadata": {"version": "1.8.0", "product": {"name": "Some EDR"}},
         "finding_info": {"uid": "f-1", "title": "Suspicious PowerShell"},
     }

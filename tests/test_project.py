@@ -42,14 +42,14 @@ def test_environment_yml_matches_pyproject():
     conda_section = [dep for dep in environment["dependencies"] if isinstance(dep, str)]
     assert f"python={project['requires-python'].removeprefix('>=')}" in conda_section
     listed = [req for req in pip_section if not req.startswith("-e")]
-    assert sorted(map(normalise, listed)) == sorted(set(map(normalise, declared)))  # once each, even if two extras need it
+    assert sorted(map(normalise, listed)) == sorted(
+        set(map(normalise, declared))
+    )  # once each, even if two extras need it
     assert "-e .[book,test]" in pip_section
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "tabresnet_course", *args], capture_output=True, text=True, cwd=ROOT
-    )
+    return subprocess.run([sys.executable, "-m", "tabresnet_course", *args], capture_output=True, text=True, cwd=ROOT)
 
 
 def test_command_line_help_and_version():

@@ -107,7 +107,7 @@ def test_preprocessor_on_arbitrary_tables(drawn):
     for frame in (fit_frame, new_frame):
         arrays = preprocessor.transform(frame)
         check_tensors(*arrays, preprocessor, len(frame))
-        indicators = arrays[0][:, len(numerical):]
+        indicators = arrays[0][:, len(numerical) :]
         assert set(np.unique(indicators)) <= {0.0, 1.0}
         assert same_arrays(restored.transform(frame), arrays)
         assert same_arrays(preprocessor.transform(frame), arrays)  # and again: no hidden state
@@ -115,14 +115,45 @@ def test_preprocessor_on_arbitrary_tables(drawn):
 
 # --------------------------------------------------------------------------- the whole chain
 
-KEYS = st.sampled_from([
-    "class_uid", "type_uid", "time", "duration", "status_id", "severity_id", "traffic", "bytes_in", "bytes_out",
-    "http_response", "code", "latency", "http_request", "http_method", "url", "path", "user", "name",
-    "src_endpoint", "dst_endpoint", "ip", "port", "location", "country", "process", "parent_process", "is_mfa",
-    "metadata", "uid", "x", "a.b",
-])
+KEYS = st.sampled_from(
+    [
+        "class_uid",
+        "type_uid",
+        "time",
+        "duration",
+        "status_id",
+        "severity_id",
+        "traffic",
+        "bytes_in",
+        "bytes_out",
+        "http_response",
+        "code",
+        "latency",
+        "http_request",
+        "http_method",
+        "url",
+        "path",
+        "user",
+        "name",
+        "src_endpoint",
+        "dst_endpoint",
+        "ip",
+        "port",
+        "location",
+        "country",
+        "process",
+        "parent_process",
+        "is_mfa",
+        "metadata",
+        "uid",
+        "x",
+        "a.b",
+    ]
+)
 VALUES = st.recursive(
-    SCALARS, lambda children: st.lists(children, max_size=3) | st.dictionaries(KEYS, children, max_size=4), max_leaves=10
+    SCALARS,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(KEYS, children, max_size=4),
+    max_leaves=10,
 )
 
 
@@ -153,7 +184,9 @@ def records(draw, baseline: list[dict]) -> list[dict]:
 
 def encoder_for(preprocessor: TabularPreprocessor) -> TabularResNet:
     torch.manual_seed(0)
-    return TabularResNet(len(preprocessor.numerical_feature_names_), preprocessor.cardinalities_, d_model=8, num_blocks=1).eval()
+    return TabularResNet(
+        len(preprocessor.numerical_feature_names_), preprocessor.cardinalities_, d_model=8, num_blocks=1
+    ).eval()
 
 
 def embeddings_are_finite(model: TabularResNet, numerical: np.ndarray, categorical: np.ndarray) -> None:
@@ -193,7 +226,9 @@ def test_chain_fitted_on_dirty_records_round_trips_through_json(baseline):
         featurizer, preprocessor, arrays = fit_preprocessing(flatten_events(clean + dirty))
         check_tensors(*arrays, preprocessor, len(clean) + len(dirty))
         featurizer_again = OCSFFeaturizer.from_dict(json.loads(json.dumps(featurizer.to_dict(), allow_nan=False)))
-        preprocessor_again = TabularPreprocessor.from_dict(json.loads(json.dumps(preprocessor.to_dict(), allow_nan=False)))
+        preprocessor_again = TabularPreprocessor.from_dict(
+            json.loads(json.dumps(preprocessor.to_dict(), allow_nan=False))
+        )
         frame = flatten_events(new_records)
         features = featurizer.transform(frame)
         pd.testing.assert_frame_equal(featurizer_again.transform(frame), features)

@@ -12,13 +12,15 @@ MINUTE = 60_000
 
 def logons(times, ips, users=None, status=2) -> pd.DataFrame:
     n = len(times)
-    return pd.DataFrame({
-        "time": times,
-        "class_uid": [3002] * n,
-        "status_id": [status] * n if np.isscalar(status) else status,
-        "src_endpoint.ip": ips,
-        "user.name": users if users is not None else ["alice"] * n,
-    })
+    return pd.DataFrame(
+        {
+            "time": times,
+            "class_uid": [3002] * n,
+            "status_id": [status] * n if np.isscalar(status) else status,
+            "src_endpoint.ip": ips,
+            "user.name": users if users is not None else ["alice"] * n,
+        }
+    )
 
 
 def test_a_burst_gets_high_rates_and_a_single_event_rate_one():
@@ -29,7 +31,9 @@ def test_a_burst_gets_high_rates_and_a_single_event_rate_one():
     np.testing.assert_array_equal(rates["failed_logons_per_source_5m"].iloc[:30], np.arange(1, 31))
     assert rates["events_per_source_1m"].iloc[29] == 30
     assert (rates["failed_logons_per_user_5m"].iloc[:30] == 1).all()  # every user tried once
-    assert rates.iloc[30][["events_per_source_1m", "failed_logons_per_source_5m", "failed_logons_per_user_5m"]].tolist() == [1, 1, 1]
+    assert rates.iloc[30][
+        ["events_per_source_1m", "failed_logons_per_source_5m", "failed_logons_per_user_5m"]
+    ].tolist() == [1, 1, 1]
 
 
 def test_windows_forget_old_events_and_count_only_failures():
@@ -50,13 +54,15 @@ def test_no_look_ahead_and_input_order_does_not_matter():
 
 
 def test_distinct_ports_and_bytes():
-    frame = pd.DataFrame({
-        "time": [0, 1_000, 2_000, 3_000, MINUTE + 1, 30 * MINUTE],
-        "src_endpoint.ip": ["h"] * 6,
-        "dst_endpoint.port": [22, 80, 22, 443, 22, 22],
-        "traffic.bytes_out": [100, 200, None, 300, 1, 5],
-        "actor.user.name": ["x", "x", None, "x", "x", "x"],
-    })
+    frame = pd.DataFrame(
+        {
+            "time": [0, 1_000, 2_000, 3_000, MINUTE + 1, 30 * MINUTE],
+            "src_endpoint.ip": ["h"] * 6,
+            "dst_endpoint.port": [22, 80, 22, 443, 22, 22],
+            "traffic.bytes_out": [100, 200, None, 300, 1, 5],
+            "actor.user.name": ["x", "x", None, "x", "x", "x"],
+        }
+    )
     rates = rate_features(frame)
     assert rates["distinct_ports_per_source_1m"].tolist() == [1, 2, 2, 3, 1, 1]
     assert rates["bytes_out_per_source_1h"].tolist() == [100, 300, 300, 600, 601, 606]
@@ -71,7 +77,9 @@ def test_absent_entities_give_zeros_and_bad_time_is_refused():
         rate_features(pd.DataFrame({"class_uid": [3002]}))
     with pytest.raises(ValueError, match="column 'time', row 1"):
         rate_features(pd.DataFrame({"time": [0, "soon"]}))
-    lots = rate_features(pd.DataFrame({"time": [0, 1], "src_endpoint.ip": ["a", "a"], "traffic.bytes_out": ["lots", 5]}))
+    lots = rate_features(
+        pd.DataFrame({"time": [0, 1], "src_endpoint.ip": ["a", "a"], "traffic.bytes_out": ["lots", 5]})
+    )
     assert lots["bytes_out_per_source_1h"].tolist() == [0, 5]  # text that is not a number counts as missing
     untimed = rate_features(pd.DataFrame({"time": [0, None, 2, 1e300], "src_endpoint.ip": ["a"] * 4}), untimed="zero")
     assert untimed["events_per_source_1m"].tolist() == [1, 0, 2, 0]

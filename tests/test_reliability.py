@@ -23,18 +23,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-
 from cli_helpers import TINY_TRAIN, assert_error, call, run_process, stderr_lines
+
 from tabresnet_course import events_io
 from tabresnet_course.detector import CONFIG_FILE, REFERENCE_FILE, WEIGHTS_FILE, OCSFAnomalyDetector
 from tabresnet_course.events_io import MAX_NESTING, read_events
 from tabresnet_course.ocsf import generate_ocsf_events
 
-
 # --------------------------------------------------------------------------- helpers
 
 
-def assert_scored(result: subprocess.CompletedProcess, csv: Path, lines: list[int], skipped: list[int] = ()) -> pd.DataFrame:
+def assert_scored(
+    result: subprocess.CompletedProcess, csv: Path, lines: list[int], skipped: list[int] = ()
+) -> pd.DataFrame:
     """Status 0; one finite score per good record, in order; the skipped records counted and
     (the first five) located in one warning line."""
     assert "Traceback" not in result.stderr, result.stderr
@@ -97,11 +98,16 @@ def dirty_baseline(good: list[dict]) -> list:
     """300 clean events plus absurd values, wrong types and two unreadable lines."""
     auth, http, net = by_class(good, 3002), by_class(good, 4002), by_class(good, 4001)
     odd = [
-        changed(net, "traffic.bytes_out", 1e308), changed(net, "traffic.bytes_in", 10**30),
-        changed(net, "traffic.bytes_out", "lots"), changed(auth, "user.name", 12345),
-        changed(http, "http_response.latency", float("nan")), changed(auth, "duration", float("inf")),
-        changed(http, "http_response.code", "OK"), changed(net, "dst_endpoint.port", 10**400),
-        '{"class_uid": 4001, "time": ', "[1, 2, 3]",
+        changed(net, "traffic.bytes_out", 1e308),
+        changed(net, "traffic.bytes_in", 10**30),
+        changed(net, "traffic.bytes_out", "lots"),
+        changed(auth, "user.name", 12345),
+        changed(http, "http_response.latency", float("nan")),
+        changed(auth, "duration", float("inf")),
+        changed(http, "http_response.code", "OK"),
+        changed(net, "dst_endpoint.port", 10**400),
+        '{"class_uid": 4001, "time": ',
+        "[1, 2, 3]",
     ]
     return generate_ocsf_events(300, days=2, seed=0, anomalies=False).to_events() + odd
 
@@ -137,17 +143,19 @@ def score(work: Path, events: Path, *extra) -> tuple[subprocess.CompletedProcess
 
 def test_unreadable_records_are_skipped_counted_and_located(work, good):
     lines = [
-        good[0],                                           # 1
-        "null", "42", '"text"',                            # 2-4: JSON values that are not objects
-        good[1],                                           # 5
+        good[0],  # 1
+        "null",
+        "42",
+        '"text"',  # 2-4: JSON values that are not objects
+        good[1],  # 5
         {"time": 1772413311676, "metadata": {"uid": "no-class"}},  # 6: no class_uid
-        {"class_uid": {"id": 3002}, "time": 1},            # 7: class_uid is an object
+        {"class_uid": {"id": 3002}, "time": 1},  # 7: class_uid is an object
         b'{"class_uid": 3002, "user": {"name": "\xff"}}',  # 8: not UTF-8
-        "",                                                # 9: blank, not a record
-        good[2],                                           # 10
-        '{"class_uid": 3002, "time": ',                    # 11: truncated JSON
-        '{"class_uid": 3002} trailing',                    # 12: extra data
-        good[3],                                           # 13
+        "",  # 9: blank, not a record
+        good[2],  # 10
+        '{"class_uid": 3002, "time": ',  # 11: truncated JSON
+        '{"class_uid": 3002} trailing',  # 12: extra data
+        good[3],  # 13
     ]
     result, out = score(work, write_lines(work / "dirty.jsonl", lines))
     scores = assert_scored(result, out, [1, 5, 10, 13], skipped=[2, 3, 4, 6, 7, 8, 11, 12])
@@ -178,12 +186,17 @@ def test_the_nesting_limit_is_the_same_for_every_format_and_reader(tmp_path, goo
     lines = [json.dumps(good[0]), nested(MAX_NESTING - 1), nested(MAX_NESTING), nested(150, "[", "]")]
     path = write_lines(tmp_path / "deep.jsonl", lines)
     result = read_events(path)
-    assert result.lines.tolist() == [1, 2] and [(p.line, p.kind) for p in result.problems] == [(3, "too_deep"), (4, "too_deep")]
+    assert result.lines.tolist() == [1, 2] and [(p.line, p.kind) for p in result.problems] == [
+        (3, "too_deep"),
+        (4, "too_deep"),
+    ]
     assert "line 3: nested more than 100 levels deep" in result.summary()
     (tmp_path / "deep.json").write_text("[" + ",".join(lines) + "]")
     array = read_events(tmp_path / "deep.json")
     assert array.lines.tolist() == [1, 2] and [p.describe("element") for p in array.problems] == [
-        "element 3: nested more than 100 levels deep", "element 4: nested more than 100 levels deep"]
+        "element 3: nested more than 100 levels deep",
+        "element 4: nested more than 100 levels deep",
+    ]
     from tabresnet_course.errors import InputError
 
     with pytest.raises(InputError, match="deep.jsonl line 3: nested more than 100 levels deep"):
@@ -236,12 +249,18 @@ def test_nan_infinity_and_absurdly_large_numbers_are_scored(work, good, suffix):
     net, auth = by_class(good, 4001), by_class(good, 3002)
     literal = json.dumps(changed(net, "traffic.bytes_out", 0)).replace('"bytes_out": 0', '"bytes_out": VALUE')
     lines = [literal.replace("VALUE", text) for text in ("NaN", "Infinity", "-Infinity", "1e999", "-1e999")] + [
-        changed(net, "traffic.bytes_out", 1e308), changed(net, "traffic.bytes_in", -1e308),
-        changed(net, "traffic.bytes_out", 10**30), changed(net, "traffic.bytes_out", -(10**40)),
-        changed(net, "traffic.bytes_out", 2**64), changed(net, "traffic.bytes_out", 10**400),
-        changed(net, "time", 10**30), changed(net, "time", 1e308),
-        changed(net, "dst_endpoint.port", 2**70), changed(auth, "class_uid", 10**30),
-        changed(auth, "user.name", 1e308), changed(auth, "duration", float("nan")),
+        changed(net, "traffic.bytes_out", 1e308),
+        changed(net, "traffic.bytes_in", -1e308),
+        changed(net, "traffic.bytes_out", 10**30),
+        changed(net, "traffic.bytes_out", -(10**40)),
+        changed(net, "traffic.bytes_out", 2**64),
+        changed(net, "traffic.bytes_out", 10**400),
+        changed(net, "time", 10**30),
+        changed(net, "time", 1e308),
+        changed(net, "dst_endpoint.port", 2**70),
+        changed(auth, "class_uid", 10**30),
+        changed(auth, "user.name", 1e308),
+        changed(auth, "duration", float("nan")),
     ]
     if suffix == ".jsonl":
         path = write_lines(work / "numbers.jsonl", lines)
@@ -255,8 +274,15 @@ def test_nan_infinity_and_absurdly_large_numbers_are_scored(work, good, suffix):
 def test_unseen_categories_and_unknown_classes_are_scored_and_counted(work, good):
     auth, http, net = by_class(good, 3002), by_class(good, 4002), by_class(good, 4001)
     lines = [
-        {"time": 1772431200000, "class_uid": 5001, "class_name": "Device Inventory Info", "activity_id": 2,
-         "type_uid": 500102, "severity_id": 1, "device": {"hostname": "new-host", "os": {"name": "Plan 9"}}},
+        {
+            "time": 1772431200000,
+            "class_uid": 5001,
+            "class_name": "Device Inventory Info",
+            "activity_id": 2,
+            "type_uid": 500102,
+            "severity_id": 1,
+            "device": {"hostname": "new-host", "os": {"name": "Plan 9"}},
+        },
         changed(auth, "class_uid", 9999),
         changed(auth, "user.name", "mallory"),
         changed(auth, "src_endpoint.location.country", "ZZ"),
@@ -299,7 +325,9 @@ def test_empty_and_unusable_files(work, name, content, fragments):
 def test_parquet_without_rows_and_with_clashing_column_paths(work):
     pq.write_table(pa.table({"class_uid": pa.array([], pa.int64())}), work / "norows.parquet")
     assert_error(score(work, work / "norows.parquet")[0], "norows.parquet: file is empty (no rows)")
-    table = pa.table({"class_uid": [3002, 3002], "user": pa.array([{"name": "a"}, {"name": "b"}]), "user.name": ["c", "d"]})
+    table = pa.table(
+        {"class_uid": [3002, 3002], "user": pa.array([{"name": "a"}, {"name": "b"}]), "user.name": ["c", "d"]}
+    )
     pq.write_table(table, work / "clash.parquet")
     assert_error(score(work, work / "clash.parquet")[0], "clash.parquet: column 'user.name' appears twice")
 
@@ -312,8 +340,12 @@ def test_a_file_of_only_bad_records_is_one_error_line(work, command):
     else:
         result = call("train", "--events", path, "--out", work / "never", *TINY_TRAIN)
         assert not (work / "never").exists()
-    assert_error(result, "all_bad.jsonl: no readable events; skipped 3 (line 1: invalid JSON",
-                 "line 2: a JSON array, not an object", "line 3: no class_uid)")
+    assert_error(
+        result,
+        "all_bad.jsonl: no readable events; skipped 3 (line 1: invalid JSON",
+        "line 2: a JSON array, not an object",
+        "line 3: no class_uid)",
+    )
     (work / "all_bad.json").write_text('[1, "x", null]')
     assert_error(score(work, work / "all_bad.json")[0], "all_bad.json: no readable events; skipped 3 (element 1:")
 
@@ -321,13 +353,19 @@ def test_a_file_of_only_bad_records_is_one_error_line(work, command):
 def test_directories_where_files_belong(work):
     (work / "adir.jsonl").mkdir(exist_ok=True)
     assert_error(score(work, work / "adir.jsonl")[0], "adir.jsonl: not a regular file")
-    assert_error(call("score", "--model", work / "base.jsonl", "--events", work / "base.jsonl", "--out", work / "x.csv"),
-                 "base.jsonl: no such detector directory")
+    assert_error(
+        call("score", "--model", work / "base.jsonl", "--events", work / "base.jsonl", "--out", work / "x.csv"),
+        "base.jsonl: no such detector directory",
+    )
     (work / "spec_dir.json").mkdir(exist_ok=True)
-    assert_error(call("train", "--events", work / "base.jsonl", "--out", work / "d2", "--spec", work / "spec_dir.json"),
-                 "spec_dir.json: cannot read")
-    assert_error(call("evaluate", "--scores", work / "adir.jsonl", "--labels", work / "adir.jsonl"),
-                 "adir.jsonl: not a regular file")
+    assert_error(
+        call("train", "--events", work / "base.jsonl", "--out", work / "d2", "--spec", work / "spec_dir.json"),
+        "spec_dir.json: cannot read",
+    )
+    assert_error(
+        call("evaluate", "--scores", work / "adir.jsonl", "--labels", work / "adir.jsonl"),
+        "adir.jsonl: not a regular file",
+    )
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root can read a file with mode 000")
@@ -371,11 +409,30 @@ def test_outputs_are_never_replaced_unasked(work):
     (work / "out_dir.csv").mkdir(exist_ok=True)
     (work / "out_dir.csv" / "keep.txt").write_text("keep")
     for extra in ([], ["--overwrite"]):
-        result = call("score", "--model", work / "detector", "--events", work / "base.jsonl", "--out", work / "out_dir.csv", *extra)
+        result = call(
+            "score",
+            "--model",
+            work / "detector",
+            "--events",
+            work / "base.jsonl",
+            "--out",
+            work / "out_dir.csv",
+            *extra,
+        )
         assert_error(result, "out_dir.csv is a directory")
     assert (work / "out_dir.csv" / "keep.txt").read_text() == "keep"
 
-    result = call("generate", "--events", 50, "--no-anomalies", "--out", work / "gen.jsonl", "--labels", work / "out_dir.csv", "--overwrite")
+    result = call(
+        "generate",
+        "--events",
+        50,
+        "--no-anomalies",
+        "--out",
+        work / "gen.jsonl",
+        "--labels",
+        work / "out_dir.csv",
+        "--overwrite",
+    )
     assert_error(result, "out_dir.csv is a directory")
     assert not (work / "gen.jsonl").exists(), "nothing is written when one of the outputs is refused"
 
@@ -402,32 +459,75 @@ def test_outputs_are_never_replaced_unasked(work):
         ("list.json", "[1, 2]", ["list.json: a feature specification must be a mapping, got list"]),
         ("none.yaml", "", ["none.yaml: a feature specification must be a mapping"]),
         ("nothing.json", "{}", ["nothing.json: a feature specification needs at least one feature"]),
-        ("sqrt.json", '{"numerical": [{"name": "a", "source": "time", "transform": "sqrt"}]}',
-         ["sqrt.json: feature 'a': unknown numerical transform 'sqrt'; choose from"]),
-        ("upper.yaml", "categorical:\n  - {name: c, source: class_uid, transform: upper}\n",
-         ["upper.yaml: feature 'c': unknown categorical transform 'upper'"]),
+        (
+            "sqrt.json",
+            '{"numerical": [{"name": "a", "source": "time", "transform": "sqrt"}]}',
+            ["sqrt.json: feature 'a': unknown numerical transform 'sqrt'; choose from"],
+        ),
+        (
+            "upper.yaml",
+            "categorical:\n  - {name: c, source: class_uid, transform: upper}\n",
+            ["upper.yaml: feature 'c': unknown categorical transform 'upper'"],
+        ),
         ("typo.json", '{"numerical": [{"name": "a", "sourc": "time"}]}', ["typo.json: numerical feature 'a'", "sourc"]),
-        ("extra.json", '{"numerical": [], "categoricals": []}', ["extra.json: unknown keys in feature specification: categoricals"]),
-        ("buckets.json", '{"categorical": [{"name": "c", "source": "class_uid", "num_buckets": "ten"}]}',
-         ["buckets.json: feature 'c': num_buckets must be an integer, got 'ten'"]),
-        ("maxcat.yaml", "categorical:\n  - {name: c, source: class_uid, max_categories: 2.5}\n",
-         ["maxcat.yaml: feature 'c': max_categories must be an integer or null, got 2.5"]),
-        ("flag.json", '{"numerical": [{"name": "a", "source": "time", "missing_indicator": "yes"}]}',
-         ["flag.json: feature 'a': missing_indicator must be true or false, got 'yes'"]),
-        ("name.json", '{"numerical": [{"name": 5, "source": "time"}]}', ["name.json: feature 5: name must be a string"]),
+        (
+            "extra.json",
+            '{"numerical": [], "categoricals": []}',
+            ["extra.json: unknown keys in feature specification: categoricals"],
+        ),
+        (
+            "buckets.json",
+            '{"categorical": [{"name": "c", "source": "class_uid", "num_buckets": "ten"}]}',
+            ["buckets.json: feature 'c': num_buckets must be an integer, got 'ten'"],
+        ),
+        (
+            "maxcat.yaml",
+            "categorical:\n  - {name: c, source: class_uid, max_categories: 2.5}\n",
+            ["maxcat.yaml: feature 'c': max_categories must be an integer or null, got 2.5"],
+        ),
+        (
+            "flag.json",
+            '{"numerical": [{"name": "a", "source": "time", "missing_indicator": "yes"}]}',
+            ["flag.json: feature 'a': missing_indicator must be true or false, got 'yes'"],
+        ),
+        (
+            "name.json",
+            '{"numerical": [{"name": 5, "source": "time"}]}',
+            ["name.json: feature 5: name must be a string"],
+        ),
         ("source.json", '{"numerical": [{"name": "a", "source": ""}]}', ["source.json: feature 'a': source must be"]),
-        ("twice.json", '{"numerical": [{"name": "a", "source": "time"}], "categorical": [{"name": "a", "source": "x"}]}',
-         ["twice.json: feature names must be unique; repeated: a"]),
-        ("version.json", '{"format_version": 2, "numerical": [{"name": "a", "source": "time"}]}',
-         ["version.json: feature specification format_version 2 is not supported"]),
+        (
+            "twice.json",
+            '{"numerical": [{"name": "a", "source": "time"}], "categorical": [{"name": "a", "source": "x"}]}',
+            ["twice.json: feature names must be unique; repeated: a"],
+        ),
+        (
+            "version.json",
+            '{"format_version": 2, "numerical": [{"name": "a", "source": "time"}]}',
+            ["version.json: feature specification format_version 2 is not supported"],
+        ),
         ("spec.txt", "{}", ["spec.txt: feature specification must be .json, .yaml or .yml"]),
-        ("absent.json", '{"numerical": [{"name": "t", "source": "time"}], "categorical": [{"name": "c", "source": "no.such.field"}]}',
-         ["categorical feature 'c' (source 'no.such.field') has no readable value in any of the 300 training events"]),
+        (
+            "absent.json",
+            '{"numerical": [{"name": "t", "source": "time"}], "categorical": [{"name": "c", "source": "no.such.field"}]}',
+            [
+                "categorical feature 'c' (source 'no.such.field') has no readable value in any of the 300 training events"
+            ],
+        ),
     ],
 )
 def test_bad_feature_specification_for_train(work, tmp_path, name, text, fragments):
     (tmp_path / name).write_text(text)
-    result = call("train", "--events", work / "clean.jsonl", "--out", tmp_path / "detector", "--spec", tmp_path / name, *TINY_TRAIN)
+    result = call(
+        "train",
+        "--events",
+        work / "clean.jsonl",
+        "--out",
+        tmp_path / "detector",
+        "--spec",
+        tmp_path / name,
+        *TINY_TRAIN,
+    )
     assert_error(result, *fragments)
     assert not (tmp_path / "detector").exists()
 
@@ -452,30 +552,68 @@ def drop_first_categorical(config: dict, directory: Path) -> None:
 
 
 DAMAGE = {
-    "newer format": (lambda c, d: c.update(format_version=2), ["config.json has format_version 2", "reads format_version 1"]),
+    "newer format": (
+        lambda c, d: c.update(format_version=2),
+        ["config.json has format_version 2", "reads format_version 1"],
+    ),
     "older format": (lambda c, d: c.update(format_version=0), ["config.json has format_version 0"]),
     "no format": (lambda c, d: c.pop("format_version"), ["config.json has format_version None"]),
-    "another kind": (lambda c, d: c.update(kind="sklearn.Pipeline"), ["config.json does not describe a saved detector"]),
-    "weights truncated": (lambda c, d: truncate(d, WEIGHTS_FILE), ["weights.pt is corrupted: its SHA-256 does not match"]),
+    "another kind": (
+        lambda c, d: c.update(kind="sklearn.Pipeline"),
+        ["config.json does not describe a saved detector"],
+    ),
+    "weights truncated": (
+        lambda c, d: truncate(d, WEIGHTS_FILE),
+        ["weights.pt is corrupted: its SHA-256 does not match"],
+    ),
     "weights truncated, checksum forged": (
-        lambda c, d: (truncate(d, WEIGHTS_FILE), set_checksum(c, d, WEIGHTS_FILE)), ["weights.pt is not a weights-only state_dict"]),
+        lambda c, d: (truncate(d, WEIGHTS_FILE), set_checksum(c, d, WEIGHTS_FILE)),
+        ["weights.pt is not a weights-only state_dict"],
+    ),
     "reference truncated": (lambda c, d: truncate(d, REFERENCE_FILE), ["reference_embeddings.npy is corrupted"]),
     "reference emptied, checksum forged": (
         lambda c, d: (truncate(d, REFERENCE_FILE, 0), set_checksum(c, d, REFERENCE_FILE)),
-        ["reference_embeddings.npy is not a valid .npy array"]),
+        ["reference_embeddings.npy is not a valid .npy array"],
+    ),
     "reference cut, checksum forged": (
         lambda c, d: (truncate(d, REFERENCE_FILE, 200), set_checksum(c, d, REFERENCE_FILE)),
-        ["reference_embeddings.npy is not a valid .npy array"]),
-    "another d_model": (lambda c, d: c["model_config"].update(d_model=32), ["weights.pt does not match the model in config.json"]),
-    "dropout not a number": (lambda c, d: c["model_config"].update(dropout="x"), ["config.json: cannot build the model of model_config"]),
-    "unknown model option": (lambda c, d: c["model_config"].update(width=3), ["config.json: cannot rebuild the detector", "width"]),
-    "spec lost a feature": (drop_first_categorical, ["config.json: the featurizer and the preprocessor disagree on the categorical features",
-                                                     "only in the preprocessor: ['class_uid']"]),
-    "unknown transform": (lambda c, d: c["featurizer"]["spec"]["numerical"][0].update(transform="sqrt"),
-                          ["config.json: cannot rebuild the detector: feature 'bytes_in': unknown numerical transform 'sqrt'"]),
-    "preprocessor medians cut": (lambda c, d: c["preprocessor"]["fitted"].update(median_=[0.0]), ["config.json", "median_ must be", "finite numbers (one per numerical column), got [0.0]"]),
-    "preprocessor categories edited": (lambda c, d: c["preprocessor"]["fitted"]["categories_"].__setitem__(0, 5), ["config.json", "categories_ must hold"]),
-    "k beyond the reference set": (lambda c, d: c.update(k=100_000), ["config.json: k=100000 is more than the 308 reference embeddings"]),
+        ["reference_embeddings.npy is not a valid .npy array"],
+    ),
+    "another d_model": (
+        lambda c, d: c["model_config"].update(d_model=32),
+        ["weights.pt does not match the model in config.json"],
+    ),
+    "dropout not a number": (
+        lambda c, d: c["model_config"].update(dropout="x"),
+        ["config.json: cannot build the model of model_config"],
+    ),
+    "unknown model option": (
+        lambda c, d: c["model_config"].update(width=3),
+        ["config.json: cannot rebuild the detector", "width"],
+    ),
+    "spec lost a feature": (
+        drop_first_categorical,
+        [
+            "config.json: the featurizer and the preprocessor disagree on the categorical features",
+            "only in the preprocessor: ['class_uid']",
+        ],
+    ),
+    "unknown transform": (
+        lambda c, d: c["featurizer"]["spec"]["numerical"][0].update(transform="sqrt"),
+        ["config.json: cannot rebuild the detector: feature 'bytes_in': unknown numerical transform 'sqrt'"],
+    ),
+    "preprocessor medians cut": (
+        lambda c, d: c["preprocessor"]["fitted"].update(median_=[0.0]),
+        ["config.json", "median_ must be", "finite numbers (one per numerical column), got [0.0]"],
+    ),
+    "preprocessor categories edited": (
+        lambda c, d: c["preprocessor"]["fitted"]["categories_"].__setitem__(0, 5),
+        ["config.json", "categories_ must hold"],
+    ),
+    "k beyond the reference set": (
+        lambda c, d: c.update(k=100_000),
+        ["config.json: k=100000 is more than the 308 reference embeddings"],
+    ),
 }
 
 
@@ -492,7 +630,9 @@ def test_a_damaged_or_incompatible_detector_is_refused(work, tmp_path, damage):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("text, fragment", [("{\"kind\": ", "config.json is not valid JSON"), (None, "config.json: no such file")])
+@pytest.mark.parametrize(
+    "text, fragment", [('{"kind": ', "config.json is not valid JSON"), (None, "config.json: no such file")]
+)
 def test_a_detector_with_a_broken_or_missing_config(work, tmp_path, text, fragment):
     directory = shutil.copytree(work / "detector", tmp_path / "detector")
     if text is None:
@@ -517,7 +657,9 @@ def test_a_detector_from_another_package_version_with_the_same_format_loads(work
 # --------------------------------------------------------------------------- evaluate
 
 
-@pytest.mark.parametrize("value, shown", [("inf", "'inf'"), ("nan", "'nan'"), ("-inf", "'-inf'"), ("high", "'high'"), ("1e999", "'inf'")])
+@pytest.mark.parametrize(
+    "value, shown", [("inf", "'inf'"), ("nan", "'nan'"), ("-inf", "'-inf'"), ("high", "'high'"), ("1e999", "'inf'")]
+)
 def test_evaluate_names_a_score_that_is_not_a_finite_number(tmp_path, value, shown):
     (tmp_path / "labels.csv").write_text("uid,is_anomaly,scenario\na,false,normal\nb,true,port_scan\nc,false,normal\n")
     (tmp_path / "scores.csv").write_text(f"line,uid,score\n1,a,0.5\n2,b,{value}\n3,c,0.1\n")
@@ -533,7 +675,9 @@ def test_in_a_real_process_bad_records_are_reported_and_a_bad_file_is_one_line(w
     result = run_process("score", "--model", work / "detector", "--events", path, "--out", work / "process.csv")
     assert_scored(result, work / "process.csv", [1, 3, 5], skipped=[2, 4])
     write_lines(work / "process_bad.jsonl", ["{oops", "7"])
-    result = run_process("score", "--model", work / "detector", "--events", work / "process_bad.jsonl", "--out", work / "p.csv")
+    result = run_process(
+        "score", "--model", work / "detector", "--events", work / "process_bad.jsonl", "--out", work / "p.csv"
+    )
     assert_error(result, "process_bad.jsonl: no readable events; skipped 2 (line 1: invalid JSON")
 
 
@@ -544,8 +688,20 @@ def test_generate_writes_byte_identical_files_for_the_same_seed(tmp_path):
     for run in ("a", "b", "c"):
         seed = "7" if run != "c" else "8"
         for suffix in (".jsonl", ".parquet"):
-            result = call("generate", "--events", 400, "--days", 1, "--seed", seed, "--no-anomalies",
-                          "--out", tmp_path / f"{run}{suffix}", "--labels", tmp_path / f"{run}{suffix}.csv")
+            result = call(
+                "generate",
+                "--events",
+                400,
+                "--days",
+                1,
+                "--seed",
+                seed,
+                "--no-anomalies",
+                "--out",
+                tmp_path / f"{run}{suffix}",
+                "--labels",
+                tmp_path / f"{run}{suffix}.csv",
+            )
             assert result.returncode == 0, result.stderr
     for name in ("{}.jsonl", "{}.parquet", "{}.jsonl.csv", "{}.parquet.csv"):
         a, b, c = ((tmp_path / name.format(run)).read_bytes() for run in "abc")

@@ -126,7 +126,10 @@ def test_knn_reference_scores_leave_the_row_itself_out():
 
 def test_reference_rank_fusion_ranks_against_the_reference_not_the_batch():
     reference = [normal_rows(200), normal_rows(200, seed=5, d=2)]
-    query = [np.vstack([normal_rows(30, seed=1), np.full((1, 4), 8.0)]), np.vstack([normal_rows(30, seed=2, d=2), [[5.0, 5.0]]])]
+    query = [
+        np.vstack([normal_rows(30, seed=1), np.full((1, 4), 8.0)]),
+        np.vstack([normal_rows(30, seed=2, d=2), [[5.0, 5.0]]]),
+    ]
     fusion = ReferenceRankFusion([KNNScorer(3), IsolationForestScorer(seed=0)]).fit(reference)
     scores = fusion.score(query)
     assert scores.shape == (31,) and ((scores >= 0) & (scores <= 1)).all()
@@ -148,7 +151,8 @@ def test_build_detector_scorer_knows_the_detector_scorers():
     assert isinstance(build_detector_scorer("subsampled_knn", seed=2), SubsampledKNNScorer)
     fusion = build_detector_scorer("fusion_rates", 3, seed=7).get_params()
     assert fusion["members"] == [
-        {"class": "KNNScorer", "k": 3, "backend": "auto"}, {"class": "IsolationForestScorer", "n_estimators": 200, "seed": 7}
+        {"class": "KNNScorer", "k": 3, "backend": "auto"},
+        {"class": "IsolationForestScorer", "n_estimators": 200, "seed": 7},
     ]
     assert build_detector_scorer("fusion_iforest", knn_backend="sklearn").members[0].backend == "sklearn"
     assert set(DETECTOR_SCORERS) == {"knn", "subsampled_knn", "fusion_iforest", "fusion_rates"}
@@ -168,7 +172,9 @@ def test_tree_features_put_codes_and_log_rates_next_to_the_numericals():
 def tiny_mfp_model(seed: int = 0) -> TabularResNetWithMFP:
     torch.manual_seed(seed)
     cardinalities = [3, 7, 2]
-    config = TabularResNetConfig(num_numerical_features=2, categorical_cardinalities=cardinalities, d_model=8, num_blocks=1)
+    config = TabularResNetConfig(
+        num_numerical_features=2, categorical_cardinalities=cardinalities, d_model=8, num_blocks=1
+    )
     return TabularResNetWithMFP(TabularResNet.from_config(config), cardinalities, 2)
 
 
@@ -224,7 +230,10 @@ def test_exact_backends_agree_with_scikit_learn(backend, monkeypatch):
     monkeypatch.setattr(scorers, "REFERENCE_BLOCK", 37)  # the torch backend merges many tiles
     monkeypatch.setattr(scorers, "QUERY_BLOCK", 50)
     rng = np.random.default_rng(0)
-    reference, query = rng.normal(size=(500, 8)) * 3 + 100, rng.normal(size=(120, 8)) * 3 + 100  # far from 0: float32 cancellation
+    reference, query = (
+        rng.normal(size=(500, 8)) * 3 + 100,
+        rng.normal(size=(120, 8)) * 3 + 100,
+    )  # far from 0: float32 cancellation
     distances, indices = KNNScorer(5, "sklearn").fit(reference).kneighbors(query)
     found_distances, found_indices = KNNScorer(5, backend).fit(reference).kneighbors(query)
     np.testing.assert_array_equal(np.sort(found_indices, axis=1), np.sort(indices, axis=1))  # no ties in this data

@@ -87,9 +87,7 @@ def test_api_reference_documents_every_public_name(html):
     assert not missing, f"not in the built API reference (rebuild the book if it is stale): {missing}"
 
 
-LITERALINCLUDE = re.compile(
-    r"```\{literalinclude\}\s+\S*?tabresnet_course/(\w+)\.py[^\n]*\n((?:[ \t]*:[^\n]*\n)*)"
-)
+LITERALINCLUDE = re.compile(r"```\{literalinclude\}\s+\S*?tabresnet_course/(\w+)\.py[^\n]*\n((?:[ \t]*:[^\n]*\n)*)")
 
 
 def introduced_objects() -> dict[str, str]:

@@ -29,7 +29,9 @@ NEVER = shapes.IDENTIFIERS | {"message", "time_dt", "start_time", "end_time", "m
 
 def sources(spec: FeatureSpec) -> dict[str, list[str]]:
     """Feature name -> its source paths."""
-    return {f.name: [f.source] if isinstance(f.source, str) else list(f.source) for f in spec.numerical + spec.categorical}
+    return {
+        f.name: [f.source] if isinstance(f.source, str) else list(f.source) for f in spec.numerical + spec.categorical
+    }
 
 
 def present_source(inferred, name: str) -> str:
@@ -46,8 +48,13 @@ def write_shape(shape: str, path_stem, seed: int, later: bool = False):
         path = path_stem.with_suffix(".parquet")
         pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path)
         return path, len(frame)
-    builder = {"a": shapes.web_shop_api, "b": shapes.cloud_api_calls, "c": shapes.dns_queries,
-               "d": shapes.network_flows, "f": shapes.http_without_time}[shape]
+    builder = {
+        "a": shapes.web_shop_api,
+        "b": shapes.cloud_api_calls,
+        "c": shapes.dns_queries,
+        "d": shapes.network_flows,
+        "f": shapes.http_without_time,
+    }[shape]
     events = builder(200 if later else 300, seed)
     if later:
         for i, event in enumerate(events):
@@ -90,9 +97,15 @@ def test_foreign_shape_trains_and_scores_without_a_spec(tmp_path, shape):
 
 def test_shape_a_picks_the_http_fields_user_and_service_and_no_identifier():
     inferred = infer_feature_spec(shapes.web_shop_api())
-    expected = {"http_method": "http_request.method", "http_status": "http_response.code",
-                "url_path": "http_request.url.path", "latency": "http_response.latency", "duration": "duration",
-                "user": "actor.user.name", "service": "service.name"}
+    expected = {
+        "http_method": "http_request.method",
+        "http_status": "http_response.code",
+        "url_path": "http_request.url.path",
+        "latency": "http_response.latency",
+        "duration": "duration",
+        "user": "actor.user.name",
+        "service": "service.name",
+    }
     for name, source in expected.items():
         assert present_source(inferred, name) == source, name
     excluded = dict(zip(inferred.excluded["column"], inferred.excluded["reason"]))
@@ -107,8 +120,13 @@ def test_shape_a_picks_the_http_fields_user_and_service_and_no_identifier():
 
 def test_shape_b_cloud_calls_use_the_actor_uid_service_and_region():
     inferred = infer_feature_spec(shapes.cloud_api_calls())
-    for name, source in {"user": "actor.user.uid", "service": "api.service.name", "api_operation": "api.operation",
-                         "src_subnet": "src_endpoint.ip", "cloud_region": "cloud.region"}.items():
+    for name, source in {
+        "user": "actor.user.uid",
+        "service": "api.service.name",
+        "api_operation": "api.operation",
+        "src_subnet": "src_endpoint.ip",
+        "cloud_region": "cloud.region",
+    }.items():
         assert present_source(inferred, name) == source, name
     excluded = set(inferred.excluded["column"])
     assert {"metadata.uid", "metadata.correlation_uid", "api.request.uid", "unmapped.eventID"} <= excluded
@@ -125,71 +143,84 @@ def crafted():
     """A flat table with one column per rule, and its inferred specification."""
     rng = np.random.default_rng(0)
     n = 200
-    uuids = [f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}" for h in
-             ("".join(rng.choice(list("0123456789abcdef"), 32)) for _ in range(n))]
-    frame = pd.DataFrame({
-        "time": 1_780_000_000_000 + np.arange(n) * 60_000,
-        "class_uid": 6003,
-        "unmapped.request_id": uuids,
-        "actor.user.uid": [uuids[i % 10] for i in range(n)],  # an entity: uuids, but few and recurring
-        "unmapped.correlation": ["".join(rng.choice(list("0123456789abcdef"), 32)) for _ in range(20)] * 10,
-        "start_time": 1_780_000_000_000 + np.arange(n) * 60_000 - 5,
-        "created_at": pd.Series(pd.date_range("2026-05-01", periods=n, freq="min")).dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "unmapped.response_time": rng.integers(1, 40, n),
-        "unmapped.bytes_sent": pd.array([int(v) if i % 4 else None for i, v in enumerate(rng.lognormal(8, 2, n))],
-                                        dtype="Int64"),
-        "unmapped.temperature": rng.normal(20, 2, n),
-        "unmapped.client_ip": [f"192.0.{i % 5}.{i % 50}" for i in range(n)],
-        "unmapped.upstream_port": rng.choice([443, 8080, 50123], n),
-        "unmapped.status_code": rng.choice([200, 404, 503], n),
-        "unmapped.target": [f"/api/{('items', 'orders', 'users')[i % 3]}/{i}" for i in range(n)],
-        "unmapped.flag": rng.random(n) < 0.5,
-        "unmapped.rcode_id": rng.choice([0, 3], n),
-        "unmapped.outcome_id": rng.choice([1, 2], n),
-        "unmapped.outcome": rng.choice(["ok", "failed"], n),
-        "unmapped.note": [f"user {i} did something with item {i * 7} at step {i % 13}" for i in range(n)],
-        "unmapped.agent": [f"agent/{i % 60}" for i in range(n)],
-        "unmapped.rare": ["x"] + [None] * (n - 1),
-        "unmapped.empty": [None] * n,
-        "unmapped.amount_text": [f"{v:.2f}" for v in rng.lognormal(3, 1, n)],
-        "unmapped.mixed": [1 if i % 2 else "one" for i in range(n)],
-        "unmapped.constant": "same",
-    })
+    uuids = [
+        f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        for h in ("".join(rng.choice(list("0123456789abcdef"), 32)) for _ in range(n))
+    ]
+    frame = pd.DataFrame(
+        {
+            "time": 1_780_000_000_000 + np.arange(n) * 60_000,
+            "class_uid": 6003,
+            "unmapped.request_id": uuids,
+            "actor.user.uid": [uuids[i % 10] for i in range(n)],  # an entity: uuids, but few and recurring
+            "unmapped.correlation": ["".join(rng.choice(list("0123456789abcdef"), 32)) for _ in range(20)] * 10,
+            "start_time": 1_780_000_000_000 + np.arange(n) * 60_000 - 5,
+            "created_at": pd.Series(pd.date_range("2026-05-01", periods=n, freq="min")).dt.strftime(
+                "%Y-%m-%dT%H:%M:%SZ"
+            ),
+            "unmapped.response_time": rng.integers(1, 40, n),
+            "unmapped.bytes_sent": pd.array(
+                [int(v) if i % 4 else None for i, v in enumerate(rng.lognormal(8, 2, n))], dtype="Int64"
+            ),
+            "unmapped.temperature": rng.normal(20, 2, n),
+            "unmapped.client_ip": [f"192.0.{i % 5}.{i % 50}" for i in range(n)],
+            "unmapped.upstream_port": rng.choice([443, 8080, 50123], n),
+            "unmapped.status_code": rng.choice([200, 404, 503], n),
+            "unmapped.target": [f"/api/{('items', 'orders', 'users')[i % 3]}/{i}" for i in range(n)],
+            "unmapped.flag": rng.random(n) < 0.5,
+            "unmapped.rcode_id": rng.choice([0, 3], n),
+            "unmapped.outcome_id": rng.choice([1, 2], n),
+            "unmapped.outcome": rng.choice(["ok", "failed"], n),
+            "unmapped.note": [f"user {i} did something with item {i * 7} at step {i % 13}" for i in range(n)],
+            "unmapped.agent": [f"agent/{i % 60}" for i in range(n)],
+            "unmapped.rare": ["x"] + [None] * (n - 1),
+            "unmapped.empty": [None] * n,
+            "unmapped.amount_text": [f"{v:.2f}" for v in rng.lognormal(3, 1, n)],
+            "unmapped.mixed": [1 if i % 2 else "one" for i in range(n)],
+            "unmapped.constant": "same",
+        }
+    )
     return frame, infer_feature_spec(frame, max_categories=20)
 
 
-@pytest.mark.parametrize("column, fragment", [
-    ("unmapped.request_id", "identifier by its name"),
-    ("unmapped.correlation", "look like generated identifiers"),
-    ("start_time", "timestamp"),
-    ("created_at", "timestamp"),
-    ("unmapped.outcome", "caption of the enumeration unmapped.outcome_id"),
-    ("unmapped.note", "free text"),
-    ("unmapped.rare", "present in only"),
-    ("unmapped.empty", "never present"),
-    ("unmapped.mixed", "cannot read"),
-    ("unmapped.constant", "constant"),
-])
+@pytest.mark.parametrize(
+    "column, fragment",
+    [
+        ("unmapped.request_id", "identifier by its name"),
+        ("unmapped.correlation", "look like generated identifiers"),
+        ("start_time", "timestamp"),
+        ("created_at", "timestamp"),
+        ("unmapped.outcome", "caption of the enumeration unmapped.outcome_id"),
+        ("unmapped.note", "free text"),
+        ("unmapped.rare", "present in only"),
+        ("unmapped.empty", "never present"),
+        ("unmapped.mixed", "cannot read"),
+        ("unmapped.constant", "constant"),
+    ],
+)
 def test_columns_left_out_with_their_reason(crafted, column, fragment):
     _, inferred = crafted
     excluded = dict(zip(inferred.excluded["column"], inferred.excluded["reason"]))
     assert fragment in excluded[column], excluded.get(column)
 
 
-@pytest.mark.parametrize("column, kind, transform", [
-    ("actor.user.uid", "categorical", "identity"),
-    ("unmapped.response_time", "numerical", "log1p"),
-    ("unmapped.bytes_sent", "numerical", "log1p"),
-    ("unmapped.temperature", "numerical", "identity"),
-    ("unmapped.client_ip", "categorical", "subnet"),
-    ("unmapped.upstream_port", "categorical", "port_bucket"),
-    ("unmapped.status_code", "categorical", "status_class"),
-    ("unmapped.target", "categorical", "url_template"),
-    ("unmapped.flag", "categorical", "bool"),
-    ("unmapped.rcode_id", "categorical", "identity"),
-    ("unmapped.amount_text", "numerical", "log1p"),
-    ("unmapped.agent", "categorical", "identity"),
-])
+@pytest.mark.parametrize(
+    "column, kind, transform",
+    [
+        ("actor.user.uid", "categorical", "identity"),
+        ("unmapped.response_time", "numerical", "log1p"),
+        ("unmapped.bytes_sent", "numerical", "log1p"),
+        ("unmapped.temperature", "numerical", "identity"),
+        ("unmapped.client_ip", "categorical", "subnet"),
+        ("unmapped.upstream_port", "categorical", "port_bucket"),
+        ("unmapped.status_code", "categorical", "status_class"),
+        ("unmapped.target", "categorical", "url_template"),
+        ("unmapped.flag", "categorical", "bool"),
+        ("unmapped.rcode_id", "categorical", "identity"),
+        ("unmapped.amount_text", "numerical", "log1p"),
+        ("unmapped.agent", "categorical", "identity"),
+    ],
+)
 def test_columns_become_features_with_a_fitting_transform(crafted, column, kind, transform):
     _, inferred = crafted
     row = inferred.report[inferred.report["source"] == column]
@@ -206,13 +237,20 @@ def test_hashing_missing_indicators_and_the_profile(crafted):
     assert bytes_feature.missing_indicator and report.loc["unmapped.bytes_sent", "coverage"] == pytest.approx(0.75)
     profile = profile_columns(frame).set_index("column")
     assert profile.loc["unmapped.request_id", "distinct"] == 200 and profile.loc["unmapped.rare", "coverage"] == 1 / 200
-    assert profile.loc["unmapped.temperature", "type"] == "number" and abs(profile.loc["unmapped.temperature", "skew"]) < 1
+    assert (
+        profile.loc["unmapped.temperature", "type"] == "number" and abs(profile.loc["unmapped.temperature", "skew"]) < 1
+    )
     assert profile.loc["unmapped.bytes_sent", "skew"] > 2
     assert set(inferred.columns["column"]) == set(frame.columns)
 
 
 def test_no_usable_feature_is_the_one_error():
-    frame = pd.DataFrame({"metadata.uid": [f"id-{i}" for i in range(50)], "message": [f"a long line of text {i} here" for i in range(50)]})
+    frame = pd.DataFrame(
+        {
+            "metadata.uid": [f"id-{i}" for i in range(50)],
+            "message": [f"a long line of text {i} here" for i in range(50)],
+        }
+    )
     with pytest.raises(ValueError, match="no usable feature"):
         infer_feature_spec(frame)
     assert FeatureSpec.infer(shapes.dns_queries(60)) == infer_feature_spec(shapes.dns_queries(60)).spec
@@ -252,7 +290,8 @@ def test_spec_command_writes_a_commented_spec_that_round_trips(tmp_path):
 
     edited = text.replace("- name: unmapped_k8s_pod", "- name: pod")
     (tmp_path / "edited.yaml").write_text(edited)
-    trained = call("train", "--events", events, "--out", tmp_path / "detector", "--spec", tmp_path / "edited.yaml",
-                   *TINY_TRAIN)
+    trained = call(
+        "train", "--events", events, "--out", tmp_path / "detector", "--spec", tmp_path / "edited.yaml", *TINY_TRAIN
+    )
     assert trained.returncode == 0, trained.stderr
     assert "note: built-in feature" not in trained.stderr and " pod " in trained.stderr  # the report, no drop notes

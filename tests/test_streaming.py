@@ -63,7 +63,9 @@ def test_streaming_score_is_byte_identical_to_the_in_memory_path(work, name):
     warnings = []
     for size in CHUNK_SIZES:
         out = work / f"{name}.{size}.csv"
-        result = call("score", "--model", "detector", "--events", name, "--out", out.name, "--chunk-size", size, cwd=work)
+        result = call(
+            "score", "--model", "detector", "--events", name, "--out", out.name, "--chunk-size", size, cwd=work
+        )
         assert result.returncode == 0, result.stderr
         assert out.read_bytes() == expected, size
         warnings.append([line for line in stderr_lines(result.stderr) if "warning" in line])
@@ -119,7 +121,9 @@ def test_empty_and_missing_files_are_errors(work):
 
 def test_no_readable_record_leaves_no_output(work):
     (work / "junk.jsonl").write_text("not json\n[1]\n")
-    result = call("score", "--model", "detector", "--events", "junk.jsonl", "--out", "junk.csv", "--chunk-size", 1, cwd=work)
+    result = call(
+        "score", "--model", "detector", "--events", "junk.jsonl", "--out", "junk.csv", "--chunk-size", 1, cwd=work
+    )
     assert result.returncode == 2 and "no readable events; skipped 2" in result.stderr
     assert not (work / "junk.csv").exists()
     assert not [p for p in work.iterdir() if p.name.startswith(".junk.csv")]

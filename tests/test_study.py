@@ -27,7 +27,11 @@ def test_contaminated_baseline_holds_the_share_of_attacks_inside_the_baseline_pe
     added = len(mixed) - len(baseline.frame)
     assert added == pytest.approx(0.05 * len(mixed), abs=8)
     assert mixed["time"].is_monotonic_increasing
-    assert mixed["time"].between(baseline.frame["time"].min() - 3_600_000 * 24, baseline.frame["time"].max() + 3_600_000 * 24).all()
+    assert (
+        mixed["time"]
+        .between(baseline.frame["time"].min() - 3_600_000 * 24, baseline.frame["time"].max() + 3_600_000 * 24)
+        .all()
+    )
     new = mixed[~mixed["metadata.uid"].isin(baseline.frame["metadata.uid"])]
     assert {3002, 4001, 4002} <= set(new["class_uid"].astype(int))  # brute force, scans, storms all present
     assert contaminated_baseline(baseline, 0.0, seed=1) is baseline.frame
@@ -49,7 +53,16 @@ def test_default_grid_runs_the_centre_and_contamination_on_three_by_three_seeds(
     full = [c for c in cells if c.factor in ("centre", "contamination")]
     assert all(len(c.data_seeds) >= 3 and len(c.train_seeds) >= 3 for c in full)
     assert {c.config.contamination for c in full} == {0.0, 0.01, 0.02, 0.05}
-    assert {c.factor for c in cells} >= {"num_baseline", "epochs", "objective", "corruption_rate", "temperature", "d_model", "k", "protected"}
+    assert {c.factor for c in cells} >= {
+        "num_baseline",
+        "epochs",
+        "objective",
+        "corruption_rate",
+        "temperature",
+        "d_model",
+        "k",
+        "protected",
+    }
     assert all(c.config.protected in PROTECTED for c in cells)
 
 
@@ -66,9 +79,13 @@ def test_smoke_grid_writes_tidy_runs_summary_and_plots(tmp_path, one_thread):
     assert (clean_raw_knn["auroc"] > 0.75).all()  # the data carry signal
     summary = pd.read_csv(tmp_path / "summary.csv")
     finite = summary.dropna(subset=["auroc"])
-    assert (finite["auroc_low"] <= finite["auroc"] + 1e-12).all() and (finite["auroc"] <= finite["auroc_high"] + 1e-12).all()
+    assert (finite["auroc_low"] <= finite["auroc"] + 1e-12).all() and (
+        finite["auroc"] <= finite["auroc_high"] + 1e-12
+    ).all()
     meta = json.loads((tmp_path / "meta.json").read_text())
-    assert meta["grid"]["name"] == "smoke" and meta["command"].endswith("--grid smoke --out " + str(tmp_path) + " --quiet")
+    assert meta["grid"]["name"] == "smoke" and meta["command"].endswith(
+        "--grid smoke --out " + str(tmp_path) + " --quiet"
+    )
     assert (tmp_path / "methods_overall.png").stat().st_size > 0 and (tmp_path / "factors_overall_auroc.png").exists()
 
 
@@ -95,4 +112,6 @@ def test_one_committed_run_of_the_default_grid_is_reproduced(one_thread):
         raw = joined["method"].isin(["raw_knn", "isolation_forest"])
         assert (difference[raw] < 1e-9).all(), joined.loc[raw, keys + [metric, f"{metric}_committed"]]
         half_width = (joined[f"{metric}_high"] - joined[f"{metric}_low"]) / 2
-        assert (difference[~raw] <= half_width[~raw] + 1e-9).all(), joined.loc[~raw, keys + [metric, f"{metric}_committed"]]
+        assert (difference[~raw] <= half_width[~raw] + 1e-9).all(), joined.loc[
+            ~raw, keys + [metric, f"{metric}_committed"]
+        ]

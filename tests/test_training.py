@@ -77,7 +77,11 @@ def test_early_stopping_resets_on_improvement_and_never_stops_early():
     assert decisions == [False, False, False, False, False, True, False, False, True]
     stopper = EarlyStopping(patience=2, min_delta=0.0)
     assert [stopper(x) for x in [3.0, float("nan"), 2.0, float("nan"), float("nan")]] == [
-        False, False, False, False, True
+        False,
+        False,
+        False,
+        False,
+        True,
     ]
 
 
@@ -87,9 +91,11 @@ def test_early_stopping_state_round_trip():
         stopper(loss)
     restored = EarlyStopping()
     restored.load_state_dict(stopper.state_dict())
-    assert restored.state_dict() == stopper.state_dict() == {
-        "patience": 4, "min_delta": 0.01, "counter": 1, "best_loss": 0.9, "early_stop": False
-    }
+    assert (
+        restored.state_dict()
+        == stopper.state_dict()
+        == {"patience": 4, "min_delta": 0.01, "counter": 1, "best_loss": 0.9, "early_stop": False}
+    )
     with pytest.raises(ValueError, match="patience"):
         EarlyStopping(patience=0)
 
@@ -155,7 +161,9 @@ def test_resume_after_interruption_equals_the_uninterrupted_run(tmp_path):
     first = Trainer(new_model(mfp=True), CARDINALITIES, config(objective="both", checkpoint_dir=str(tmp_path / "b")))
     first.fit(train, val, stop_after_epoch=2)  # the job "dies" after writing epoch 2's checkpoint
     assert len(first.history.epoch) == 2
-    resumed = Trainer(new_model(mfp=True, seed=99), CARDINALITIES, config(objective="both", checkpoint_dir=str(tmp_path / "b")))
+    resumed = Trainer(
+        new_model(mfp=True, seed=99), CARDINALITIES, config(objective="both", checkpoint_dir=str(tmp_path / "b"))
+    )
     resumed_history = resumed.fit(train, val, resume_from=tmp_path / "b" / "last.pt")
 
     assert comparable(resumed_history) == comparable(full_history)
@@ -176,7 +184,8 @@ def test_early_stopping_ends_the_run(tmp_path):
     train, val = loaders()
     # A learning rate this small changes nothing: the validation loss never improves by min_delta.
     trainer = Trainer(
-        new_model(), CARDINALITIES,
+        new_model(),
+        CARDINALITIES,
         config(num_epochs=20, learning_rate=1e-9, min_lr=0.0, patience=2, min_delta=1e-3, checkpoint_dir=str(tmp_path)),
     )
     history = trainer.fit(train, val)
@@ -189,7 +198,9 @@ def test_early_stopping_ends_the_run(tmp_path):
 
 def test_gradient_accumulation_and_bf16_run():
     train, val = loaders(batch_size=32)
-    history = Trainer(new_model(), CARDINALITIES, config(num_epochs=1, accumulation_steps=2, precision="bf16")).fit(train, val)
+    history = Trainer(new_model(), CARDINALITIES, config(num_epochs=1, accumulation_steps=2, precision="bf16")).fit(
+        train, val
+    )
     assert math.isfinite(history.train_loss[0]) and math.isfinite(history.val_loss[0])
 
 
@@ -209,7 +220,9 @@ def test_seed_call_signature_reduces_the_loss():
     torch.manual_seed(0)
     model = TabularResNet(4, CARDINALITIES, d_model=32, num_blocks=2, dropout=0.1, num_classes=None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
-    losses = train_self_supervised(model, dataloader, optimizer, CARDINALITIES, num_epochs=6, device="cpu", progress=False)
+    losses = train_self_supervised(
+        model, dataloader, optimizer, CARDINALITIES, num_epochs=6, device="cpu", progress=False
+    )
     assert len(losses) == 6 and all(isinstance(x, float) for x in losses)
     assert losses[-1] < losses[0] - 0.05, losses
     assert optimizer.param_groups[0]["lr"] == 1e-3, "the seed's call keeps a constant learning rate"
@@ -221,8 +234,17 @@ def test_train_self_supervised_routes_options():
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     stopper = EarlyStopping(patience=1, min_delta=10.0)  # nothing improves by 10: stop after epoch 2
     losses = train_self_supervised(
-        model, train, optimizer, CARDINALITIES, num_epochs=5, objective="mfp",
-        val_loader=val, early_stopping=stopper, scheduler="warmup_cosine", progress=False, seed=3,
+        model,
+        train,
+        optimizer,
+        CARDINALITIES,
+        num_epochs=5,
+        objective="mfp",
+        val_loader=val,
+        early_stopping=stopper,
+        scheduler="warmup_cosine",
+        progress=False,
+        seed=3,
     )
     assert len(losses) == 2 and stopper.early_stop
     with pytest.raises(TypeError, match="unknown options"):
@@ -326,7 +348,9 @@ def test_precision_auto_picks_bf16_only_where_it_is_native(monkeypatch):
     monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: False)
     assert training.resolve_precision("auto", cpu) == "fp32"
     assert TrainingConfig().precision == "auto"
-    trainer = Trainer(TabularResNet(4, CARDINALITIES, d_model=8, num_blocks=1), CARDINALITIES, TrainingConfig(progress=False))
+    trainer = Trainer(
+        TabularResNet(4, CARDINALITIES, d_model=8, num_blocks=1), CARDINALITIES, TrainingConfig(progress=False)
+    )
     assert trainer.precision == "fp32"
 
 

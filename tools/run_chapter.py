@@ -15,7 +15,9 @@ from nbclient import NotebookClient
 def run_chapter(chapter: Path, out_dir: Path) -> float:
     notebook = jupytext.read(chapter)
     start = time.perf_counter()
-    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(chapter.parent)}}).execute()
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(chapter.parent)}}
+    ).execute()
     elapsed = time.perf_counter() - start
     out_dir.mkdir(parents=True, exist_ok=True)
     nbformat.write(notebook, out_dir / f"{chapter.stem}.ipynb")

@@ -33,10 +33,10 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path, PurePosixPath
-from typing import Iterator
 from urllib.parse import unquote, urljoin, urlsplit
 
 import yaml
@@ -121,7 +121,7 @@ class PageParser(HTMLParser):
                 self.links.append((tag, value))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def parse_page(path: Path) -> PageParser:
     parser = PageParser()
     parser.feed(path.read_text(encoding="utf-8", errors="replace"))
@@ -176,9 +176,7 @@ def internal_link_problems(html: Path = HTML) -> LinkReport:
                 continue
             fragment = unquote(parts.fragment)
             if fragment and target.suffix == ".html" and fragment not in parse_page(target).ids:
-                report.problems.append(
-                    f"{where}: <{tag}> {link!r} -> no id {fragment!r} on {target.relative_to(html)}"
-                )
+                report.problems.append(f"{where}: <{tag}> {link!r} -> no id {fragment!r} on {target.relative_to(html)}")
     return report
 
 
@@ -432,8 +430,10 @@ def main() -> int:
     args = parser.parse_args()
     html = ensure_built(args.html)
     report = internal_link_problems(html)
-    print(f"links: {report.pages} pages, {report.internal} internal links checked, "
-          f"{report.external} external links skipped, {len(report.problems)} broken")
+    print(
+        f"links: {report.pages} pages, {report.internal} internal links checked, "
+        f"{report.external} external links skipped, {len(report.problems)} broken"
+    )
     for problem in report.problems:
         print("  " + problem)
     failed = bool(report.problems)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import ast
 import inspect
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from docutils import nodes
@@ -43,7 +43,7 @@ from sphinx.ext.autodoc import DataDocumenter, ModuleDocumenter
 PACKAGE = "tabresnet_course"
 
 
-@lru_cache(maxsize=None)
+@cache
 def assigned_names(modname: str) -> frozenset[str]:
     """Names bound by top-level assignments in a module's source (empty if it has no source)."""
     import importlib
@@ -120,16 +120,10 @@ def resolve_short_names(
         return None
     domain = env.get_domain("py")
     suffix = "." + target.lstrip(".")
-    matches = sorted(
-        name
-        for name in domain.objects
-        if name.startswith(PACKAGE + ".") and name.endswith(suffix)
-    )
+    matches = sorted(name for name in domain.objects if name.startswith(PACKAGE + ".") and name.endswith(suffix))
     if len(matches) != 1:
         return None
-    return domain.resolve_xref(
-        env, node["refdoc"], app.builder, node["reftype"], matches[0], node, contnode
-    )
+    return domain.resolve_xref(env, node["refdoc"], app.builder, node["reftype"], matches[0], node, contnode)
 
 
 def follow_imported(app: Sphinx, modname: str, fullname: str) -> str | None:
