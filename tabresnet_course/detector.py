@@ -33,6 +33,7 @@ teaches this file.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 from collections import deque
@@ -873,7 +874,20 @@ def sample_bytes(sample: pd.DataFrame) -> bytes:
     from tabresnet_course.flat import frame_to_events
 
     finite = sample.replace([np.inf, -np.inf], np.nan)
-    return (json.dumps(frame_to_events(finite), separators=(",", ":"), allow_nan=False) + "\n").encode("utf-8")
+    events = frame_to_events(finite)
+    return (json.dumps(events, separators=(",", ":"), allow_nan=False, default=epoch_milliseconds) + "\n").encode(
+        "utf-8"
+    )
+
+
+def epoch_milliseconds(value: Any) -> int:
+    """A date-time from a Parquet timestamp column as OCSF writes times: epoch milliseconds (the
+    featuriser reads date-time columns the same way, so the saved sample featurises alike)."""
+    if isinstance(value, datetime.datetime):
+        stamp = pd.Timestamp(value)
+        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
+        return int(stamp.value // 1_000_000)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def read_sample(data: bytes, path: Path) -> pd.DataFrame:
