@@ -39,14 +39,8 @@ from benchmarks.common import time_interleaved
 from tabresnet_course.detector import OCSFAnomalyDetector, train_ocsf_anomaly_detector
 from tabresnet_course.explain import NeighbourExplainer
 from tabresnet_course.ocsf import generate_baseline_and_evaluation
+from tabresnet_course.ocsf_scenarios import CHANGED_FEATURES as CHANGED_FIELDS
 
-CHANGED_FIELDS = {
-    "data_exfiltration": {"bytes_out"},
-    "off_hours_new_country": {"src_country", "src_subnet", "hour"},
-    "latency_error_storm": {"latency", "http_status"},
-    "port_scan": {"dst_port"},
-    "privilege_escalation": {"process", "parent_process", "user", "process_user"},
-}
 """The fields each scenario changes (as in tests/test_explain.py)."""
 
 STRICT_OFF_HOURS = {"src_country", "hour"}

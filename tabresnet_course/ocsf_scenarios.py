@@ -373,6 +373,20 @@ SCENARIO_BUILDERS: dict[str, Callable[..., list[tuple[int, Block]]]] = {
 """The builder of each scenario: ``(rng, world, count, start_ms, days) -> [(class_uid, Block)]``."""
 
 
+CHANGED_FEATURES: dict[str, frozenset[str]] = {
+    "data_exfiltration": frozenset({"bytes_out"}),
+    # The logon carries the new country; the API reads that follow carry only the attacker's
+    # address (from that country), so the address counts as "new country" too.
+    "off_hours_new_country": frozenset({"src_country", "src_subnet", "hour"}),
+    "latency_error_storm": frozenset({"latency", "http_status"}),
+    "port_scan": frozenset({"dst_port"}),
+    "privilege_escalation": frozenset({"process", "parent_process", "user", "process_user"}),
+}
+"""For the scenarios that change known attributes, the features of the built-in specification
+(``FeatureSpec.default()``) that those attributes feed: an explanation of such an event is right
+when it names one of them (chapter "Explaining alerts" and ``tests/test_explain.py``)."""
+
+
 def scenario_counts(num_events: int) -> dict[str, int]:
     """Number of events each scenario injects into an evaluation period of ``num_events``.
 

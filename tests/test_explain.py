@@ -24,16 +24,8 @@ from tabresnet_course.explain import (
     explanation_columns,
 )
 from tabresnet_course.ocsf import generate_baseline_and_evaluation
+from tabresnet_course.ocsf_scenarios import CHANGED_FEATURES as CHANGED_FIELDS
 
-CHANGED_FIELDS = {
-    "data_exfiltration": {"bytes_out"},
-    # The logon carries the new country; the API reads that follow carry only the attacker's
-    # address (from that country), so the address counts as "new country" too.
-    "off_hours_new_country": {"src_country", "src_subnet", "hour"},
-    "latency_error_storm": {"latency", "http_status"},
-    "port_scan": {"dst_port"},
-    "privilege_escalation": {"process", "parent_process", "user", "process_user"},
-}
 """The fields each scenario changes (tabresnet_course.ocsf_scenarios), as explanation names."""
 
 
