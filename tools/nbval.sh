@@ -7,7 +7,8 @@
 #             that glue values into the prose: see tools/nbval_exempt_glue.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$PWD/.venv/bin:$PATH" MPLBACKEND=agg
+export PATH="$PWD/.venv/bin:$PATH"
+unset MPLBACKEND  # kernels draw inline, as in the book build, so figure outputs compare
 [ -d _build/jupyter_execute/book ] || bash tools/book.sh
 sanitize="$PWD/tools/nbval_sanitize.cfg"
 

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
-export PATH="$PWD/.venv/bin:$PATH" MPLBACKEND=agg
+export PATH="$PWD/.venv/bin:$PATH"
 ruff check . && ruff format --check .   # settings in pyproject.toml
-python -m pytest tests --durations=10 "$@"
+MPLBACKEND=agg python -m pytest tests --durations=10 "$@"
 bash tools/nbval.sh
