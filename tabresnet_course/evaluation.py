@@ -19,16 +19,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.neighbors import KNeighborsClassifier
-from sklearn.preprocessing import OneHotEncoder
 
 from tabresnet_course.detector import DEFAULT_K, OCSFAnomalyDetector
 from tabresnet_course.flat import as_flat_frame
-from tabresnet_course.model import NUM_RESERVED_INDICES
-from tabresnet_course.scorers import KNNScorer
+from tabresnet_course.scorers import KNNScorer, one_hot_features
 
 METRIC_COLUMNS = ["auroc", "average_precision", "recall_at_budget"]
 
@@ -181,23 +178,6 @@ def knn_profile_accuracy(
 # --------------------------------------------------------------------------- baselines
 
 
-def one_hot_features(numerical: np.ndarray, categorical: np.ndarray, cardinalities: Sequence[int]) -> sp.csr_matrix:
-    """Raw features for a distance: the (already scaled) numericals next to a one-hot encoding of
-    every categorical column, as a sparse matrix.
-
-    Integer category codes are not distances (category 7 is not "closer" to 8 than to 300), so
-    each column becomes ``cardinality + NUM_RESERVED_INDICES`` indicator columns. Two records
-    that differ in one categorical column are ``sqrt(2)`` apart, about the gap of a numerical
-    feature that differs by 1.4 standard deviations.
-    """
-    categories = [np.arange(c + NUM_RESERVED_INDICES) for c in cardinalities]
-    encoder = OneHotEncoder(categories=categories, handle_unknown="ignore", dtype=np.float32)
-    if categorical.shape[1] == 0:
-        return sp.csr_matrix(numerical.astype(np.float32))
-    one_hot = encoder.fit_transform(categorical)
-    return sp.hstack([sp.csr_matrix(numerical.astype(np.float32)), one_hot], format="csr")
-
-
 def raw_knn_scores(
     reference: tuple[np.ndarray, np.ndarray],
     query: tuple[np.ndarray, np.ndarray],
@@ -205,7 +185,7 @@ def raw_knn_scores(
     k: int = DEFAULT_K,
 ) -> np.ndarray:
     """kNN baseline: mean distance of each query row to its ``k`` nearest reference rows in the
-    raw feature space of :func:`one_hot_features`. ``reference`` and ``query`` are
+    raw feature space of :func:`~tabresnet_course.scorers.one_hot_features`. ``reference`` and ``query`` are
     ``(numerical, categorical)`` pairs from the detector's preprocessor."""
     reference_matrix = one_hot_features(*reference, cardinalities)
     query_matrix = one_hot_features(*query, cardinalities)

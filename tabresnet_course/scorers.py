@@ -9,10 +9,13 @@ returns one number per query row (higher = stranger).
 - :class:`PyODScorer`: PyOD's ECOD, COPOD, HBOS, LOF and Isolation Forest behind the same shape.
 - :func:`rank_fusion` / :class:`RankFusionScorer`: several scores combined by normalised ranks.
 - :class:`IsolationForestScorer`: scikit-learn's Isolation Forest (no PyOD needed).
+- :class:`OneHotKNNScorer`: kNN on the raw features (numericals next to one-hot categories),
+  read from the compact codes view of :func:`tree_features`.
 - :class:`ReferenceRankFusion`: members on their own views of the same rows, each query score
-  turned into its rank among the member's reference scores, then averaged; a row's score does
-  not depend on the other rows scored with it. :func:`build_detector_scorer` builds the
-  detector's scorer (``DetectorConfig.scorer``) from :data:`DETECTOR_SCORERS`.
+  turned into its rank among the member's reference scores (:func:`reference_ranks`), then
+  averaged or maxed; a row's score does not depend on the other rows scored with it.
+  :func:`build_detector_scorer` builds the detector's scorer (``DetectorConfig.scorer``) from
+  :data:`DETECTOR_SCORERS`.
 
 Every scorer validates its input (2-D, finite, the same columns at fit and score time), is
 deterministic for its ``seed`` and reports its configuration with ``get_params``. Chapter "The
@@ -32,6 +35,9 @@ from sklearn.ensemble import IsolationForest
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics.pairwise import euclidean_distances
 from sklearn.neighbors import NearestNeighbors
+from sklearn.preprocessing import OneHotEncoder
+
+from tabresnet_course.model import NUM_RESERVED_INDICES
 
 DEFAULT_K = 5
 """Neighbours averaged by the kNN scores."""
@@ -197,6 +203,16 @@ class KNNScorer:
     def score(self, query: Any) -> np.ndarray:
         """``(n_query,)`` mean distance of each query row to its ``k`` nearest reference rows."""
         distances, _ = self.kneighbors(query)  # (n_query, k)
+        return distances.mean(axis=1)
+
+    def leave_one_out_scores(self) -> np.ndarray:
+        """``(n_ref,)`` the score of every reference row with the row itself left out (it would
+        find itself at distance 0): its mean distance to the ``k`` nearest *other* rows."""
+        if not hasattr(self, "index_"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted; call fit(reference) first")
+        if self.k >= self.reference_.shape[0]:
+            raise ValueError(f"the reference has {self.reference_.shape[0]} rows, need more than k={self.k}")
+        distances, _ = NearestNeighbors(n_neighbors=self.k, algorithm="brute").fit(self.reference_).kneighbors()
         return distances.mean(axis=1)
 
 
@@ -440,24 +456,94 @@ def tree_features(numerical: np.ndarray, categorical: np.ndarray, rates: np.ndar
     return np.hstack(parts)
 
 
+def one_hot_features(numerical: np.ndarray, categorical: np.ndarray, cardinalities: Sequence[int]) -> sp.csr_matrix:
+    """Raw features for a distance: the (already scaled) numericals next to a one-hot encoding of
+    every categorical column, as a sparse matrix.
+
+    Integer category codes are not distances (category 7 is not "closer" to 8 than to 300), so
+    each column becomes ``cardinality + NUM_RESERVED_INDICES`` indicator columns. Two records
+    that differ in one categorical column are ``sqrt(2)`` apart, about the gap of a numerical
+    feature that differs by 1.4 standard deviations.
+    """
+    if categorical.shape[1] == 0:
+        return sp.csr_matrix(numerical.astype(np.float32))
+    categories = [np.arange(c + NUM_RESERVED_INDICES) for c in cardinalities]
+    encoder = OneHotEncoder(categories=categories, handle_unknown="ignore", dtype=np.float32)
+    one_hot = encoder.fit_transform(categorical)
+    return sp.hstack([sp.csr_matrix(numerical.astype(np.float32)), one_hot], format="csr")
+
+
+class OneHotKNNScorer:
+    """:class:`KNNScorer` (scikit-learn, sparse) on the raw features of :func:`one_hot_features`,
+    read from the codes view of :func:`tree_features` without rates: ``num_numerical`` numerical
+    columns, then one integer code per categorical column of ``cardinalities``. The detector
+    stores that compact view, not the one-hot rows. Chapter "The OCSF pipeline"."""
+
+    def __init__(self, num_numerical: int, cardinalities: Sequence[int], k: int = DEFAULT_K) -> None:
+        self.num_numerical = check_positive_int(num_numerical, "num_numerical", minimum=0)
+        self.cardinalities = [check_positive_int(c, "cardinality", minimum=0) for c in cardinalities]
+        self.k = check_positive_int(k, "k")
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor arguments."""
+        return {"num_numerical": self.num_numerical, "cardinalities": list(self.cardinalities), "k": self.k}
+
+    def one_hot(self, codes: Any, name: str) -> sp.csr_matrix:
+        """The one-hot rows of a codes matrix ``(n, num_numerical + n_categorical)``."""
+        codes = check_matrix(codes, name, self.num_numerical + len(self.cardinalities))
+        codes = codes.toarray() if sp.issparse(codes) else codes
+        numerical, categorical = codes[:, : self.num_numerical], codes[:, self.num_numerical :]
+        return one_hot_features(numerical, categorical.astype(np.int64), self.cardinalities)
+
+    def fit(self, reference: Any) -> OneHotKNNScorer:
+        """Index the one-hot rows of the reference codes."""
+        self.knn_ = KNNScorer(self.k, backend="sklearn").fit(self.one_hot(reference, "reference"))
+        return self
+
+    def score(self, query: Any) -> np.ndarray:
+        """``(n_query,)`` mean one-hot distance of each query row to its ``k`` nearest reference rows."""
+        check_fitted(self, "knn_")
+        return self.knn_.score(self.one_hot(query, "query"))
+
+    def leave_one_out_scores(self) -> np.ndarray:
+        """``(n_ref,)`` every reference row's score among the other rows (:class:`KNNScorer`)."""
+        check_fitted(self, "knn_")
+        return self.knn_.leave_one_out_scores()
+
+
 def reference_scores(member: Any, reference: Any) -> np.ndarray:
     """``member``'s scores of its own reference rows, the yardstick a query score is ranked
-    against. A :class:`KNNScorer` row would find itself at distance 0, so its neighbours are
-    searched among the *other* reference rows (leave one out); other scorers score the rows as
-    they are (a forest's subsampled trees see each row rarely)."""
-    if isinstance(member, KNNScorer):
-        if member.k >= reference.shape[0]:
-            raise ValueError(f"the reference has {reference.shape[0]} rows, need more than k={member.k}")
-        distances, _ = NearestNeighbors(n_neighbors=member.k, algorithm="brute").fit(reference).kneighbors()
-        return distances.mean(axis=1)  # (n_ref,) the row itself excluded
+    against. A kNN row would find itself at distance 0, so a member with
+    ``leave_one_out_scores`` (:class:`KNNScorer`, :class:`OneHotKNNScorer`) scores each row
+    among the *other* reference rows; other scorers score the rows as they are (a forest's
+    subsampled trees see each row rarely)."""
+    if hasattr(member, "leave_one_out_scores"):
+        return member.leave_one_out_scores()
     return member.score(reference)
+
+
+def reference_ranks(yardstick: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """``(n,)`` where ``scores`` fall among the sorted reference scores ``yardstick``: the share
+    of the reference below (ties count half), in ``[0, 1]``, and beyond the largest reference
+    score ``1 + (score - largest) / (largest - median)``, so events stranger than anything in
+    the reference keep their order instead of all tying at 1 (which would blur the top of the
+    alert list, where average precision is decided)."""
+    below = np.searchsorted(yardstick, scores, side="left")
+    not_above = np.searchsorted(yardstick, scores, side="right")
+    ranks = (below + not_above) / (2.0 * len(yardstick))
+    largest = yardstick[-1]
+    spread = max(largest - float(np.median(yardstick)), 1e-12 * max(1.0, abs(largest)))
+    return np.where(scores > largest, 1.0 + (scores - largest) / spread, ranks)
 
 
 class ReferenceRankFusion:
     """Members fitted on their own views of the same reference rows (say embeddings and raw
-    features); a query row's score is the weighted mean over members of its *reference rank*:
-    the share of the member's reference scores below the query's score (ties count half), so
-    each member contributes a number in ``[0, 1]`` on the same scale. Unlike
+    features); a query row's score combines, over members, its *reference rank*
+    (:func:`reference_ranks`: the share of the member's reference scores below the query's
+    score, extended beyond the largest), so each member contributes on the same scale.
+    ``combine="mean"`` takes the weighted mean (an event must look odd to every member);
+    ``"max"`` takes the largest (an event odd to *any* member rises: one member may see what
+    the other misses, as raw distances see a byte count the embedding compresses). Unlike
     :func:`rank_fusion`, a row's score does not depend on the other rows scored with it, so
     scoring in chunks or one event at a time gives the same numbers. Chapter "The OCSF
     pipeline".
@@ -465,21 +551,27 @@ class ReferenceRankFusion:
     ``fit(references)`` and ``score(queries)`` take one matrix per member, in member order.
     """
 
-    def __init__(self, members: Sequence[Any], weights: Sequence[float] | None = None) -> None:
+    def __init__(self, members: Sequence[Any], weights: Sequence[float] | None = None, combine: str = "mean") -> None:
         if not members:
             raise ValueError("ReferenceRankFusion needs at least one member scorer")
+        if combine not in ("mean", "max"):
+            raise ValueError(f"combine must be 'mean' or 'max', got {combine!r}")
+        if combine == "max" and weights is not None:
+            raise ValueError("weights apply to combine='mean' only")
         self.members = list(members)
         if weights is not None and (len(weights) != len(self.members) or min(weights) < 0 or sum(weights) <= 0):
             raise ValueError(
                 f"weights must be {len(self.members)} non-negative numbers with a positive sum, got {weights}"
             )
         self.weights = None if weights is None else [float(w) for w in weights]
+        self.combine = combine
 
     def get_params(self) -> dict[str, Any]:
-        """The members' classes and parameters, and the weights."""
+        """The members' classes and parameters, the weights and how ranks combine."""
         return {
             "members": [{"class": type(m).__name__, **m.get_params()} for m in self.members],
             "weights": self.weights,
+            "combine": self.combine,
         }
 
     def check_views(self, views: Sequence[Any], name: str) -> list[Any]:
@@ -501,41 +593,64 @@ class ReferenceRankFusion:
         ]
         return self
 
-    def score(self, queries: Sequence[Any]) -> np.ndarray:
-        """``(n_query,)`` weighted mean of the members' reference ranks, in ``[0, 1]``."""
+    def member_ranks(self, queries: Sequence[Any]) -> np.ndarray:
+        """``(members, n_query)`` every member's reference ranks of the query rows."""
         check_fitted(self, "reference_scores_")
         queries = self.check_views(queries, "query")
-        ranks = []
-        for member, view, yardstick in zip(self.members, queries, self.reference_scores_):
-            scores = member.score(view)
-            below = np.searchsorted(yardstick, scores, side="left")
-            not_above = np.searchsorted(yardstick, scores, side="right")
-            ranks.append((below + not_above) / (2.0 * len(yardstick)))  # (n_query,)
+        return np.stack(
+            [
+                reference_ranks(yardstick, member.score(view))
+                for member, view, yardstick in zip(self.members, queries, self.reference_scores_)
+            ]
+        )
+
+    def score(self, queries: Sequence[Any]) -> np.ndarray:
+        """``(n_query,)`` the members' reference ranks, combined (``0`` or more; above 1 only
+        beyond a member's largest reference score)."""
+        ranks = self.member_ranks(queries)
+        if self.combine == "max":
+            return ranks.max(axis=0)
         weights = np.ones(len(ranks)) if self.weights is None else np.asarray(self.weights)
-        return weights @ np.stack(ranks) / weights.sum()
+        return weights @ ranks / weights.sum()
 
 
 DETECTOR_SCORERS: dict[str, tuple[str, ...]] = {
     "knn": ("embedding",),
     "subsampled_knn": ("embedding",),
+    "fusion_knn": ("embedding", "codes"),
     "fusion_iforest": ("embedding", "codes"),
     "fusion_rates": ("embedding", "codes+rates"),
 }
 """The detector's scorers (``DetectorConfig.scorer``) and the views of an event each reads:
 the embedding, and for the fusions the raw features of :func:`tree_features` without or with
 rate features (:mod:`tabresnet_course.rates`). The study measures them as ``embedding_knn``,
-``embedding_subsampled_knn``, ``fusion_embedding_iforest`` and ``fusion_embedding_rates``."""
+``embedding_subsampled_knn``, ``detector_fusion_knn``, ``detector_fusion_iforest`` and
+``detector_fusion_rates``."""
 
 
-def build_detector_scorer(name: str, k: int = DEFAULT_K, seed: int = 0, knn_backend: str = "auto") -> Any:
+def build_detector_scorer(
+    name: str,
+    k: int = DEFAULT_K,
+    seed: int = 0,
+    knn_backend: str = "auto",
+    num_numerical: int | None = None,
+    cardinalities: Sequence[int] | None = None,
+) -> Any:
     """An unfitted scorer for ``DetectorConfig.scorer == name``: kNN (on ``knn_backend``) or
-    subsampled kNN on the embeddings, or a :class:`ReferenceRankFusion` of embedding kNN with an
-    Isolation Forest on the raw features (with rate features for ``"fusion_rates"``). Chapter
-    "The OCSF pipeline"."""
+    subsampled kNN on the embeddings; for ``"fusion_knn"`` the larger reference rank of the
+    embedding kNN and of a kNN on the raw features (:class:`OneHotKNNScorer`, which needs the
+    preprocessed ``num_numerical`` and the ``cardinalities``); for ``"fusion_iforest"`` /
+    ``"fusion_rates"`` the mean reference rank of the embedding kNN and an Isolation Forest on
+    the raw features (with rate features for ``"fusion_rates"``). Chapter "The OCSF pipeline"."""
     if name not in DETECTOR_SCORERS:
         raise ValueError(f"scorer must be one of {sorted(DETECTOR_SCORERS)}, got {name!r}")
     if name == "knn":
         return KNNScorer(k, backend=knn_backend)
     if name == "subsampled_knn":
         return SubsampledKNNScorer(k, seed=seed)
+    if name == "fusion_knn":
+        if num_numerical is None or cardinalities is None:
+            raise ValueError("scorer 'fusion_knn' needs num_numerical and cardinalities (the raw features' layout)")
+        raw = OneHotKNNScorer(num_numerical, cardinalities, k)
+        return ReferenceRankFusion([KNNScorer(k, backend=knn_backend), raw], combine="max")
     return ReferenceRankFusion([KNNScorer(k, backend=knn_backend), IsolationForestScorer(seed=seed)])

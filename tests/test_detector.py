@@ -294,18 +294,36 @@ def test_fusion_detector_saves_reference_features_and_scores_the_same_after_load
     assert np.load(saved / FEATURES_FILE, allow_pickle=False).shape == (len(baseline), width)
     query = generate_ocsf_events(300, days=1, seed=9, anomalies=True).frame
     scores = fusion_detector.score(query)
-    assert ((scores >= 0) & (scores <= 1)).all()
+    assert (scores >= 0).all()
     np.testing.assert_array_equal(OCSFAnomalyDetector.load(saved).score(query), scores)  # the forest is regrown
     (saved / FEATURES_FILE).unlink()
     with pytest.raises(InputError, match=FEATURES_FILE):
         OCSFAnomalyDetector.load(saved)
 
 
-def test_fusion_without_rates_scores_each_event_on_its_own(baseline):
-    detector = train_ocsf_anomaly_detector(baseline, **{**TINY, "scorer": "fusion_iforest"})
+@pytest.mark.parametrize("scorer", ["fusion_iforest", "fusion_knn"])
+def test_fusion_without_rates_scores_each_event_on_its_own(baseline, scorer):
+    detector = train_ocsf_anomaly_detector(baseline, **{**TINY, "scorer": scorer})
     query = generate_ocsf_events(40, days=1, seed=9, anomalies=False).frame
     together = detector.score(query)
     np.testing.assert_allclose([detector.score(query.iloc[[i]])[0] for i in range(0, 40, 7)], together[::7])
+
+
+def test_default_fusion_knn_stores_codes_and_takes_the_stranger_of_two_opinions(detector, baseline, tmp_path):
+    assert detector.config.scorer == "fusion_knn"  # the default the detection study chose
+    numerical, categorical = detector.preprocess(baseline.frame)
+    saved = detector.save(tmp_path / "default")
+    features = np.load(saved / FEATURES_FILE, allow_pickle=False)
+    assert features.shape == (len(baseline), numerical.shape[1] + categorical.shape[1])  # numbers, then codes
+    np.testing.assert_array_equal(features[:, numerical.shape[1] :], categorical)
+    query = generate_ocsf_events(300, days=1, seed=9, anomalies=True).frame
+    scores = detector.score(query)
+    np.testing.assert_array_equal(OCSFAnomalyDetector.load(saved).score(query), scores)
+    ranks = detector.scorer_.member_ranks(
+        [detector.embed(query), detector.raw_features(query, *detector.preprocess(query))]
+    )
+    np.testing.assert_allclose(scores, ranks.max(axis=0))
+    assert (ranks[0] != ranks[1]).any()  # the embedding and the raw features disagree somewhere
 
 
 def test_scorer_and_protected_columns_are_checked_and_a_detector_saved_without_them_loads_as_knn(detector, copy_of):

@@ -13,6 +13,7 @@ from tabresnet_course.scorers import (
     PYOD_DETECTORS,
     IsolationForestScorer,
     KNNScorer,
+    OneHotKNNScorer,
     PyODScorer,
     RankFusionScorer,
     ReferenceRankFusion,
@@ -20,6 +21,7 @@ from tabresnet_course.scorers import (
     build_detector_scorer,
     installed_knn_backends,
     rank_fusion,
+    reference_ranks,
     reference_scores,
     tree_features,
 )
@@ -132,18 +134,43 @@ def test_reference_rank_fusion_ranks_against_the_reference_not_the_batch():
     ]
     fusion = ReferenceRankFusion([KNNScorer(3), IsolationForestScorer(seed=0)]).fit(reference)
     scores = fusion.score(query)
-    assert scores.shape == (31,) and ((scores >= 0) & (scores <= 1)).all()
-    assert scores.argmax() == 30 and scores[30] > 0.99  # far from the reference in both views
+    assert scores.shape == (31,) and ((scores >= 0) & (scores <= 1)).sum() == 30
+    assert scores.argmax() == 30 and scores[30] > 1  # beyond the reference in both views
     one_by_one = [fusion.score([q[i : i + 1] for q in query])[0] for i in range(31)]
     np.testing.assert_allclose(one_by_one, scores)  # no dependence on the other rows scored
     only_first = ReferenceRankFusion([KNNScorer(3), IsolationForestScorer(seed=0)], weights=[1, 0]).fit(reference)
-    assert only_first.score(query)[30] == 1.0
+    np.testing.assert_allclose(only_first.score(query), fusion.member_ranks(query)[0])
+    either = ReferenceRankFusion([KNNScorer(3), IsolationForestScorer(seed=0)], combine="max").fit(reference)
+    np.testing.assert_allclose(either.score(query), fusion.member_ranks(query).max(axis=0))
     with pytest.raises(ValueError, match="1 reference matrices for 2 members"):
         ReferenceRankFusion([KNNScorer(3), IsolationForestScorer()]).fit(reference[:1])
     with pytest.raises(ValueError, match="different numbers of rows"):
         fusion.score([query[0], query[1][:5]])
     with pytest.raises(ValueError, match="weights"):
         ReferenceRankFusion([KNNScorer(3)], weights=[1, 2])
+    with pytest.raises(ValueError, match="combine"):
+        ReferenceRankFusion([KNNScorer(3)], combine="min")
+    with pytest.raises(ValueError, match="weights apply"):
+        ReferenceRankFusion([KNNScorer(3)], weights=[1.0], combine="max")
+
+
+def test_reference_ranks_are_shares_below_and_keep_order_beyond_the_largest():
+    yardstick = np.array([1.0, 2.0, 3.0, 5.0])  # median 2.5, largest 5: one spread is 2.5
+    ranks = reference_ranks(yardstick, np.array([0.0, 2.0, 5.0, 6.0, 10.0]))
+    np.testing.assert_allclose(ranks, [0.0, 0.375, 0.875, 1.4, 3.0])
+    assert np.isfinite(reference_ranks(np.zeros(5), np.array([0.0, 1.0]))).all()  # no spread: still finite
+
+
+def test_one_hot_knn_reads_codes_and_measures_one_hot_distances():
+    codes = np.array([[0.0, 3.0, 4.0], [0.0, 3.0, 5.0], [1.0, 4.0, 4.0], [0.0, 3.0, 4.0]])  # 1 numerical, 2 codes
+    scorer = OneHotKNNScorer(num_numerical=1, cardinalities=[2, 3], k=1).fit(codes)
+    np.testing.assert_allclose(scorer.score([[0.0, 3.0, 5.0], [0.0, 4.0, 5.0]]), [0.0, np.sqrt(2)])
+    np.testing.assert_allclose(scorer.leave_one_out_scores(), [0.0, np.sqrt(2), np.sqrt(3), 0.0])
+    assert scorer.get_params() == {"num_numerical": 1, "cardinalities": [2, 3], "k": 1}
+    with pytest.raises(ValueError, match="4 columns but the scorer was fitted on 3"):
+        scorer.score(np.zeros((1, 4)))
+    with pytest.raises(ValueError, match="not fitted"):
+        OneHotKNNScorer(1, [2]).score(codes[:, :2])
 
 
 def test_build_detector_scorer_knows_the_detector_scorers():
@@ -155,7 +182,16 @@ def test_build_detector_scorer_knows_the_detector_scorers():
         {"class": "IsolationForestScorer", "n_estimators": 200, "seed": 7},
     ]
     assert build_detector_scorer("fusion_iforest", knn_backend="sklearn").members[0].backend == "sklearn"
-    assert set(DETECTOR_SCORERS) == {"knn", "subsampled_knn", "fusion_iforest", "fusion_rates"}
+    either = build_detector_scorer("fusion_knn", 3, num_numerical=2, cardinalities=[4]).get_params()
+    assert either["combine"] == "max" and either["members"][1] == {
+        "class": "OneHotKNNScorer",
+        "num_numerical": 2,
+        "cardinalities": [4],
+        "k": 3,
+    }
+    with pytest.raises(ValueError, match="needs num_numerical and cardinalities"):
+        build_detector_scorer("fusion_knn")
+    assert set(DETECTOR_SCORERS) == {"knn", "subsampled_knn", "fusion_knn", "fusion_iforest", "fusion_rates"}
     with pytest.raises(ValueError, match="scorer must be one of"):
         build_detector_scorer("lof")
 
