@@ -501,27 +501,43 @@ def run_metrics(
     return table[[*settings, "method", *[c for c in table.columns if c not in settings and c != "method"]]]
 
 
-def data_seed_runs(grid: Grid, data_seed: int, progress: bool = True, threads: int | None = None) -> pd.DataFrame:
-    """Every run of ``grid`` on one data seed, sharing one cache (data, models, raw-feature
-    scores), in grid order. ``threads`` sets torch's CPU threads first (for a worker process)."""
+def study_units(grid: Grid) -> list[tuple[int, list[int]]]:
+    """The grid's runs grouped into independent units of work: ``(data_seed, cell positions)``
+    for each data seed and each set of cells that share generated data (every cache key holds
+    the data, so nothing is shared between units). In data-seed, then grid order."""
+    cells = study_grid(grid)
+    units: dict[tuple, list[int]] = {}
+    for data_seed in dict.fromkeys(seed for cell in cells for seed in cell.data_seeds):
+        for position, cell in enumerate(cells):
+            if data_seed in cell.data_seeds:
+                units.setdefault((data_seed, *cell.config.data_key(data_seed)), []).append(position)
+    return [(key[0], positions) for key, positions in units.items()]
+
+
+def unit_runs(
+    grid: Grid, data_seed: int, positions: Sequence[int], progress: bool = True, threads: int | None = None
+) -> dict[int, pd.DataFrame]:
+    """The runs of the cells at ``positions`` of the grid on ``data_seed``, sharing one cache
+    (data, models, raw-feature scores): cell position -> its runs' table. ``threads`` sets
+    torch's CPU threads first (for a worker process)."""
     if threads is not None:
         torch.set_num_threads(threads)
-    cells = [cell for cell in study_grid(grid) if data_seed in cell.data_seeds]
-    total = sum(len(cell.train_seeds) for cell in cells)
+    cells = study_grid(grid)
     cache: dict[tuple, Any] = {}
-    tables = []
+    tables = {}
     started = time.perf_counter()
-    for cell in cells:
-        for train_seed in cell.train_seeds:
-            tables.append(run_metrics(cell, data_seed, train_seed, cache, grid.methods or METHODS))
-            if progress:
-                print(
-                    f"[data_seed={data_seed}: {len(tables)}/{total}] {cell.factor}={cell.level} "
-                    f"train_seed={train_seed} ({time.perf_counter() - started:.0f} s)",
-                    file=sys.stderr,
-                    flush=True,
-                )
-    return pd.concat(tables, ignore_index=True)
+    for position in positions:
+        cell = cells[position]
+        runs = [run_metrics(cell, data_seed, seed, cache, grid.methods or METHODS) for seed in cell.train_seeds]
+        tables[position] = pd.concat(runs, ignore_index=True)
+        if progress:
+            print(
+                f"data_seed={data_seed} {cell.factor}={cell.level}: {len(runs)} runs "
+                f"({time.perf_counter() - started:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+    return tables
 
 
 def run_study(
@@ -531,30 +547,33 @@ def run_study(
     jobs: int = 1,
     threads: int = 1,
 ) -> pd.DataFrame:
-    """Every run of ``grid``, as one tidy table (see the module docstring), in data-seed order.
-    Each data seed's runs share their data, models and raw-feature scores
-    (:func:`data_seed_runs`); with ``jobs > 1`` the data seeds run in that many worker processes
-    (each with ``threads`` torch threads; every run is seeded, so the table is the same as with
-    one job). ``on_run`` receives the table so far after every finished data seed."""
-    cells = study_grid(grid)
-    data_seeds = list(dict.fromkeys(seed for cell in cells for seed in cell.data_seeds))
-    finished: dict[int, pd.DataFrame] = {}
+    """Every run of ``grid``, as one tidy table (see the module docstring), in data-seed, then
+    grid order. The runs come in units that share generated data (:func:`study_units`); with
+    ``jobs > 1`` the units run in that many worker processes (each with ``threads`` torch
+    threads; every run is seeded, so the table is the same as with one job). ``on_run``
+    receives the table so far after every finished unit."""
+    units = study_units(grid)
+    finished: dict[tuple[int, int], pd.DataFrame] = {}
 
-    def report(data_seed: int, table: pd.DataFrame) -> None:
-        finished[data_seed] = table
+    def report(data_seed: int, tables: dict[int, pd.DataFrame]) -> None:
+        finished.update({(data_seed, position): table for position, table in tables.items()})
         if on_run is not None:
-            on_run(pd.concat([finished[s] for s in data_seeds if s in finished], ignore_index=True))
+            on_run(pd.concat([finished[key] for key in sorted(finished)], ignore_index=True))
 
     if jobs == 1:
-        for data_seed in data_seeds:
-            report(data_seed, data_seed_runs(grid, data_seed, progress))
+        for data_seed, positions in units:
+            report(data_seed, unit_runs(grid, data_seed, positions, progress))
     else:
+        cells = study_grid(grid)
+        units.sort(key=lambda unit: -sum(len(cells[position].train_seeds) for position in unit[1]))  # longest first
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            futures = {pool.submit(data_seed_runs, grid, seed, progress, threads): seed for seed in data_seeds}
+            futures = {
+                pool.submit(unit_runs, grid, seed, positions, progress, threads): seed for seed, positions in units
+            }
             for future in as_completed(futures):
                 report(futures[future], future.result())
-    return pd.concat([finished[s] for s in data_seeds], ignore_index=True)
+    return pd.concat([finished[key] for key in sorted(finished)], ignore_index=True)
 
 
 # --------------------------------------------------------------------------- summary and plots
@@ -718,7 +737,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--jobs",
         type=int,
         default=1,
-        help="worker processes, one data seed each (default 1; 2 on a 2-core machine about halves the time)",
+        help="worker processes (default 1; 2 on a 2-core machine about halves the time)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args(argv)
