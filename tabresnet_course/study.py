@@ -170,30 +170,10 @@ GRIDS: dict[str, Grid] = {
             "detector_fusion_rates",
         ),
     ),
-    "defaults": Grid(
-        name="defaults",
-        centre=StudyConfig(protected="class_type_status"),
-        variations={"contamination": (0.02,), "protected": ("none",)},
-        train_seeds=(0,),
-        full_seed_factors=(),
-        methods=(
-            "embedding_knn",
-            "untrained_knn",
-            "embedding_subsampled_knn",
-            "raw_knn",
-            "isolation_forest",
-            "rates_raw_iforest",
-            "fusion_embedding_iforest",
-            "fusion_embedding_rates",
-            "detector_fusion_knn",
-            "detector_fusion_iforest",
-            "detector_fusion_rates",
-        ),
-    ),
 }
 """The study's grids: ``default`` (every factor, the committed results), ``smoke`` (the tests),
-``confirm`` (the chosen centre, clean and with 2% contamination, on data seeds 3-5, which the
-choice of defaults never saw) and ``defaults`` (protected columns on and off)."""
+and ``confirm`` (the chosen centre, clean and with 2% contamination, on data seeds 3-5, which
+the choice of defaults never saw)."""
 
 
 def study_grid(grid: Grid) -> list[Cell]:
@@ -653,7 +633,7 @@ def plot_summary(summary: pd.DataFrame, out: Path) -> list[Path]:
     fig, axes = plt.subplots(1, max(1, len(factors)), figsize=(3.2 * max(1, len(factors)), 3.5), squeeze=False)
     centre = overall[overall["factor"] == "centre"].set_index("method")
     for ax, factor in zip(axes[0], factors):
-        shown = ("embedding_knn", "raw_knn", "isolation_forest", "mfp_surprisal", "rates_raw_iforest")
+        shown = ("detector_fusion_knn", "embedding_knn", "raw_knn", "isolation_forest", "mfp_surprisal")
         for method in [m for m in shown if m in methods]:
             table = pd.concat(
                 [
@@ -723,7 +703,7 @@ def write_outputs(runs: pd.DataFrame, grid: Grid, out: Path, argv: Sequence[str]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m tabresnet_course.study --grid default|smoke|defaults --out DIR [--jobs N]``."""
+    """``python -m tabresnet_course.study --grid default|smoke|confirm --out DIR [--jobs N]``."""
     parser = argparse.ArgumentParser(prog="python -m tabresnet_course.study", description=__doc__.split("\n")[0])
     parser.add_argument("--grid", choices=sorted(GRIDS), default="default", help="which grid to run")
     parser.add_argument("--out", required=True, type=Path, help="directory for runs.csv, summary.csv, plots")

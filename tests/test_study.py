@@ -17,7 +17,9 @@ from tabresnet_course.study import (
     contaminated_baseline,
     main,
     run_metrics,
+    run_study,
     study_grid,
+    study_units,
 )
 
 
@@ -66,6 +68,15 @@ def test_default_grid_runs_the_centre_and_contamination_on_three_by_three_seeds(
     assert all(c.config.protected in PROTECTED for c in cells)
 
 
+def test_units_hold_every_run_once_and_share_data_only_within_a_unit():
+    grid = GRIDS["default"]
+    cells = study_grid(grid)
+    runs = [(seed, position) for seed, positions in study_units(grid) for position in positions]
+    assert sorted(runs) == sorted((seed, p) for p, cell in enumerate(cells) for seed in cell.data_seeds)
+    for seed, positions in study_units(grid):
+        assert len({cells[p].config.data_key(seed) for p in positions}) == 1
+
+
 def test_smoke_grid_writes_tidy_runs_summary_and_plots(tmp_path, one_thread):
     assert main(["--grid", "smoke", "--out", str(tmp_path), "--quiet"]) == 0
     runs = pd.read_csv(tmp_path / "runs.csv")
@@ -87,10 +98,16 @@ def test_smoke_grid_writes_tidy_runs_summary_and_plots(tmp_path, one_thread):
         "--grid smoke --out " + str(tmp_path) + " --quiet"
     )
     assert (tmp_path / "methods_overall.png").stat().st_size > 0 and (tmp_path / "factors_overall_auroc.png").exists()
+    in_workers = run_study(GRIDS["smoke"], progress=False, jobs=2)  # units in two processes: the same table
+    keys = ["factor", "level", "data_seed", "train_seed", "method", "scenario"]
+    assert in_workers[keys].astype(str).values.tolist() == runs[keys].astype(str).values.tolist()
+    np.testing.assert_allclose(
+        in_workers[METRIC_COLUMNS].to_numpy(float), runs[METRIC_COLUMNS].to_numpy(float), rtol=1e-9
+    )
 
 
 COMMITTED = Path(__file__).resolve().parents[1] / "book" / "data" / "study" / "default"
-RERUN_METHODS = ("raw_knn", "isolation_forest", "embedding_knn", "untrained_knn", "fusion_embedding_rates")
+RERUN_METHODS = ("raw_knn", "isolation_forest", "embedding_knn", "untrained_knn", "detector_fusion_knn")
 
 
 def test_one_committed_run_of_the_default_grid_is_reproduced(one_thread):
