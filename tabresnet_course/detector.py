@@ -123,7 +123,7 @@ class DetectorConfig:
     the defaults are those the detection study supports (chapter "The OCSF pipeline": the
     ``fusion_knn`` scorer, whose raw-feature kNN sees the magnitudes the embedding compresses
     and keeps bursts visible when the baseline holds attacks, and no protected columns, since
-    protecting class, activity and status lowered AUROC on every seed);
+    protecting class, activity and status made no consistent difference);
     ``embedding_batch_size`` bounds the rows per forward pass when embedding.
     """
 

@@ -403,11 +403,16 @@ def method_table(run: Run) -> dict[str, Callable[[], np.ndarray]]:
     methods["fusion_embedding_rates"] = lambda: rank_fusion(
         [methods["embedding_knn"](), methods["rates_raw_iforest"]()]
     )
-    layout = {"num_numerical": run.arrays[0][0].shape[1], "cardinalities": run.detector.cardinalities}
 
     def detector_scorer(scorer: str, kind: str, trained: bool = True) -> Callable[[], np.ndarray]:
         return lambda: run.fit_score(
-            build_detector_scorer(scorer, k, seed, **layout),
+            build_detector_scorer(
+                scorer,
+                k,
+                seed,
+                num_numerical=run.detector.model.config.num_numerical_features,
+                cardinalities=run.detector.cardinalities,
+            ),
             tuple(zip(run.embeddings(trained), run.raw_matrices(kind))),
         )
 
