@@ -1,13 +1,13 @@
 """Data path: generating OCSF events, and going from JSON Lines to model-ready tensors.
 
-- ``generate``: :func:`tabresnet_course.ocsf.generate_ocsf_events` (the flat table), and
-  writing the events as JSON Lines with :func:`tabresnet_course.events_io.write_events`.
+- ``generate``: :func:`tabresnet_course.ocsf.generator.generate_ocsf_events` (the flat table), and
+  writing the events as JSON Lines with :func:`tabresnet_course.events.files.write_events`.
 - ``json.loads floor``: ``[json.loads(line) for line in lines]`` on the file's lines, already in
   memory. Any parser written in Python pays at least this much per event, and it stops at
   dictionaries: nothing is flattened, featurised or encoded.
-- ``package``: the file -> :func:`~tabresnet_course.events_io.read_events` ->
-  :class:`~tabresnet_course.features.OCSFFeaturizer` ->
-  :class:`~tabresnet_course.data.TabularPreprocessor` -> two tensors; once with a featuriser and
+- ``package``: the file -> :func:`~tabresnet_course.events.files.read_events` ->
+  :class:`~tabresnet_course.features.spec.OCSFFeaturizer` ->
+  :class:`~tabresnet_course.preprocess.TabularPreprocessor` -> two tensors; once with a featuriser and
   preprocessor fitted beforehand (the cost of every new file at scoring time), once fitting
   both on the file (the cost at training time).
 
@@ -25,10 +25,10 @@ from typing import Any
 import torch
 
 from benchmarks.common import Settings, summarize, time_interleaved
-from tabresnet_course.data import TabularPreprocessor
-from tabresnet_course.events_io import read_events, write_events
-from tabresnet_course.features import OCSFFeaturizer
-from tabresnet_course.ocsf import generate_ocsf_events
+from tabresnet_course.events.files import read_events, write_events
+from tabresnet_course.features.spec import OCSFFeaturizer
+from tabresnet_course.ocsf.generator import generate_ocsf_events
+from tabresnet_course.preprocess import TabularPreprocessor
 
 
 def to_tensors(path: Path, featurizer: OCSFFeaturizer | None, preprocessor: TabularPreprocessor | None):

@@ -5,13 +5,13 @@
 period's attacks, measures for each candidate how often a field the scenario changed is among the
 top 3 (the hit rate, per scenario):
 
-- ``neighbour_rarity`` (the package's :class:`~tabresnet_course.explain.NeighbourExplainer`):
+- ``neighbour_rarity`` (the package's :class:`~tabresnet_course.detection.explain.NeighbourExplainer`):
   per-field distance to the k nearest reference events, category mismatches weighted by surprisal;
 - ``neighbour_mismatch``: the same without the rarity weight (every category mismatch counts 1);
 - ``occlusion``: the drop of the kNN score when a field's columns take the nearest neighbour's
   values, through the encoder (one extra forward pass and kNN search per field);
 - ``mfp_surprisal``: per-field surprisal of an MFP model trained on the same baseline
-  (:mod:`tabresnet_course.surprisal`; a second model, as the default detector has no MFP head).
+  (:mod:`tabresnet_course.detection.surprisal`; a second model, as the default detector has no MFP head).
 
 It then times ``detector.score`` and ``detector.explain(top=3)`` side by side on all evaluation
 events and prints their ratio. Results go to stdout as Markdown and to ``--out`` as JSON.
@@ -36,10 +36,10 @@ if str(ROOT) not in sys.path:  # `python benchmarks/bench_explain.py` from the r
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import time_interleaved
-from tabresnet_course.detector import OCSFAnomalyDetector, train_ocsf_anomaly_detector
-from tabresnet_course.explain import NeighbourExplainer
-from tabresnet_course.ocsf import generate_baseline_and_evaluation
-from tabresnet_course.ocsf_scenarios import CHANGED_FEATURES as CHANGED_FIELDS
+from tabresnet_course.detection.detector import OCSFAnomalyDetector, train_ocsf_anomaly_detector
+from tabresnet_course.detection.explain import NeighbourExplainer
+from tabresnet_course.ocsf.generator import generate_baseline_and_evaluation
+from tabresnet_course.ocsf.scenarios import CHANGED_FEATURES as CHANGED_FIELDS
 
 """The fields each scenario changes (as in tests/test_explain.py)."""
 
@@ -76,8 +76,8 @@ def mfp_surprisal(
     seed: int,
 ) -> np.ndarray:
     """``(N, n_fields)`` MFP surprisal per field, from an MFP model trained on the baseline."""
-    from tabresnet_course.study import train_mfp_model
-    from tabresnet_course.surprisal import MFPSurprisalScorer
+    from tabresnet_course.detection.surprisal import MFPSurprisalScorer
+    from tabresnet_course.study.run import train_mfp_model
 
     train_numerical, train_categorical = detector.preprocess(baseline)
     model = train_mfp_model(detector, train_numerical, train_categorical, types.SimpleNamespace(epochs=epochs), seed)

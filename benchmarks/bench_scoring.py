@@ -3,11 +3,11 @@
 The encoder is the seed's default configuration (random weights: speed does not depend on
 them); the reference set is 100,000 embedded rows and the queries are 10,000 rows, both already
 preprocessed (the data benchmark measures the way from JSON Lines to tensors). Scoring runs
-through :class:`tabresnet_course.detector.OCSFAnomalyDetector` (``embed_arrays``, batches of
-4096 rows in eval mode) and its :class:`~tabresnet_course.detector.KNNScorer` (scikit-learn
+through :class:`tabresnet_course.detection.detector.OCSFAnomalyDetector` (``embed_arrays``, batches of
+4096 rows in eval mode) and its :class:`~tabresnet_course.detection.detector.KNNScorer` (scikit-learn
 ``NearestNeighbors``, k = 5). Reported: events per second for embed + kNN, and for each part.
 
-``backends`` compares the kNN backends of :class:`tabresnet_course.scorers.KNNScorer` on the
+``backends`` compares the kNN backends of :class:`tabresnet_course.detection.scorers.KNNScorer` on the
 same embeddings of the detector's encoder size (d_model 64, 2 blocks): 100,000 reference rows,
 10,000 queries, k = 5, the backends timed in turn, in an order that rotates every repeat; the
 approximate ``faiss_hnsw`` also reports its recall@k against exact search.
@@ -27,8 +27,8 @@ from benchmarks.bench_training import (
     structured_data,
 )
 from benchmarks.common import Settings, summarize, synchronize, time_call
-from tabresnet_course.detector import DetectorConfig, OCSFAnomalyDetector
-from tabresnet_course.scorers import (
+from tabresnet_course.detection.detector import DetectorConfig, OCSFAnomalyDetector
+from tabresnet_course.detection.scorers import (
     APPROXIMATE_KNN_BACKENDS,
     KNNScorer,
     installed_knn_backends,

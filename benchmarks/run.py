@@ -42,7 +42,7 @@ from benchmarks import (  # noqa: E402
     bench_training,
 )
 from benchmarks.common import Settings, load_average, machine_description  # noqa: E402
-from tabresnet_course.training import resolve_device  # noqa: E402
+from tabresnet_course.runtime import resolve_device
 
 BENCHMARKS: dict[str, Callable[[Settings], dict[str, Any]]] = {
     "training": bench_training.run,

@@ -177,7 +177,7 @@ def add_spec(commands: Any) -> None:
 
 def spec_defaults() -> dict[str, Any]:
     """``spec``'s defaults for the help text (``spec_inference``'s, imported only then)."""
-    from tabresnet_course.spec_inference import MAX_CATEGORIES
+    from tabresnet_course.features.inference import MAX_CATEGORIES
 
     return {"max_categories": MAX_CATEGORIES}
 
@@ -186,7 +186,7 @@ def train_defaults() -> dict[str, Any]:
     """``train``'s defaults, by ``dest``: ``DetectorConfig``'s. Imported only for the help text,
     since the detector loads PyTorch; when parsing, an option not given stays ``None`` and the
     detector's own default applies."""
-    from tabresnet_course.detector import DetectorConfig
+    from tabresnet_course.detection.detector import DetectorConfig
 
     options = DetectorConfig().options()
     return {dest: options[name] for dest, name in TRAIN_OPTIONS.items()}
@@ -297,7 +297,7 @@ def note(message: str) -> None:
 
 def read_events_reported(path: Path, strict: bool) -> Any:
     """Read events, telling stderr how many records were skipped and where."""
-    from tabresnet_course.events_io import read_events
+    from tabresnet_course.events.files import read_events
 
     result = read_events(path, strict=strict)
     report_skipped(result, path)
@@ -347,8 +347,8 @@ def parse_labels(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
 
 def run_generate(args: argparse.Namespace) -> int:
     """``generate``: seeded events to ``--out``, their labels to ``--labels``."""
-    from tabresnet_course.events_io import SUPPORTED_SUFFIXES, write_events
-    from tabresnet_course.ocsf import DEFAULT_START, generate_ocsf_events
+    from tabresnet_course.events.files import SUPPORTED_SUFFIXES, write_events
+    from tabresnet_course.ocsf.generator import DEFAULT_START, generate_ocsf_events
 
     if args.out.suffix.lower() not in SUPPORTED_SUFFIXES:
         raise InputError(
@@ -368,9 +368,9 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def infer_spec_reported(result: Any, **options: Any) -> Any:
-    """The :class:`~tabresnet_course.spec_inference.InferredSpec` of the events read (``options``
+    """The :class:`~tabresnet_course.features.inference.InferredSpec` of the events read (``options``
     go to ``infer_feature_spec``); "no usable feature" names the file."""
-    from tabresnet_course.spec_inference import infer_feature_spec
+    from tabresnet_course.features.inference import infer_feature_spec
 
     try:
         return infer_feature_spec(result.frame, **options)
@@ -399,10 +399,10 @@ def run_train(args: argparse.Namespace) -> int:
     """``train``: read, train, save (rank 0 only under torchrun). Without ``--spec`` the feature
     specification is inferred; once the detector is saved, each built-in feature absent from the
     data is noted (one line each) and the feature report printed, so that an error stays one line."""
-    from tabresnet_course.detector import is_saved_detector, train_ocsf_anomaly_detector
-    from tabresnet_course.features import FeatureSpec
-    from tabresnet_course.spec_inference import feature_report, format_report
-    from tabresnet_course.training import cleanup_distributed, distributed_rank
+    from tabresnet_course.detection.detector import is_saved_detector, train_ocsf_anomaly_detector
+    from tabresnet_course.features.inference import feature_report, format_report
+    from tabresnet_course.features.spec import FeatureSpec
+    from tabresnet_course.runtime import cleanup_distributed, distributed_rank
 
     refuse_existing(args.out, args.overwrite, "saved detector", is_saved_detector)
     spec = FeatureSpec.from_file(args.spec) if args.spec is not None else None
@@ -429,8 +429,8 @@ def run_train(args: argparse.Namespace) -> int:
 def run_score(args: argparse.Namespace) -> int:
     """``score``: one CSV row per readable record, in input order, read, scored and written
     chunk by chunk into a temporary file that replaces ``--out`` when complete."""
-    from tabresnet_course.detector import OCSFAnomalyDetector
-    from tabresnet_course.events_io import DEFAULT_CHUNK_SIZE, EventChunks
+    from tabresnet_course.detection.detector import OCSFAnomalyDetector
+    from tabresnet_course.events.files import DEFAULT_CHUNK_SIZE, EventChunks
 
     refuse_existing(args.out, args.overwrite)
     detector = OCSFAnomalyDetector.load(args.model)
@@ -467,8 +467,8 @@ def score_table(chunk: Any, scores: np.ndarray) -> pd.DataFrame:
 
 def explanation_table(detector: Any, frame: pd.DataFrame, top: int) -> pd.DataFrame:
     """``score --explain``'s extra columns for the records of ``frame``, one row each
-    (:func:`tabresnet_course.explain.explanation_columns`)."""
-    from tabresnet_course.explain import explanation_columns
+    (:func:`tabresnet_course.detection.explain.explanation_columns`)."""
+    from tabresnet_course.detection.explain import explanation_columns
 
     return explanation_columns(detector.explain(frame, top), len(frame), top)
 

@@ -23,9 +23,9 @@ from sklearn.ensemble import IsolationForest
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.neighbors import KNeighborsClassifier
 
-from tabresnet_course.detector import DEFAULT_K, OCSFAnomalyDetector
-from tabresnet_course.flat import as_flat_frame
-from tabresnet_course.scorers import KNNScorer, one_hot_features
+from tabresnet_course.detection.detector import DEFAULT_K, OCSFAnomalyDetector
+from tabresnet_course.detection.scorers import KNNScorer, one_hot_features
+from tabresnet_course.events.flat import as_flat_frame
 
 METRIC_COLUMNS = ["auroc", "average_precision", "recall_at_budget"]
 
@@ -185,7 +185,7 @@ def raw_knn_scores(
     k: int = DEFAULT_K,
 ) -> np.ndarray:
     """kNN baseline: mean distance of each query row to its ``k`` nearest reference rows in the
-    raw feature space of :func:`~tabresnet_course.scorers.one_hot_features`. ``reference`` and ``query`` are
+    raw feature space of :func:`~tabresnet_course.detection.scorers.one_hot_features`. ``reference`` and ``query`` are
     ``(numerical, categorical)`` pairs from the detector's preprocessor."""
     reference_matrix = one_hot_features(*reference, cardinalities)
     query_matrix = one_hot_features(*query, cardinalities)

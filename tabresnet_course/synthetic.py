@@ -6,7 +6,7 @@ hour of day and makes some categorical values more likely; within a profile a hi
 moves bytes in, bytes out and duration together. The profiles overlap on purpose. Chapters
 "Contrastive learning" and "Masked feature prediction" train on this table and use the profile
 only afterwards, to check what the embeddings recovered. For OCSF events see
-:mod:`tabresnet_course.ocsf`.
+:mod:`tabresnet_course.ocsf.generator`.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ import torch
 from tabresnet_course.data import TensorBatchLoader
 from tabresnet_course.mfp import TabularResNetWithMFP
 from tabresnet_course.model import NUM_RESERVED_INDICES, TabularResNet
-from tabresnet_course.training import Trainer, TrainingConfig, cleanup_distributed
+from tabresnet_course.runtime import cleanup_distributed
+from tabresnet_course.training import Trainer, TrainingConfig
 
 CARDINALITIES = [4, 3, 6]
 NUM_NUMERICAL = 5

@@ -1,5 +1,5 @@
 """OCSF exports of shapes the package's generator does not produce, built here (not by
-``tabresnet_course.ocsf``) so that specification inference is tested on data it was not written
+``tabresnet_course.ocsf.generator``) so that specification inference is tested on data it was not written
 around. Each builder returns nested event dicts (shape e: a flat frame for a Parquet file with
 dotted columns); all are seeded and small.
 

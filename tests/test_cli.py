@@ -219,13 +219,13 @@ def test_train_under_torchrun_writes_one_detector_from_rank_0(work):
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stderr.count("saved the detector to ddp_detector") == 1  # rank 0 only
     assert sorted(p.name for p in work.iterdir() if p.name.startswith(".")) == []  # no temporary leftovers
-    from tabresnet_course.detector import OCSFAnomalyDetector
+    from tabresnet_course.detection.detector import OCSFAnomalyDetector
 
     assert OCSFAnomalyDetector.load(work / "ddp_detector").reference_embeddings.shape == (600, 16)
 
 
 def test_train_defaults_come_from_the_detector_config_and_generate_needs_no_torch():
-    from tabresnet_course.detector import DetectorConfig
+    from tabresnet_course.detection.detector import DetectorConfig
 
     defaults = DetectorConfig().options()
     shown = call("train", "--help").stdout

@@ -10,14 +10,9 @@ import torch
 from sklearn.exceptions import NotFittedError
 from torch.utils.data import DataLoader
 
-from tabresnet_course.data import (
-    OCSFDataset,
-    TabularPreprocessor,
-    TensorBatchLoader,
-    derive_seed,
-    preprocess_ocsf_data,
-)
+from tabresnet_course.data import OCSFDataset, TensorBatchLoader, derive_seed
 from tabresnet_course.model import NUM_RESERVED_INDICES, PADDING_INDEX, UNKNOWN_INDEX
+from tabresnet_course.preprocess import TabularPreprocessor, preprocess_ocsf_data
 
 
 def table(rows: int = 10):

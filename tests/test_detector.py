@@ -1,4 +1,4 @@
-"""Tests for tabresnet_course.detector: training, row-aligned scoring, the saved artefact."""
+"""Tests for tabresnet_course.detection.detector: training, row-aligned scoring, the saved artefact."""
 
 import json
 import pickle
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tabresnet_course.detector import (
+from tabresnet_course.detection.detector import (
     CONFIG_FILE,
     FEATURES_FILE,
     REFERENCE_FILE,
@@ -19,11 +19,11 @@ from tabresnet_course.detector import (
     split_rows,
     train_ocsf_anomaly_detector,
 )
+from tabresnet_course.detection.scorers import KNNScorer
 from tabresnet_course.errors import InputError
-from tabresnet_course.flat import as_flat_frame
-from tabresnet_course.ocsf import generate_ocsf_events
-from tabresnet_course.rates import rate_feature_names
-from tabresnet_course.scorers import KNNScorer
+from tabresnet_course.events.flat import as_flat_frame
+from tabresnet_course.features.rates import rate_feature_names
+from tabresnet_course.ocsf.generator import generate_ocsf_events
 
 TINY = dict(num_epochs=1, d_model=16, num_blocks=1, batch_size=128, device="cpu", seed=0)
 
@@ -218,7 +218,7 @@ def test_load_refuses_a_bad_k(copy_of):
 
 
 def test_detector_config_round_trips_json_and_routes_options():
-    from tabresnet_course.detector import DetectorConfig
+    from tabresnet_course.detection.detector import DetectorConfig
 
     config = DetectorConfig().with_options(d_model=32, num_epochs=3, temperature=0.5, reference_size=50, k=7)
     assert (config.d_model, config.reference_size, config.k) == (32, 50, 7)
@@ -327,7 +327,7 @@ def test_default_fusion_knn_stores_codes_and_takes_the_stranger_of_two_opinions(
 
 
 def test_scorer_and_protected_columns_are_checked_and_a_detector_saved_without_them_loads_as_knn(detector, copy_of):
-    from tabresnet_course.detector import DetectorConfig
+    from tabresnet_course.detection.detector import DetectorConfig
 
     with pytest.raises(ValueError, match="scorer must be one of"):
         DetectorConfig(scorer="lof")

@@ -159,8 +159,8 @@ def test_contamination_mask_moves_a_fraction_of_the_chosen_scenarios():
 
 @pytest.fixture(scope="module")
 def pipeline():
-    from tabresnet_course.detector import train_ocsf_anomaly_detector
-    from tabresnet_course.ocsf import generate_ocsf_events
+    from tabresnet_course.detection.detector import train_ocsf_anomaly_detector
+    from tabresnet_course.ocsf.generator import generate_ocsf_events
 
     baseline = generate_ocsf_events(600, days=2, seed=3, anomalies=False)
     evaluation = generate_ocsf_events(2000, days=1, seed=4, anomalies=True)

@@ -1,4 +1,4 @@
-"""Tests for reading and writing events (tabresnet_course.events_io)."""
+"""Tests for reading and writing events (tabresnet_course.events.files)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tabresnet_course import events_io
 from tabresnet_course.errors import InputError
-from tabresnet_course.events_io import ReadResult, read_events, write_events
-from tabresnet_course.flat import flatten_events
-from tabresnet_course.ocsf import generate_ocsf_events
+from tabresnet_course.events import files as events_io
+from tabresnet_course.events.files import ReadResult, read_events, write_events
+from tabresnet_course.events.flat import flatten_events
+from tabresnet_course.ocsf.generator import generate_ocsf_events
 
 
 @pytest.fixture(scope="module")

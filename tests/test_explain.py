@@ -1,4 +1,4 @@
-"""Tests for tabresnet_course.explain and OCSFAnomalyDetector.explain: faithfulness on the
+"""Tests for tabresnet_course.detection.explain and OCSFAnomalyDetector.explain: faithfulness on the
 generator's attacks, determinism, odd input, the saved reference sample and ``score --explain``."""
 
 import json
@@ -10,23 +10,23 @@ import torch
 from cli_helpers import call
 from sklearn.exceptions import NotFittedError
 
-from tabresnet_course.detector import (
+from tabresnet_course.detection.detector import (
     CONFIG_FILE,
     REFERENCE_SAMPLE_FILE,
     OCSFAnomalyDetector,
     train_ocsf_anomaly_detector,
 )
-from tabresnet_course.events_io import write_events
-from tabresnet_course.explain import (
+from tabresnet_course.detection.explain import (
     EXPLANATION_COLUMNS,
     MISSING_TEXT,
     explained_fields,
     explanation_columns,
 )
-from tabresnet_course.ocsf import generate_baseline_and_evaluation
-from tabresnet_course.ocsf_scenarios import CHANGED_FEATURES as CHANGED_FIELDS
+from tabresnet_course.events.files import write_events
+from tabresnet_course.ocsf.generator import generate_baseline_and_evaluation
+from tabresnet_course.ocsf.scenarios import CHANGED_FEATURES as CHANGED_FIELDS
 
-"""The fields each scenario changes (tabresnet_course.ocsf_scenarios), as explanation names."""
+"""The fields each scenario changes (tabresnet_course.ocsf.scenarios), as explanation names."""
 
 
 @pytest.fixture(scope="module")

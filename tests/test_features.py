@@ -1,4 +1,4 @@
-"""Tests for FeatureSpec and OCSFFeaturizer (tabresnet_course.features); flattening: test_flat.py."""
+"""Tests for FeatureSpec and OCSFFeaturizer (tabresnet_course.features.spec); flattening: test_flat.py."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from tabresnet_course.errors import InputError
-from tabresnet_course.features import (
+from tabresnet_course.features.spec import (
     CategoricalFeature,
     FeatureSpec,
     NumericalFeature,
@@ -29,7 +29,7 @@ from tabresnet_course.features import (
     flatten_events,
     stable_bucket,
 )
-from tabresnet_course.ocsf import generate_ocsf_events
+from tabresnet_course.ocsf.generator import generate_ocsf_events
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +243,7 @@ def test_high_cardinality_is_hashed_with_a_stable_hash():
     code = (
         "import sys, types; pkg = types.ModuleType('tabresnet_course'); "
         f"pkg.__path__ = [{package_dir!r}]; sys.modules['tabresnet_course'] = pkg; "
-        "from tabresnet_course.features import stable_bucket; "
+        "from tabresnet_course.features.spec import stable_bucket; "
         "print([stable_bucket(f'user{i}', 16) for i in range(20)], hash('user7'))"
     )
     seed = "4242" if os.environ.get("PYTHONHASHSEED") != "4242" else "4243"

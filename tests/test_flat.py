@@ -1,4 +1,4 @@
-"""Tests for the flat table: flattening, nesting back, as_flat_frame (tabresnet_course.flat)."""
+"""Tests for the flat table: flattening, nesting back, as_flat_frame (tabresnet_course.events.flat)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tabresnet_course import features, ocsf
-from tabresnet_course.events_io import read_events, write_events
-from tabresnet_course.flat import (
+from tabresnet_course.events.files import read_events, write_events
+from tabresnet_course.events.flat import (
     as_flat_frame,
     check_records,
     flatten_event,
@@ -20,7 +19,7 @@ from tabresnet_course.flat import (
     gc_paused,
     nest_columns,
 )
-from tabresnet_course.ocsf import generate_ocsf_events
+from tabresnet_course.ocsf.generator import generate_ocsf_events
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +149,3 @@ def test_as_flat_frame_refuses_other_inputs(bad):
     with pytest.raises(ValueError, match="expected a flat DataFrame of dotted columns"):
         as_flat_frame(bad)
 
-
-def test_old_import_places_still_work():
-    assert features.flatten_events is flatten_events and features.flatten_event is flatten_event
-    assert ocsf.frame_to_events is frame_to_events

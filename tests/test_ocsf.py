@@ -1,4 +1,4 @@
-"""Tests for the OCSF 1.8.0 generator and validator (tabresnet_course.ocsf)."""
+"""Tests for the OCSF 1.8.0 generator and validator (tabresnet_course.ocsf.generator)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from tabresnet_course.ocsf import (
+from tabresnet_course.ocsf.generator import (
     COUNTRIES,
     DEFAULT_START,
     GENERATED_CLASSES,

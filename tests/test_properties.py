@@ -18,11 +18,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tabresnet_course.data import TabularPreprocessor
-from tabresnet_course.detector import fit_preprocessing
-from tabresnet_course.features import OCSFFeaturizer, flatten_event, flatten_events
+from tabresnet_course.detection.detector import fit_preprocessing
+from tabresnet_course.features.spec import OCSFFeaturizer, flatten_event, flatten_events
 from tabresnet_course.model import NUM_RESERVED_INDICES, TabularResNet
-from tabresnet_course.ocsf import generate_ocsf_events
+from tabresnet_course.ocsf.generator import generate_ocsf_events
+from tabresnet_course.preprocess import TabularPreprocessor
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings("ignore::UserWarning")]
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

@@ -1,11 +1,11 @@
-"""Per-entity rate features without look-ahead (tabresnet_course.rates)."""
+"""Per-entity rate features without look-ahead (tabresnet_course.features.rates)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tabresnet_course.ocsf import generate_ocsf_events
-from tabresnet_course.rates import ChunkedRates, rate_feature_names, rate_features
+from tabresnet_course.features.rates import ChunkedRates, rate_feature_names, rate_features
+from tabresnet_course.ocsf.generator import generate_ocsf_events
 
 MINUTE = 60_000
 

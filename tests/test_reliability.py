@@ -25,10 +25,10 @@ import pytest
 import torch
 from cli_helpers import TINY_TRAIN, assert_error, call, run_process, stderr_lines
 
-from tabresnet_course import events_io
-from tabresnet_course.detector import CONFIG_FILE, REFERENCE_FILE, WEIGHTS_FILE, OCSFAnomalyDetector
-from tabresnet_course.events_io import MAX_NESTING, read_events
-from tabresnet_course.ocsf import generate_ocsf_events
+from tabresnet_course.detection.detector import CONFIG_FILE, REFERENCE_FILE, WEIGHTS_FILE, OCSFAnomalyDetector
+from tabresnet_course.events import files as events_io
+from tabresnet_course.events.files import MAX_NESTING, read_events
+from tabresnet_course.ocsf.generator import generate_ocsf_events
 
 # --------------------------------------------------------------------------- helpers
 

@@ -1,14 +1,12 @@
-"""Scorers with one fit/score shape (tabresnet_course.scorers) and MFP surprisal (tabresnet_course.surprisal)."""
+"""Scorers with one fit/score shape (tabresnet_course.detection.scorers) and MFP surprisal (tabresnet_course.detection.surprisal)."""
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
 
-from tabresnet_course import scorers
-from tabresnet_course.mfp import TabularResNetWithMFP, cell_cross_entropy
-from tabresnet_course.model import TabularResNet, TabularResNetConfig
-from tabresnet_course.scorers import (
+from tabresnet_course.detection import scorers
+from tabresnet_course.detection.scorers import (
     DETECTOR_SCORERS,
     PYOD_DETECTORS,
     IsolationForestScorer,
@@ -25,7 +23,9 @@ from tabresnet_course.scorers import (
     reference_scores,
     tree_features,
 )
-from tabresnet_course.surprisal import MFPSurprisalScorer
+from tabresnet_course.detection.surprisal import MFPSurprisalScorer
+from tabresnet_course.mfp import TabularResNetWithMFP, cell_cross_entropy
+from tabresnet_course.model import TabularResNet, TabularResNetConfig
 
 
 def normal_rows(n: int, seed: int = 0, d: int = 4) -> np.ndarray:

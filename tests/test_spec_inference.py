@@ -1,4 +1,4 @@
-"""Tests for specification inference (tabresnet_course.spec_inference), the ``spec`` command and
+"""Tests for specification inference (tabresnet_course.features.inference), the ``spec`` command and
 ``train`` without ``--spec``, on OCSF exports of shapes the package's generator does not produce
 (tests/foreign_shapes.py)."""
 
@@ -15,13 +15,13 @@ import pytest
 import yaml
 from cli_helpers import TINY_TRAIN, assert_error, call, stderr_lines
 
-from tabresnet_course.features import FeatureSpec
-from tabresnet_course.spec_inference import (
+from tabresnet_course.features.inference import (
     REPORT_COLUMNS,
     feature_report,
     infer_feature_spec,
     profile_columns,
 )
+from tabresnet_course.features.spec import FeatureSpec
 
 NEVER = shapes.IDENTIFIERS | {"message", "time_dt", "start_time", "end_time", "metadata.logged_time"}
 """Columns of the shapes that no feature may read: identifiers, free text, timestamps other than time."""

@@ -14,10 +14,10 @@ import pytest
 from cli_helpers import call, stderr_lines
 
 from tabresnet_course.cli import score_table
-from tabresnet_course.detector import OCSFAnomalyDetector, train_ocsf_anomaly_detector
+from tabresnet_course.detection.detector import OCSFAnomalyDetector, train_ocsf_anomaly_detector
 from tabresnet_course.errors import InputError
-from tabresnet_course.events_io import EventChunks, read_events, write_events
-from tabresnet_course.ocsf import generate_ocsf_events
+from tabresnet_course.events.files import EventChunks, read_events, write_events
+from tabresnet_course.ocsf.generator import generate_ocsf_events
 
 TINY = {
     "scorer": "fusion_rates",

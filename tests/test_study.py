@@ -1,4 +1,4 @@
-"""The detection study (tabresnet_course.study): data contamination, summary statistics, and the smoke grid end to end."""
+"""The detection study (tabresnet_course.study.run): data contamination, summary statistics, and the smoke grid end to end."""
 
 import json
 from pathlib import Path
@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from tabresnet_course.evaluation import METRIC_COLUMNS
-from tabresnet_course.ocsf import generate_baseline_and_evaluation
-from tabresnet_course.study import (
+from tabresnet_course.ocsf.generator import generate_baseline_and_evaluation
+from tabresnet_course.study.run import (
     GRIDS,
     METHODS,
     PROTECTED,

@@ -274,11 +274,7 @@ def test_held_out_loss_is_fixed_for_fixed_weights_and_is_what_evaluate_reports()
 
 
 def test_device_and_process_plumbing(monkeypatch):
-    from tabresnet_course.training import (
-        distributed_rank,
-        distributed_world_size,
-        resolve_device,
-    )
+    from tabresnet_course.runtime import distributed_rank, distributed_world_size, resolve_device
 
     assert resolve_device("cpu") == resolve_device(torch.device("cpu")) == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
@@ -339,14 +335,14 @@ def test_a_dataloader_over_tensors_is_served_by_index_with_the_same_batches_and_
 
 
 def test_precision_auto_picks_bf16_only_where_it_is_native(monkeypatch):
-    from tabresnet_course import training
+    from tabresnet_course import runtime
 
     cpu = torch.device("cpu")
-    assert training.resolve_precision("fp32", cpu) == "fp32"
-    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: True)
-    assert training.resolve_precision("auto", cpu) == "bf16"
-    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: False)
-    assert training.resolve_precision("auto", cpu) == "fp32"
+    assert runtime.resolve_precision("fp32", cpu) == "fp32"
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: True)
+    assert runtime.resolve_precision("auto", cpu) == "bf16"
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: False)
+    assert runtime.resolve_precision("auto", cpu) == "fp32"
     assert TrainingConfig().precision == "auto"
     trainer = Trainer(
         TabularResNet(4, CARDINALITIES, d_model=8, num_blocks=1), CARDINALITIES, TrainingConfig(progress=False)

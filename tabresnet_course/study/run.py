@@ -2,7 +2,7 @@
 baselines, over seeds (``python -m tabresnet_course.study --grid default --out DIR``).
 
 One *run* is a configuration (:class:`StudyConfig`), a data seed and a training seed: generate a
-baseline and an evaluation period (:func:`~tabresnet_course.ocsf.generate_baseline_and_evaluation`),
+baseline and an evaluation period (:func:`~tabresnet_course.ocsf.generator.generate_baseline_and_evaluation`),
 optionally mix a share of attack events into the baseline (:func:`contaminated_baseline`), train
 the detector on it, fit every method of :data:`METHODS` on it and score the evaluation period.
 The grid varies one factor at a time around a centre configuration (:func:`study_grid`), and
@@ -37,15 +37,8 @@ import torch
 from sklearn.preprocessing import StandardScaler
 
 from tabresnet_course import evaluation
-from tabresnet_course.detector import OCSFAnomalyDetector, train_ocsf_anomaly_detector
-from tabresnet_course.mfp import TabularResNetWithMFP
-from tabresnet_course.ocsf import (
-    GeneratedEvents,
-    generate_baseline_and_evaluation,
-    generate_ocsf_events,
-)
-from tabresnet_course.rates import rate_features
-from tabresnet_course.scorers import (
+from tabresnet_course.detection.detector import OCSFAnomalyDetector, train_ocsf_anomaly_detector
+from tabresnet_course.detection.scorers import (
     KNNScorer,
     PyODScorer,
     SubsampledKNNScorer,
@@ -53,7 +46,14 @@ from tabresnet_course.scorers import (
     rank_fusion,
     tree_features,
 )
-from tabresnet_course.surprisal import MFPSurprisalScorer
+from tabresnet_course.detection.surprisal import MFPSurprisalScorer
+from tabresnet_course.features.rates import rate_features
+from tabresnet_course.mfp import TabularResNetWithMFP
+from tabresnet_course.ocsf.generator import (
+    GeneratedEvents,
+    generate_baseline_and_evaluation,
+    generate_ocsf_events,
+)
 
 ALERT_BUDGET = 0.01
 PROTECTED: dict[str, tuple[str, ...]] = {"none": (), "class_type_status": ("class_uid", "type_uid", "status_id")}
@@ -259,7 +259,7 @@ def train_mfp_model(
     """An MFP model (encoder + prediction heads) of the detector's architecture trained with the
     MFP objective on the detector's preprocessed training rows, as the detector trainer would.
     (The trainer keeps only the encoder, so the study trains its own to read the heads.)"""
-    from tabresnet_course.detector import batch_loader, build_encoder, split_rows
+    from tabresnet_course.detection.detector import batch_loader, build_encoder, split_rows
     from tabresnet_course.training import Trainer, TrainingConfig
 
     model_config = detector.model.config
@@ -444,8 +444,8 @@ METHODS: tuple[str, ...] = (
     "detector_fusion_rates",
 )
 """The methods a run can score, in table order. ``fusion_*`` average ranks within the scored
-period (:func:`~tabresnet_course.scorers.rank_fusion`); ``detector_fusion_*`` are the
-detector's own scorers (:func:`~tabresnet_course.scorers.build_detector_scorer`: ranks among the
+period (:func:`~tabresnet_course.detection.scorers.rank_fusion`); ``detector_fusion_*`` are the
+detector's own scorers (:func:`~tabresnet_course.detection.scorers.build_detector_scorer`: ranks among the
 reference's scores, so an event's score does not depend on the others scored with it);
 ``untrained_fusion_knn`` is the default scorer on the untrained encoder (what training adds)."""
 
@@ -751,7 +751,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

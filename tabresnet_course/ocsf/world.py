@@ -1,6 +1,6 @@
 """The simulated organisation behind the OCSF generator, and vectorised drawing helpers.
 
-Chapter "The OCSF pipeline" (through :mod:`tabresnet_course.ocsf`). The organisation
+Chapter "The OCSF pipeline" (through :mod:`tabresnet_course.ocsf.generator`). The organisation
 (:class:`World`) has users with a department, a home ``/24`` subnet, a country, working hours,
 an MFA flag and an activity weight; servers; and HTTP services with their own lognormal
 latency and small error rates. It is drawn from its own seed (:func:`build_world`), so that

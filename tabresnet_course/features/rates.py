@@ -65,9 +65,9 @@ def first_present(frame: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
 
 def numeric_column(frame: pd.DataFrame, column: str, default: float = 0.0) -> np.ndarray:
     """``frame[column]`` as float64; missing values, text that is not a number, infinities and
-    numbers beyond float64 (:func:`tabresnet_course.data.numeric_values`) and an absent column
+    numbers beyond float64 (:func:`tabresnet_course.preprocess.numeric_values`) and an absent column
     count as ``default``."""
-    from tabresnet_course.data import numeric_values
+    from tabresnet_course.preprocess import numeric_values
 
     if column not in frame.columns:
         return np.full(len(frame), default)
@@ -78,7 +78,7 @@ def numeric_column(frame: pd.DataFrame, column: str, default: float = 0.0) -> np
 def readable_times(frame: pd.DataFrame) -> np.ndarray:
     """Boolean ``(N,)``: which events have a ``time`` that is a number of epoch milliseconds
     a timestamp can hold (none when the column is absent)."""
-    from tabresnet_course.data import numeric_values
+    from tabresnet_course.preprocess import numeric_values
 
     if "time" not in frame.columns:
         return np.zeros(len(frame), dtype=bool)
@@ -228,7 +228,7 @@ class ChunkedRates:
     def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The rates of ``frame``'s events (``frame``'s index, in its row order), counting the
         context of the chunks before it; the context then moves on to include ``frame``."""
-        from tabresnet_course.data import numeric_values
+        from tabresnet_course.preprocess import numeric_values
 
         current = frame[[c for c in RATE_INPUT_COLUMNS if c in frame.columns]].reset_index(drop=True)
         joined = current if self.context is None else pd.concat([self.context, current], ignore_index=True)

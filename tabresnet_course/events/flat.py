@@ -101,7 +101,7 @@ def _tree_order(names: list[str], sep: str) -> list[str]:
     """Dotted names grouped under their parents, each level in the order given.
 
     With ``names`` sorted by the record they first appear in, this is the order Arrow's JSON
-    reader gives, so both reading paths of :func:`~tabresnet_course.events_io.read_events`
+    reader gives, so both reading paths of :func:`~tabresnet_course.events.files.read_events`
     produce the same columns in the same order (exactly so when the records come in a few
     shapes, as OCSF classes do).
     """
@@ -296,7 +296,7 @@ def nest_columns(
     Chapter "The OCSF pipeline". Returns the top-level keys in order of first appearance and
     one column per key: a leaf column as given, or ``make_object(child keys, child columns)``
     for a key with children. :func:`frame_to_events` builds Python dicts with it, the Parquet
-    writer of :mod:`tabresnet_course.events_io` Arrow structs. A path that is both a value and
+    writer of :mod:`tabresnet_course.events.files` Arrow structs. A path that is both a value and
     the parent of another path raises ``ValueError`` naming it.
     """
     keys: list[str] = []
@@ -333,8 +333,8 @@ def as_flat_frame(events: Any) -> pd.DataFrame:
     """The flat table of ``events``, whatever form they come in (chapter "The OCSF pipeline").
 
     A DataFrame of dotted columns is returned as is; an object with a ``.frame`` DataFrame
-    (:class:`~tabresnet_course.events_io.ReadResult`,
-    :class:`~tabresnet_course.ocsf.GeneratedEvents`) gives that frame; a list or tuple of
+    (:class:`~tabresnet_course.events.files.ReadResult`,
+    :class:`~tabresnet_course.ocsf.generator.GeneratedEvents`) gives that frame; a list or tuple of
     nested event dicts is flattened with :func:`flatten_events`. Anything else (a file name,
     a single dict, a generator) raises ``ValueError``.
     """

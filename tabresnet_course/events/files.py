@@ -11,7 +11,7 @@ Speed: a clean JSON Lines file is parsed by Arrow's C++ JSON reader (faster than
 ``json.loads`` on every line); a file with bad lines is parsed line by line with ``json`` to
 locate them, and its good lines go back through Arrow. Both paths give the same table.
 
-The column conventions of the flat table are those of :mod:`tabresnet_course.flat`.
+The column conventions of the flat table are those of :mod:`tabresnet_course.events.flat`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from tabresnet_course.artifacts import atomic_write, refuse_existing
 from tabresnet_course.errors import InputError
-from tabresnet_course.flat import (
+from tabresnet_course.events.flat import (
     as_flat_frame,
     check_records,
     flatten_events,
@@ -239,7 +239,7 @@ def _read_json_lines(path: Path, data: bytes, strict: bool, first: int = 1) -> R
     A clean file goes straight through ``pyarrow.json`` (several times faster than
     ``json.loads``). Otherwise every line is parsed with ``json`` to find and report the bad
     ones, and the good lines go through Arrow again (or, if Arrow still cannot take them, for
-    example because one attribute mixes types, through :func:`~tabresnet_course.flat.flatten_events`).
+    example because one attribute mixes types, through :func:`~tabresnet_course.events.flat.flatten_events`).
     ``first`` is the line number of the first line of ``data``.
     """
     if first == 1 and data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark is not part of line 1
@@ -347,7 +347,7 @@ def _arrow_json_table(data: bytes) -> pa.Table | None:
 
     None means "use the Python path": Arrow rejected the text (malformed or non-object lines,
     one attribute with two JSON types, duplicate keys), or would read it differently from
-    :func:`~tabresnet_course.flat.flatten_events` (lists of objects, keys containing dots, integers beyond 2**53).
+    :func:`~tabresnet_course.events.flat.flatten_events` (lists of objects, keys containing dots, integers beyond 2**53).
     Strings Arrow takes for timestamps are read again as text.
     """
     try:
@@ -464,7 +464,7 @@ class EventChunks:
     :func:`read_events` would say about the whole file (the same problems, counts and summary).
     Concatenating the chunks' frames gives the rows and values of ``read_events`` (a column
     may have another dtype in a chunk, for example ``int64`` where the whole file needs
-    ``float64``; :class:`~tabresnet_course.features.OCSFFeaturizer` reads both alike).
+    ``float64``; :class:`~tabresnet_course.features.spec.OCSFFeaturizer` reads both alike).
 
     JSON Lines files are read ``chunk_size`` lines at a time, Parquet files row group by row
     group in batches of at most ``chunk_size`` rows (``pyarrow.parquet.ParquetFile.iter_batches``). A JSON array is parsed whole (the ``json`` module has no incremental parser) and only
@@ -558,13 +558,13 @@ def _arrow_table_to_result(path: Path, table: pa.Table, strict: bool, unit: str,
 
 
 def _arrow_table_to_frame(table: pa.Table) -> pd.DataFrame:
-    """A flat Arrow table as the flat frame (column conventions of :mod:`tabresnet_course.flat`)."""
+    """A flat Arrow table as the flat frame (column conventions of :mod:`tabresnet_course.events.flat`)."""
     data = {name: _arrow_to_pandas(table.column(name)) for name in table.column_names}
     return pd.DataFrame(data, index=pd.RangeIndex(table.num_rows), columns=table.column_names, copy=False)
 
 
 def _arrow_to_pandas(column: pa.ChunkedArray) -> Any:
-    """One Arrow column in the conventions of :mod:`tabresnet_course.flat`."""
+    """One Arrow column in the conventions of :mod:`tabresnet_course.events.flat`."""
     kind = column.type
     if pa.types.is_dictionary(kind):
         column = column.cast(kind.value_type)
@@ -596,7 +596,7 @@ def write_events(events: Any, path: str | os.PathLike, overwrite: bool = False, 
 
     Chapter "The OCSF pipeline".
 
-    ``events`` may be anything :func:`~tabresnet_course.flat.as_flat_frame` takes: a flat
+    ``events`` may be anything :func:`~tabresnet_course.events.flat.as_flat_frame` takes: a flat
     frame of dotted columns, a list of nested dicts, or events read or generated (an object
     with a ``.frame``). Parquet files hold nested structs (``layout="nested"``) or flat dotted
     columns (``layout="flat"``). The data go to a temporary file in the same directory that

@@ -5,7 +5,7 @@ baseline period: flatten the events, featurise them (``OCSFFeaturizer``), turn t
 tensors (``TabularPreprocessor``), pre-train a ``TabularResNet`` without labels, embed the
 baseline events and keep those embeddings as the *reference set*. Scoring a new event is then
 the mean Euclidean distance from its embedding to its ``k`` nearest reference embeddings
-(:class:`~tabresnet_course.scorers.KNNScorer`): events unlike anything in the baseline score
+(:class:`~tabresnet_course.detection.scorers.KNNScorer`): events unlike anything in the baseline score
 high. :meth:`OCSFAnomalyDetector.score_chunks` scores a file chunk by chunk, in bounded memory.
 
 The reference set must be clean. Bursty attacks (brute force, port scans) form dense clusters
@@ -16,11 +16,11 @@ effect with :func:`tabresnet_course.evaluation.contamination_effect`).
 Every setting lives in one :class:`DetectorConfig` (model size, training, batch size, validation
 fraction, reference size, ``k``, the scorer, the protected columns); the command line takes its
 defaults from it. The scorer (``DetectorConfig.scorer``, built by
-:func:`tabresnet_course.scorers.build_detector_scorer`) is the embedding kNN, a subsampled kNN
+:func:`tabresnet_course.detection.scorers.build_detector_scorer`) is the embedding kNN, a subsampled kNN
 ensemble, or a fusion of the embedding kNN with a second opinion on the raw features: a kNN
 (``"fusion_knn"``, the default: an event is as strange as the stranger of its two reference
 ranks) or an Isolation Forest, with or without per-entity rate features
-(:mod:`tabresnet_course.rates`).
+(:mod:`tabresnet_course.features.rates`).
 
 The saved detector is one directory with ``weights.pt`` (the encoder's ``state_dict``, loadable
 with ``torch.load(weights_only=True)``), ``config.json`` (the ``DetectorConfig``, every fitted
@@ -64,21 +64,17 @@ from tabresnet_course.artifacts import (
     sha256,
     torch_bytes,
 )
+from tabresnet_course.detection.scorers import DETECTOR_SCORERS, build_detector_scorer, tree_features
 from tabresnet_course.errors import InputError, collapse_whitespace
-from tabresnet_course.flat import as_flat_frame
+from tabresnet_course.events.flat import as_flat_frame
 from tabresnet_course.model import (
     EMBEDDING_BATCH_SIZE,
     TabularResNet,
     TabularResNetConfig,
     embed_in_batches,
 )
-from tabresnet_course.scorers import DETECTOR_SCORERS, build_detector_scorer, tree_features
-from tabresnet_course.training import (
-    Trainer,
-    TrainingConfig,
-    distributed_world_size,
-    resolve_device,
-)
+from tabresnet_course.runtime import distributed_world_size, resolve_device
+from tabresnet_course.training import Trainer, TrainingConfig
 
 DEFAULT_K = 5
 """Neighbours averaged by the kNN score. Small k reacts to isolated oddities; a larger k also
@@ -117,7 +113,7 @@ class DetectorConfig:
     two blocks); ``training`` is a :class:`~tabresnet_course.training.TrainingConfig`;
     ``batch_size`` and ``validation_fraction`` shape training; ``reference_size`` rows of the
     baseline (all when ``None``) form the reference set, scored with ``k`` neighbours by
-    ``scorer`` (one of :data:`~tabresnet_course.scorers.DETECTOR_SCORERS`);
+    ``scorer`` (one of :data:`~tabresnet_course.detection.scorers.DETECTOR_SCORERS`);
     ``protected_columns`` names features the contrastive augmentation never changes (names the
     feature specification lacks are skipped; the training record lists the ones protected);
     the defaults are those the detection study supports (chapter "The OCSF pipeline": the
@@ -269,7 +265,7 @@ class OCSFAnomalyDetector:
         training: plain-JSON record of the training run (history, rows; saved with the detector).
         reference_sample: a bounded sample of the raw reference events (flat frame) that
             :meth:`explain` draws neighbours and typical values from, or ``None``.
-        knn_backend: the :class:`~tabresnet_course.scorers.KNNScorer` backend (``"auto"``: the
+        knn_backend: the :class:`~tabresnet_course.detection.scorers.KNNScorer` backend (``"auto"``: the
             fastest exact one installed). A choice of this machine, not saved with the detector.
     """
 
@@ -349,14 +345,14 @@ class OCSFAnomalyDetector:
         self, frame: pd.DataFrame, numerical: np.ndarray, categorical: np.ndarray, rates: Any = None
     ) -> np.ndarray | None:
         """The scorer's raw view of preprocessed events (``None`` when it reads embeddings
-        only): :func:`~tabresnet_course.scorers.tree_features`, with the causal rate features of
+        only): :func:`~tabresnet_course.detection.scorers.tree_features`, with the causal rate features of
         ``frame`` for ``"codes+rates"`` (zero for an event without a readable time). Rates count
         only the events passed in, plus, when ``rates`` is a
-        :class:`~tabresnet_course.rates.ChunkedRates`, the recent events of the chunks it saw
+        :class:`~tabresnet_course.features.rates.ChunkedRates`, the recent events of the chunks it saw
         before: score a period in time order rather than event by event."""
         if self.raw_view is None:
             return None
-        from tabresnet_course.rates import ChunkedRates
+        from tabresnet_course.features.rates import ChunkedRates
 
         if self.raw_view != "codes+rates":
             return tree_features(numerical, categorical)
@@ -417,21 +413,21 @@ class OCSFAnomalyDetector:
         return np.concatenate([np.zeros(0), *blocks])
 
     def score_chunks(self, chunks: Iterable[Any], progress: bool = False) -> Iterator[tuple[Any, np.ndarray]]:
-        """Score events that come in chunks (anything :func:`~tabresnet_course.flat.as_flat_frame`
-        takes, such as the chunks of :class:`~tabresnet_course.events_io.EventChunks`): yields
+        """Score events that come in chunks (anything :func:`~tabresnet_course.events.flat.as_flat_frame`
+        takes, such as the chunks of :class:`~tabresnet_course.events.files.EventChunks`): yields
         ``(chunk, scores)`` for each chunk, in order, as soon as all its rows are scored
         (chapter "The OCSF pipeline").
 
         Rows are preprocessed chunk by chunk but embedded and scored in blocks of
         ``config.embedding_batch_size`` rows counted from the first row of the first chunk,
         whatever the chunk sizes, and the rate features of the ``"fusion_rates"`` scorer carry
-        the recent events of earlier chunks (:class:`~tabresnet_course.rates.ChunkedRates`): the
+        the recent events of earlier chunks (:class:`~tabresnet_course.features.rates.ChunkedRates`): the
         scores are bit for bit those of :meth:`score` on all the events at once, and memory holds
         one block, the chunks waiting for it and the last hour of events' rate columns. For
         ``"fusion_rates"`` that equality needs time-ordered input (no event older than an event
         of an earlier chunk), as OCSF exports and the generator's files are.
         """
-        from tabresnet_course.rates import ChunkedRates
+        from tabresnet_course.features.rates import ChunkedRates
 
         if self.scorer_ is None:
             raise NotFittedError("this detector has no reference set; call with_reference(events) first")
@@ -467,9 +463,9 @@ class OCSFAnomalyDetector:
     def explain(self, events: Any, top: int = 3) -> pd.DataFrame:
         """The ``top`` fields that set each event apart from its nearest normal neighbours, as a
         tidy table (columns ``event``, ``rank``, ``field``, ``value``, ``typical``,
-        ``contribution``): :class:`~tabresnet_course.explain.NeighbourExplainer` on the
+        ``contribution``): :class:`~tabresnet_course.detection.explain.NeighbourExplainer` on the
         reference sample (chapter "Explaining alerts")."""
-        from tabresnet_course.explain import NeighbourExplainer
+        from tabresnet_course.detection.explain import NeighbourExplainer
 
         if self.reference_sample is None:
             raise NotFittedError(
@@ -485,7 +481,7 @@ class OCSFAnomalyDetector:
         """A detector sharing this encoder and preprocessing whose reference set is the
         embeddings of ``events`` (used by the evaluation's baselines and contamination demo),
         and whose reference sample for :meth:`explain` is drawn from them."""
-        from tabresnet_course.explain import reference_sample
+        from tabresnet_course.detection.explain import reference_sample
 
         frame = as_flat_frame(events)
         numerical, categorical = self.preprocess(frame)
@@ -646,7 +642,7 @@ def train_ocsf_anomaly_detector(
     ``temperature``, ``precision``, ...). Under ``torchrun`` every process calls this
     function; the trainer shards the batches.
     """
-    from tabresnet_course.explain import reference_sample
+    from tabresnet_course.detection.explain import reference_sample
 
     config = (config if config is not None else DetectorConfig()).with_options(**options)  # checked before featurising
     frame = as_flat_frame(events)
@@ -686,8 +682,8 @@ def train_ocsf_anomaly_detector(
 
 def fit_preprocessing(frame: pd.DataFrame, feature_spec: Any = None) -> tuple[Any, Any, tuple[np.ndarray, np.ndarray]]:
     """Fit the featuriser and the preprocessor on ``frame``; returns both and the arrays."""
-    from tabresnet_course.data import TabularPreprocessor
-    from tabresnet_course.features import FeatureSpec, OCSFFeaturizer
+    from tabresnet_course.features.spec import FeatureSpec, OCSFFeaturizer
+    from tabresnet_course.preprocess import TabularPreprocessor
 
     spec = feature_spec if feature_spec is not None else FeatureSpec.default()
     featurizer = OCSFFeaturizer(spec).fit(frame)
@@ -819,8 +815,8 @@ def rebuild_parts(path: Path, config: dict[str, Any]) -> tuple[Any, Any, Tabular
     """Featuriser, preprocessor, (untrained) encoder and :class:`DetectorConfig` from
     ``config.json``, checked against each other: the preprocessor's output must be exactly what
     the encoder expects."""
-    from tabresnet_course.data import TabularPreprocessor
-    from tabresnet_course.features import OCSFFeaturizer
+    from tabresnet_course.features.spec import OCSFFeaturizer
+    from tabresnet_course.preprocess import TabularPreprocessor
 
     try:
         featurizer = OCSFFeaturizer.from_dict(config["featurizer"])
@@ -885,7 +881,7 @@ def read_reference(data: bytes, path: Path, d_model: int) -> np.ndarray:
 
 def sample_bytes(sample: pd.DataFrame) -> bytes:
     """The reference sample as compact JSON: a list of nested OCSF events."""
-    from tabresnet_course.flat import frame_to_events
+    from tabresnet_course.events.flat import frame_to_events
 
     finite = sample.replace([np.inf, -np.inf], np.nan)
     events = frame_to_events(finite)
@@ -906,7 +902,7 @@ def epoch_milliseconds(value: Any) -> int:
 
 def read_sample(data: bytes, path: Path) -> pd.DataFrame:
     """The reference sample written by :func:`sample_bytes`, checked to be a list of events."""
-    from tabresnet_course.flat import flatten_events
+    from tabresnet_course.events.flat import flatten_events
 
     try:
         events = json.loads(data.decode("utf-8"))

@@ -1,7 +1,7 @@
 """The seven injected attack scenarios of the OCSF generator, and how many events each gets.
 
-Chapter "The OCSF pipeline" (through :mod:`tabresnet_course.ocsf`). A scenario builder draws
-normal events of its class with :mod:`tabresnet_course.ocsf_classes` and overwrites the
+Chapter "The OCSF pipeline" (through :mod:`tabresnet_course.ocsf.generator`). A scenario builder draws
+normal events of its class with :mod:`tabresnet_course.ocsf.classes` and overwrites the
 attributes the attack changes; events of one campaign share an attacker, a victim and a time
 window. Labels never go inside the events: the generator keeps them in a separate table.
 """
@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tabresnet_course.ocsf_classes import (
+from tabresnet_course.ocsf.classes import (
     build_api,
     build_authentication,
     build_file,
@@ -20,8 +20,8 @@ from tabresnet_course.ocsf_classes import (
     build_network,
     build_process,
 )
-from tabresnet_course.ocsf_schema import AUTH_PROTOCOL_NAMES, LOGON_TYPE_NAMES, captions
-from tabresnet_course.ocsf_world import (
+from tabresnet_course.ocsf.schema import AUTH_PROTOCOL_NAMES, LOGON_TYPE_NAMES, captions
+from tabresnet_course.ocsf.world import (
     ATTACKER_COUNTRIES,
     HTTP_SERVICES,
     MS_PER_DAY,

@@ -10,10 +10,10 @@ appear inside the events: they live in :attr:`GeneratedEvents.labels`, keyed by
 
 The generator is split by job into sibling modules (the names chapters use are re-exported here):
 
-- :mod:`tabresnet_course.ocsf_schema`: OCSF 1.8.0 identifiers, captions and :func:`validate_event`;
-- :mod:`tabresnet_course.ocsf_world`: the simulated organisation (:class:`World`, :func:`build_world`);
-- :mod:`tabresnet_course.ocsf_classes`: normal behaviour of the six generated classes;
-- :mod:`tabresnet_course.ocsf_scenarios`: the seven injected attack scenarios.
+- :mod:`tabresnet_course.ocsf.schema`: OCSF 1.8.0 identifiers, captions and :func:`validate_event`;
+- :mod:`tabresnet_course.ocsf.world`: the simulated organisation (:class:`World`, :func:`build_world`);
+- :mod:`tabresnet_course.ocsf.classes`: normal behaviour of the six generated classes;
+- :mod:`tabresnet_course.ocsf.scenarios`: the seven injected attack scenarios.
 
 This module assembles their per-class blocks into one time-ordered table.
 """
@@ -27,14 +27,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tabresnet_course.flat import frame_to_events
-from tabresnet_course.ocsf_classes import CLASS_BUILDERS, CLASS_MIX, GENERATED_CLASSES
-from tabresnet_course.ocsf_scenarios import (
+from tabresnet_course.events.flat import frame_to_events
+from tabresnet_course.ocsf.classes import CLASS_BUILDERS, CLASS_MIX, GENERATED_CLASSES
+from tabresnet_course.ocsf.scenarios import (
     SCENARIO_BUILDERS,
     SCENARIOS,  # noqa: F401 (re-exported: chapters import it from here)
     scenario_counts,
 )
-from tabresnet_course.ocsf_schema import (
+from tabresnet_course.ocsf.schema import (
     CATEGORY_NAMES,
     OCSF_CLASSES,
     OCSF_VERSION,
@@ -43,7 +43,7 @@ from tabresnet_course.ocsf_schema import (
     captions,
     validate_event,  # noqa: F401 (re-exported: chapters import it from here)
 )
-from tabresnet_course.ocsf_world import (
+from tabresnet_course.ocsf.world import (
     COUNTRIES,  # noqa: F401 (re-exported: tests import it from here)
     Block,
     build_world,
@@ -242,7 +242,7 @@ def generate_ocsf_events(
 
     The organisation (users, servers, services) comes from ``world_seed``; the events from
     ``seed``; the same arguments always give byte-identical events. With ``anomalies=True``
-    about 2 % of the events (exact numbers: :func:`~tabresnet_course.ocsf_scenarios.scenario_counts`) belong to injected,
+    about 2 % of the events (exact numbers: :func:`~tabresnet_course.ocsf.scenarios.scenario_counts`) belong to injected,
     labelled campaigns, listed roughly from easy to hard for a detector fitted on clean data:
 
     - ``data_exfiltration``: a workstation uploads gigabytes (``traffic.bytes_out`` around

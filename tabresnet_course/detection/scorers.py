@@ -623,7 +623,7 @@ DETECTOR_SCORERS: dict[str, tuple[str, ...]] = {
 }
 """The detector's scorers (``DetectorConfig.scorer``) and the views of an event each reads:
 the embedding, and for the fusions the raw features of :func:`tree_features` without or with
-rate features (:mod:`tabresnet_course.rates`). The study measures them as ``embedding_knn``,
+rate features (:mod:`tabresnet_course.features.rates`). The study measures them as ``embedding_knn``,
 ``embedding_subsampled_knn``, ``detector_fusion_knn``, ``detector_fusion_iforest`` and
 ``detector_fusion_rates``."""
 

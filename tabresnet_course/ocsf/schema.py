@@ -1,6 +1,6 @@
 """OCSF 1.8.0 identifiers and captions, and a validator for single events.
 
-Chapter "The OCSF pipeline" teaches this file (through :mod:`tabresnet_course.ocsf`, which
+Chapter "The OCSF pipeline" teaches this file (through :mod:`tabresnet_course.ocsf.generator`, which
 re-exports its public names). Identifiers follow the OCSF 1.8.0 schema (``ocsf/ocsf-schema``):
 ``type_uid = class_uid * 100 + activity_id`` and ``category_uid = class_uid // 1000``.
 """

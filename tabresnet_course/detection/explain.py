@@ -34,8 +34,8 @@ import pandas as pd
 from sklearn.neighbors import NearestNeighbors
 
 from tabresnet_course.errors import collapse_whitespace
-from tabresnet_course.features import _source_values, cat_identity, num_identity
-from tabresnet_course.flat import as_flat_frame
+from tabresnet_course.events.flat import as_flat_frame
+from tabresnet_course.features.spec import _source_values, cat_identity, num_identity
 from tabresnet_course.model import NUM_RESERVED_INDICES
 
 REFERENCE_SAMPLE_SIZE = 2048

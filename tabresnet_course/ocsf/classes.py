@@ -1,8 +1,8 @@
 """Normal behaviour of the six generated OCSF classes: one vectorised builder per class.
 
-Chapter "The OCSF pipeline" (through :mod:`tabresnet_course.ocsf`). Each builder draws every
-attribute of ``n`` events of its class as numpy arrays (a :data:`~tabresnet_course.ocsf_world.Block`),
-for users of a :class:`~tabresnet_course.ocsf_world.World` over a period with diurnal and
+Chapter "The OCSF pipeline" (through :mod:`tabresnet_course.ocsf.generator`). Each builder draws every
+attribute of ``n`` events of its class as numpy arrays (a :data:`~tabresnet_course.ocsf.world.Block`),
+for users of a :class:`~tabresnet_course.ocsf.world.World` over a period with diurnal and
 weekend patterns; :data:`CLASS_BUILDERS` maps ``class_uid`` to its builder.
 """
 
@@ -12,13 +12,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tabresnet_course.ocsf_schema import (
+from tabresnet_course.ocsf.schema import (
     AUTH_PROTOCOL_NAMES,
     DIRECTION_NAMES,
     LOGON_TYPE_NAMES,
     captions,
 )
-from tabresnet_course.ocsf_world import (
+from tabresnet_course.ocsf.world import (
     HTTP_SERVICES,
     SERVERS,
     Block,

@@ -1,15 +1,15 @@
 """From the flat table of OCSF events to named model features: ``FeatureSpec`` and ``OCSFFeaturizer``.
 
 Chapter "The OCSF pipeline" teaches this file. The featuriser works on the *flat table* of
-dotted columns that :func:`~tabresnet_course.flat.flatten_events`,
-:func:`~tabresnet_course.events_io.read_events` and
-:func:`~tabresnet_course.ocsf.generate_ocsf_events` produce (and takes events in any form
-:func:`~tabresnet_course.flat.as_flat_frame` accepts). A :class:`FeatureSpec` says which
+dotted columns that :func:`~tabresnet_course.events.flat.flatten_events`,
+:func:`~tabresnet_course.events.files.read_events` and
+:func:`~tabresnet_course.ocsf.generator.generate_ocsf_events` produce (and takes events in any form
+:func:`~tabresnet_course.events.flat.as_flat_frame` accepts). A :class:`FeatureSpec` says which
 columns become which features and how (log of byte counts, cyclical hour of day, ``/24``
 subnets, port buckets, templated URL paths, ...). :class:`OCSFFeaturizer` applies it with
 vectorised pandas and returns numerical features as ``float64`` (NaN when missing) and
 categorical features as strings (``None`` when missing); it does *not* encode or scale them,
-which is the job of ``tabresnet_course.data.TabularPreprocessor``.
+which is the job of ``tabresnet_course.preprocess.TabularPreprocessor``.
 
 Mixed-class OCSF data is full of holes (an HTTP event has no ``file.size``): an absent field,
 or a whole absent column, is a missing value, never an error. A value that cannot be read
@@ -36,7 +36,7 @@ from sklearn.exceptions import NotFittedError
 
 from tabresnet_course.artifacts import atomic_write_bytes
 from tabresnet_course.errors import InputError
-from tabresnet_course.flat import (
+from tabresnet_course.events.flat import (
     as_flat_frame,
     flatten_event,  # noqa: F401 (re-exported: chapters and tests import it from here)
     flatten_events,  # noqa: F401 (re-exported: chapters and tests import it from here)
@@ -521,9 +521,9 @@ class FeatureSpec:
 
     @classmethod
     def infer(cls, frame: Any, **options: Any) -> FeatureSpec:
-        """The specification :func:`~tabresnet_course.spec_inference.infer_feature_spec` infers for
+        """The specification :func:`~tabresnet_course.features.inference.infer_feature_spec` infers for
         ``frame`` (its ``.spec``; the reasons and the report are on its full result)."""
-        from tabresnet_course.spec_inference import infer_feature_spec
+        from tabresnet_course.features.inference import infer_feature_spec
 
         return infer_feature_spec(frame, **options).spec
 

@@ -1,9 +1,9 @@
-"""Bring your own OCSF: profile a flat table and infer a :class:`~tabresnet_course.features.FeatureSpec` for it.
+"""Bring your own OCSF: profile a flat table and infer a :class:`~tabresnet_course.features.spec.FeatureSpec` for it.
 
 Chapter "The OCSF pipeline" teaches this file. :func:`profile_columns` describes every flat column
 (share of events where it is present, type, distinct values, for numbers their range and skew).
 :func:`infer_feature_spec` starts from the built-in specification
-(:meth:`FeatureSpec.default <tabresnet_course.features.FeatureSpec.default>`), keeps the built-in
+(:meth:`FeatureSpec.default <tabresnet_course.features.spec.FeatureSpec.default>`), keeps the built-in
 features whose source is in the data, drops the others with a reason, and proposes a feature for
 every column the built-in specification does not know: cyclical time comes from ``time``, numbers
 get ``log1p`` when they are non-negative and heavy-tailed (bytes, counts, durations), text becomes a
@@ -37,7 +37,8 @@ import yaml
 
 from tabresnet_course.artifacts import atomic_write_bytes
 from tabresnet_course.errors import InputError
-from tabresnet_course.features import (
+from tabresnet_course.events.flat import as_flat_frame
+from tabresnet_course.features.spec import (
     CATEGORICAL_TRANSFORMS,
     NUMERICAL_TRANSFORMS,
     CategoricalFeature,
@@ -46,7 +47,6 @@ from tabresnet_course.features import (
     _source_values,
     _to_float,
 )
-from tabresnet_course.flat import as_flat_frame
 
 MAX_CATEGORIES = 200
 """An inferred category with more distinct values than this (at fit time) is hashed."""
@@ -656,7 +656,7 @@ def infer_feature_spec(
     num_buckets: int = NUM_BUCKETS,
 ) -> InferredSpec:
     """Infer a feature specification for ``events`` (anything
-    :func:`~tabresnet_course.flat.as_flat_frame` takes), chapter "The OCSF pipeline".
+    :func:`~tabresnet_course.events.flat.as_flat_frame` takes), chapter "The OCSF pipeline".
 
     The features of ``base`` (the built-in specification when ``None``) with a readable value in
     the data are kept, the others dropped with a reason; every other column gets a

@@ -1,0 +1,7 @@
+"""From a flat table of OCSF events to named numerical and categorical features.
+
+``spec`` declares the features (:class:`~tabresnet_course.features.spec.FeatureSpec`) and computes
+them, ``inference`` infers a spec for a foreign export, ``rates`` adds causal per-entity rates.
+
+Chapter "The OCSF pipeline" teaches this package.
+"""

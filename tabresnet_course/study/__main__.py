@@ -1,0 +1,7 @@
+"""``python -m tabresnet_course.study``: run the detection study from the command line."""
+
+import sys
+
+from tabresnet_course.study.run import main
+
+sys.exit(main())
