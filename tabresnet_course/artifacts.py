@@ -38,6 +38,28 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+__all__ = [
+    "FORMAT_VERSION",
+    "atomic_save_torch",
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_directory",
+    "json_bytes",
+    "load_checkpoint",
+    "load_json",
+    "load_npy_bytes",
+    "load_state_dict_bytes",
+    "npy_bytes",
+    "ordinary_mode",
+    "package_version",
+    "read_checked_bytes",
+    "refuse_existing",
+    "save_json_atomic",
+    "sha256",
+    "torch_bytes",
+    "with_format_version",
+]
+
 FORMAT_VERSION = 1
 """Version of the checkpoint layout; bump it when a reader of the old layout would misread."""
 

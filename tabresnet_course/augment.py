@@ -24,6 +24,13 @@ import torch
 
 from tabresnet_course.model import NUM_RESERVED_INDICES, check_batch
 
+__all__ = [
+    "Batch",
+    "MarginalResampling",
+    "TabularAugmentation",
+    "draw_uniform",
+]
+
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 

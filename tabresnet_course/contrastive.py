@@ -16,6 +16,11 @@ from torch import nn
 
 from tabresnet_course.augment import MarginalResampling, TabularAugmentation
 
+__all__ = [
+    "contrastive_loss",
+    "nt_xent_loss",
+]
+
 
 def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """NT-Xent loss of two batches of embeddings, where row ``i`` of ``z1`` and of ``z2`` are

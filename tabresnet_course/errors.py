@@ -3,6 +3,8 @@
 The command line turns an :class:`InputError` into a one-line message and exit status 2.
 """
 
+__all__ = ["InputError", "collapse_whitespace"]
+
 
 class InputError(ValueError):
     """Input that cannot be used; the message names the file, line, record or field at fault."""

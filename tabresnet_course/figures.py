@@ -20,6 +20,13 @@ from sklearn.decomposition import PCA
 
 from tabresnet_course.model import MASK_INDEX, TabularResNetConfig
 
+__all__ = [
+    "draw_masking_and_heads",
+    "draw_tabular_resnet",
+    "plot_embedding_projection",
+    "plot_reconstruction_quality",
+]
+
 _BOX_STYLE = "round,pad=0.02,rounding_size=0.08"
 _INPUT_COLOUR, _LAYER_COLOUR, _BLOCK_COLOUR, _OUTPUT_COLOUR = "#dbe9f6", "#f2f2f2", "#fde7c8", "#d9f0d3"
 _MASK_COLOUR, _MUTED_COLOUR = "#f4b6b6", "#bbbbbb"

@@ -34,6 +34,24 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+__all__ = [
+    "DROPOUT_RESOLUTION",
+    "EMBEDDING_BATCH_SIZE",
+    "FastDropout",
+    "MASK_INDEX",
+    "NUM_RESERVED_INDICES",
+    "PADDING_INDEX",
+    "ResidualBlock",
+    "TabularResNet",
+    "TabularResNetConfig",
+    "UNKNOWN_INDEX",
+    "check_batch",
+    "dropout_scale",
+    "embed_in_batches",
+    "encode_category_codes",
+    "make_norm",
+]
+
 EMBEDDING_BATCH_SIZE = 4096
 """Rows per forward pass when a whole table is embedded (:func:`embed_in_batches`)."""
 

@@ -14,6 +14,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+__all__ = [
+    "CATEGORICAL_COLUMNS",
+    "NUMERICAL_COLUMNS",
+    "PROFILES",
+    "VOCABULARIES",
+    "make_profile_events",
+]
+
 PROFILES = ["interactive login", "service API call", "bulk transfer", "DNS lookup"]
 VOCABULARIES = {
     "activity": ["logon", "api_call", "file_upload", "dns_query", "logoff"],

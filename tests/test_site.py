@@ -31,12 +31,13 @@ PAGES = site_check.toc_pages()
 
 
 def package_modules() -> list[str]:
-    """Every module file of the package, as dotted names (not __init__ / __main__)."""
-    return sorted(
-        f"tabresnet_course.{path.stem}"
-        for path in (ROOT / "tabresnet_course").glob("*.py")
-        if path.stem not in {"__init__", "__main__"}
-    )
+    """Every module and subpackage of the package, as dotted names (not ``__main__``)."""
+    names = []
+    for path in (ROOT / "tabresnet_course").rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        if parts[-1] != "__main__":
+            names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return sorted(names)
 
 
 def documented_modules() -> list[str]:

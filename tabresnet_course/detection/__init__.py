@@ -6,3 +6,5 @@ OCSF anomaly detector, ``explain`` explains its scores field by field.
 
 Chapters "The OCSF pipeline" and "Explaining alerts" teach this package.
 """
+
+__all__: list[str] = []  # the modules are the API: import from them

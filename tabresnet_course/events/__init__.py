@@ -5,3 +5,5 @@ events into one flat table and back. Nothing here knows about the generator.
 
 Chapter "The OCSF pipeline" teaches this package.
 """
+
+__all__: list[str] = []  # the modules are the API: import from them

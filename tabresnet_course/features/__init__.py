@@ -5,3 +5,5 @@ them, ``inference`` infers a spec for a foreign export, ``rates`` adds causal pe
 
 Chapter "The OCSF pipeline" teaches this package.
 """
+
+__all__: list[str] = []  # the modules are the API: import from them

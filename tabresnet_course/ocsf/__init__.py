@@ -7,3 +7,5 @@ puts them together (:func:`~tabresnet_course.ocsf.generator.generate_ocsf_events
 
 Chapter "The OCSF pipeline" teaches this package.
 """
+
+__all__: list[str] = []  # the modules are the API: import from them

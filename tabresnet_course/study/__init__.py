@@ -4,3 +4,5 @@ Run it with ``python -m tabresnet_course.study --grid default --out DIR``.
 
 Chapter "The OCSF pipeline" reads its committed results.
 """
+
+__all__: list[str] = []  # the modules are the API: import from them
