@@ -10,6 +10,7 @@ stamp=".venv/.installed-$( (cat pyproject.toml; echo "$TORCH_SPEC") | sha256sum 
 if [ -f "$stamp" ]; then
   exit 0
 fi
+echo "tools/setup.sh: installing $TORCH_SPEC, then this package with its book and test extras, into .venv/" >&2
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 "${pip[@]}" --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true

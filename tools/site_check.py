@@ -191,8 +191,8 @@ def find_chromium() -> str:
         if candidate and Path(candidate).is_file():
             return candidate
     raise FileNotFoundError(
-        "no Chromium found for the browser check: install it (Debian/Ubuntu: "
-        "sudo apt-get install chromium; .ci/run does this) or set CHROMIUM=/path/to/chrome"
+        "no Chromium found for the browser check: install it (Debian: sudo apt-get install chromium; "
+        "bash tools/browser.sh does this when it can) or set CHROMIUM=/path/to/chrome"
     )
 
 
