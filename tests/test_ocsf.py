@@ -7,19 +7,14 @@ import datetime as dt
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from tabresnet_course.ocsf.generator import (
-    COUNTRIES,
-    DEFAULT_START,
-    GENERATED_CLASSES,
-    OCSF_VERSION,
-    SCENARIOS,
-    generate_baseline_and_evaluation,
-    generate_ocsf_events,
-    scenario_counts,
-    validate_event,
-)
+from tabresnet_course.ocsf.classes import GENERATED_CLASSES
+from tabresnet_course.ocsf.generator import DEFAULT_START, generate_baseline_and_evaluation, generate_ocsf_events
+from tabresnet_course.ocsf.profiles import ENTERPRISE
+from tabresnet_course.ocsf.scenarios import SCENARIOS, scenario_counts
+from tabresnet_course.ocsf.schema import OCSF_VERSION, validate_event
 
 NUM_EVENTS = 6000
 
@@ -213,6 +208,27 @@ def test_same_seed_gives_byte_identical_events():
     assert a.labels.equals(b.labels)
 
 
+def test_default_profile_events_are_pinned():
+    """The default ("enterprise") profile reproduces the events generated before profiles existed
+    (checksums computed then): a committed study reproduces from them."""
+    generated = generate_ocsf_events(3000, seed=1)
+    old_labels = generated.labels[["uid", "is_anomaly", "scenario"]]
+    assert int(pd.util.hash_pandas_object(generated.frame, index=True).sum()) == 1201678406106510289
+    assert int(pd.util.hash_pandas_object(old_labels, index=True).sum()) == 4615602510443904506
+
+
+def test_campaign_labels_group_each_scenario_into_its_campaigns(evaluation):
+    labels = evaluation.labels
+    assert labels.loc[~labels["is_anomaly"], "campaign"].isna().all()
+    attacks = labels[labels["is_anomaly"]]
+    assert attacks["campaign"].notna().all()
+    assert (attacks.groupby("campaign")["scenario"].nunique() == 1).all()
+    assert (attacks["campaign"].str.split("/").str[0] == attacks["scenario"]).all()
+    for scenario, events in attacks.groupby("scenario"):
+        size = ENTERPRISE.scenario_plan[scenario].campaign_size
+        assert events["campaign"].nunique() == -(-len(events) // size)  # full campaigns of the plan's size
+
+
 def test_different_seeds_differ():
     a = generate_ocsf_events(3000, days=2, seed=11)
     b = generate_ocsf_events(3000, days=2, seed=12)
@@ -278,7 +294,7 @@ def test_scenarios_look_like_their_description(evaluation):
     offhours = frame[scenario == "off_hours_new_country"]
     logons = offhours[offhours["class_uid"] == 3002]
     assert len(logons) and (~logons["is_mfa"].astype(bool)).all()
-    assert not logons["src_endpoint.location.country"].isin(COUNTRIES).any()
+    assert not logons["src_endpoint.location.country"].isin(ENTERPRISE.countries).any()
     assert (offhours.loc[offhours["class_uid"] == 6003, "activity_id"] == 2).all()
 
     drift = frame[scenario == "latency_drift"]

@@ -19,8 +19,6 @@ from tabresnet_course.ocsf.schema import (
     captions,
 )
 from tabresnet_course.ocsf.world import (
-    HTTP_SERVICES,
-    SERVERS,
     Block,
     World,
     constant,
@@ -31,13 +29,19 @@ from tabresnet_course.ocsf.world import (
     user_times,
 )
 
+__all__ = [
+    "CLASS_BUILDERS",
+    "GENERATED_CLASSES",
+    "build_api",
+    "build_authentication",
+    "build_file",
+    "build_http",
+    "build_network",
+    "build_process",
+]
+
 GENERATED_CLASSES: tuple[int, ...] = (3002, 4001, 4002, 6003, 1007, 1001)
 """The event classes the generator emits (and the order of its per-class tables)."""
-
-_CLOUD_REGION = {"US": "us-east-1", "GB": "eu-west-2", "DE": "eu-central-1", "IN": "ap-south-1"}
-
-CLASS_MIX = np.array([0.12, 0.30, 0.25, 0.13, 0.10, 0.10])
-"""Relative share of each generated class in a normal period (order of :data:`GENERATED_CLASSES`)."""
 
 # Relative preference of each department (rows, order of DEPARTMENTS) for each generated class.
 _DEPARTMENT_AFFINITY = np.array(
@@ -50,7 +54,6 @@ _DEPARTMENT_AFFINITY = np.array(
     ]
 )
 
-_HTTP_SERVICE_P = (0.28, 0.2, 0.1, 0.2, 0.12, 0.1)
 _HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD")
 _HTTP_METHOD_P = (0.72, 0.18, 0.04, 0.02, 0.02, 0.02)
 _HTTP_METHOD_ACTIVITY = {"GET": 3, "POST": 6, "PUT": 7, "DELETE": 2, "PATCH": 9, "HEAD": 4}
@@ -63,18 +66,19 @@ _USER_AGENTS = (
     "curl/8.5.0",
 )
 
-# Network flows: service, port, protocol, destination kind, median bytes out, median bytes in, weight.
+# Network flows: service, port, protocol, destination kind, median bytes out, median bytes in
+# (a profile's ``network_flow_p`` weights them).
 _NETWORK_FLOWS = (
-    ("https", 443, "tcp", "external", 2_000, 40_000, 0.38),
-    ("dns", 53, "udp", "dc01", 80, 200, 0.20),
-    ("https", 443, "tcp", "web", 1_500, 20_000, 0.14),
-    ("ldap", 389, "tcp", "dc01", 500, 2_000, 0.05),
-    ("kerberos", 88, "tcp", "dc01", 1_200, 1_500, 0.05),
-    ("smb", 445, "tcp", "files01", 5_000, 80_000, 0.08),
-    ("postgresql", 5432, "tcp", "db01", 2_000, 30_000, 0.04),
-    ("ssh", 22, "tcp", "jump01", 3_000, 6_000, 0.03),
-    ("ntp", 123, "udp", "dc01", 76, 76, 0.02),
-    ("http", 80, "tcp", "external", 800, 15_000, 0.01),
+    ("https", 443, "tcp", "external", 2_000, 40_000),
+    ("dns", 53, "udp", "dc01", 80, 200),
+    ("https", 443, "tcp", "web", 1_500, 20_000),
+    ("ldap", 389, "tcp", "dc01", 500, 2_000),
+    ("kerberos", 88, "tcp", "dc01", 1_200, 1_500),
+    ("smb", 445, "tcp", "files01", 5_000, 80_000),
+    ("postgresql", 5432, "tcp", "db01", 2_000, 30_000),
+    ("ssh", 22, "tcp", "jump01", 3_000, 6_000),
+    ("ntp", 123, "udp", "dc01", 76, 76),
+    ("http", 80, "tcp", "external", 800, 15_000),
 )
 
 # API operations: service, operation, activity_id (1 Create, 2 Read, 3 Update, 4 Delete), weight.
@@ -162,7 +166,8 @@ def _format_paths(rng: np.random.Generator, templates: np.ndarray) -> np.ndarray
 def build_authentication(rng: np.random.Generator, world: World, n: int, start_ms: int, days: int) -> Block:
     """Authentication (3002): Kerberos workstation logons, SSO, VPN and SSH to the jump host."""
     users = _sample_users(rng, world, n, 3002)
-    kind = rng.choice(4, size=n, p=(0.45, 0.35, 0.12, 0.08))  # kerberos, sso, vpn, ssh
+    servers = world.profile.servers
+    kind = rng.choice(4, size=n, p=world.profile.auth_kind_p)  # kerberos, sso, vpn, ssh
     kerberos_activity = rng.choice((1, 2, 3, 4), size=n, p=(0.5, 0.2, 0.15, 0.15))
     other_activity = rng.choice((1, 2), size=n, p=(0.8, 0.2))
     activity = np.where(kind == 0, kerberos_activity, other_activity)
@@ -181,7 +186,7 @@ def build_authentication(rng: np.random.Generator, world: World, n: int, start_m
         "src_endpoint.ip": np.where(kind == 2, world.home_ip[users], world.ip[users]),
         "src_endpoint.location.country": world.country[users],
         "dst_endpoint.hostname": dst_host,
-        "dst_endpoint.ip": pick(tuple(SERVERS[h] for h in ("dc01", "sso", "vpn", "jump01")), kind),
+        "dst_endpoint.ip": pick(tuple(servers[h] for h in ("dc01", "sso", "vpn", "jump01")), kind),
         "dst_endpoint.svc_name": pick(("kerberos", "sso", "vpn", "ssh"), kind),
         "auth_protocol_id": protocol,
         "auth_protocol": captions(AUTH_PROTOCOL_NAMES, protocol),
@@ -195,8 +200,9 @@ def build_authentication(rng: np.random.Generator, world: World, n: int, start_m
 def build_network(rng: np.random.Generator, world: World, n: int, start_ms: int, days: int) -> Block:
     """Network Activity (4001): flows from workstations to internal servers and the internet."""
     users = _sample_users(rng, world, n, 4001)
-    flow = rng.choice(len(_NETWORK_FLOWS), size=n, p=[f[6] for f in _NETWORK_FLOWS])
-    svc, port, proto, dst_kind, out_median, in_median, _ = (np.array(c, dtype=object) for c in zip(*_NETWORK_FLOWS))
+    servers = world.profile.servers
+    flow = rng.choice(len(_NETWORK_FLOWS), size=n, p=world.profile.network_flow_p)
+    svc, port, proto, dst_kind, out_median, in_median = (np.array(c, dtype=object) for c in zip(*_NETWORK_FLOWS))
     external_ips = np.array([f"198.51.100.{i}" for i in range(10, 70)], dtype=object)
     popularity = 1.0 / np.arange(1, len(external_ips) + 1)  # Zipf: a few sites get most flows
     dst_ip = np.empty(n, dtype=object)
@@ -206,15 +212,15 @@ def build_network(rng: np.random.Generator, world: World, n: int, start_ms: int,
         rng.choice(len(external_ips), size=int(is_external.sum()), p=popularity / popularity.sum())
     ]
     is_web = kinds == "web"
-    dst_ip[is_web] = pick((SERVERS["web01"], SERVERS["web02"]), rng.integers(0, 2, size=int(is_web.sum())))
+    dst_ip[is_web] = pick((servers["web01"], servers["web02"]), rng.integers(0, 2, size=int(is_web.sum())))
     for host in ("dc01", "files01", "db01", "jump01"):
-        dst_ip[kinds == host] = SERVERS[host]
+        dst_ip[kinds == host] = servers[host]
     bytes_out = lognormal_int(rng, out_median[flow].astype(float), 1.0, n, minimum=40)
     bytes_in = lognormal_int(rng, in_median[flow].astype(float), 1.0, n, minimum=0)
     activity = rng.choice((6, 2, 1, 3, 4), size=n, p=(0.70, 0.18, 0.08, 0.025, 0.015))
     direction = np.where(is_external, 2, 3)
     return {
-        "time": user_times(rng, world, users, start_ms, days, in_hours=0.8),
+        "time": user_times(rng, world, users, start_ms, days, in_hours=world.profile.network_in_hours),
         "activity_id": activity,
         "status_id": np.where(activity == 4, 2, 1),
         "severity_id": np.where(activity == 4, 2, 1),
@@ -239,10 +245,9 @@ def build_http(
 ) -> Block:
     """HTTP Activity (4002): requests to internal web services with per-service latency."""
     users = _sample_users(rng, world, n, 4002)
-    svc = rng.choice(len(HTTP_SERVICES), size=n, p=_HTTP_SERVICE_P) if service is None else np.full(n, service)
-    name, hostname, ip, port, median, sigma, error_rate, paths = (
-        np.array(c, dtype=object) for c in zip(*HTTP_SERVICES)
-    )
+    services = world.profile.http_services
+    svc = rng.choice(len(services), size=n, p=world.profile.http_service_p) if service is None else np.full(n, service)
+    name, hostname, ip, port, median, sigma, error_rate, paths = (np.array(c, dtype=object) for c in zip(*services))
     path_index = (rng.random(n) * np.array([len(p) for p in paths])[svc]).astype(np.int64)
     templates = np.array([paths[s][i] for s, i in zip(svc, path_index)], dtype=object)
     method_index = rng.choice(len(_HTTP_METHODS), size=n, p=_HTTP_METHOD_P)
@@ -300,7 +305,7 @@ def build_api(rng: np.random.Generator, world: World, n: int, start_ms: int, day
         "api.operation": operation[op],
         "api.service.name": service[op],
         "cloud.provider": constant("AWS", n),
-        "cloud.region": pick(tuple(_CLOUD_REGION.values()), index_of(tuple(_CLOUD_REGION), world.country[users])),
+        "cloud.region": pick(world.profile.cloud_regions, index_of(world.profile.countries, world.country[users])),
     }
 
 

@@ -8,9 +8,10 @@ from that table only when asked (:meth:`GeneratedEvents.to_events`). Anomaly lab
 appear inside the events: they live in :attr:`GeneratedEvents.labels`, keyed by
 ``metadata.uid``.
 
-The generator is split by job into sibling modules (the names chapters use are re-exported here):
+The generator is split by job into sibling modules:
 
 - :mod:`tabresnet_course.ocsf.schema`: OCSF 1.8.0 identifiers, captions and :func:`validate_event`;
+- :mod:`tabresnet_course.ocsf.profiles`: what differs between organisations (:class:`GeneratorProfile`);
 - :mod:`tabresnet_course.ocsf.world`: the simulated organisation (:class:`World`, :func:`build_world`);
 - :mod:`tabresnet_course.ocsf.classes`: normal behaviour of the six generated classes;
 - :mod:`tabresnet_course.ocsf.scenarios`: the seven injected attack scenarios.
@@ -21,6 +22,7 @@ This module assembles their per-class blocks into one time-ordered table.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,10 +30,11 @@ import numpy as np
 import pandas as pd
 
 from tabresnet_course.events.flat import frame_to_events
-from tabresnet_course.ocsf.classes import CLASS_BUILDERS, CLASS_MIX, GENERATED_CLASSES
+from tabresnet_course.ocsf.classes import CLASS_BUILDERS, GENERATED_CLASSES
+from tabresnet_course.ocsf.profiles import DEFAULT_PROFILE, GeneratorProfile, get_profile
 from tabresnet_course.ocsf.scenarios import (
     SCENARIO_BUILDERS,
-    SCENARIOS,  # noqa: F401 (re-exported: chapters import it from here)
+    SCENARIOS,
     scenario_counts,
 )
 from tabresnet_course.ocsf.schema import (
@@ -41,15 +44,20 @@ from tabresnet_course.ocsf.schema import (
     SEVERITY_NAMES,
     STATUS_NAMES,
     captions,
-    validate_event,  # noqa: F401 (re-exported: chapters import it from here)
 )
 from tabresnet_course.ocsf.world import (
-    COUNTRIES,  # noqa: F401 (re-exported: tests import it from here)
     Block,
     build_world,
     constant,
     index_of,
 )
+
+__all__ = [
+    "DEFAULT_START",
+    "GeneratedEvents",
+    "generate_baseline_and_evaluation",
+    "generate_ocsf_events",
+]
 
 DEFAULT_START = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
 """Default first instant of a generated period (a Monday, 00:00 UTC)."""
@@ -134,14 +142,17 @@ def _uuid4_strings(rng: np.random.Generator, n: int) -> np.ndarray:
     )
 
 
-def _assemble(blocks: list[tuple[Block, str]], rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Stack per-class blocks into one time-ordered flat frame plus its label frame."""
-    sizes = [len(b["time"]) for b, _ in blocks]
+def _assemble(
+    blocks: list[tuple[Block, str, np.ndarray | None]], rng: np.random.Generator
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stack per-class blocks (with their scenario and campaign ids) into one time-ordered flat
+    frame plus its label frame."""
+    sizes = [len(b["time"]) for b, _, _ in blocks]
     total = sum(sizes)
     columns: list[str] = list(_BASE_COLUMNS)
-    for block, _ in blocks:
+    for block, _, _ in blocks:
         columns.extend(k for k in block if k not in columns)
-    order = np.argsort(np.concatenate([b["time"] for b, _ in blocks]), kind="stable")
+    order = np.argsort(np.concatenate([b["time"] for b, _, _ in blocks]), kind="stable")
     uids = _uuid4_strings(rng, total)
     data: dict[str, Any] = {}
     offsets = np.cumsum([0] + sizes)
@@ -149,10 +160,10 @@ def _assemble(blocks: list[tuple[Block, str]], rng: np.random.Generator) -> tupl
         if col == "metadata.uid":
             data[col] = uids
             continue
-        present = [b for b, _ in blocks if col in b]
+        present = [b for b, _, _ in blocks if col in b]
         sample = present[0][col]
         if len(present) == len(blocks):
-            values = np.concatenate([b[col] for b, _ in blocks])[order]
+            values = np.concatenate([b[col] for b, _, _ in blocks])[order]
             data[col] = values
             continue
         mask = np.zeros(total, dtype=bool)
@@ -160,7 +171,7 @@ def _assemble(blocks: list[tuple[Block, str]], rng: np.random.Generator) -> tupl
             values = np.full(total, None, dtype=object)
         else:
             values = np.zeros(total, dtype=sample.dtype)
-        for (block, _), lo, hi in zip(blocks, offsets[:-1], offsets[1:]):
+        for (block, _, _), lo, hi in zip(blocks, offsets[:-1], offsets[1:]):
             if col in block:
                 values[lo:hi] = block[col]
                 mask[lo:hi] = True
@@ -183,12 +194,16 @@ def _assemble(blocks: list[tuple[Block, str]], rng: np.random.Generator) -> tupl
         columns=columns,
         copy=False,
     )
-    scenario = np.concatenate([np.full(len(b["time"]), s, dtype=object) for b, s in blocks])[order]
+    scenario = np.concatenate([np.full(len(b["time"]), s, dtype=object) for b, s, _ in blocks])[order]
+    campaign = np.concatenate([np.full(len(b["time"]), None, dtype=object) if c is None else c for b, _, c in blocks])[
+        order
+    ]
     labels = pd.DataFrame(
         {
             "uid": pd.Series(uids, dtype=object),
             "is_anomaly": scenario != "normal",
             "scenario": pd.Series(scenario, dtype=object),
+            "campaign": pd.Series(campaign, dtype=object),
         }
     )
     return frame, labels
@@ -204,8 +219,10 @@ class GeneratedEvents:
     """Output of :func:`generate_ocsf_events` (chapter "The OCSF pipeline").
 
     ``frame`` is the flat table (one row per event, dotted OCSF columns, time-ordered);
-    ``labels`` has one row per event: ``uid`` (= ``metadata.uid``), ``is_anomaly`` and
-    ``scenario`` (``"normal"`` or one of :data:`SCENARIOS`). Labels are never inside events.
+    ``labels`` has one row per event: ``uid`` (= ``metadata.uid``), ``is_anomaly``,
+    ``scenario`` (``"normal"`` or one of :data:`~tabresnet_course.ocsf.scenarios.SCENARIOS`) and
+    ``campaign`` (``"<scenario>/<seed>/<k>"``, the same for the events of one campaign: one
+    attacker, victim and time window; ``None`` for normal events). Labels are never inside events.
     """
 
     frame: pd.DataFrame
@@ -214,6 +231,7 @@ class GeneratedEvents:
     days: int
     seed: int
     anomalies: bool
+    profile: str = DEFAULT_PROFILE
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -233,17 +251,23 @@ def generate_ocsf_events(
     seed: int = 0,
     anomalies: bool = True,
     start: dt.datetime = DEFAULT_START,
-    num_users: int = 200,
+    num_users: int | None = None,
     world_seed: int = 0,
+    profile: str | GeneratorProfile = DEFAULT_PROFILE,
+    counts: Mapping[str, int] | None = None,
 ) -> GeneratedEvents:
     """Generate ``num_events`` OCSF 1.8.0 events over ``days`` days from ``start`` (UTC).
 
     Chapter "The OCSF pipeline".
 
-    The organisation (users, servers, services) comes from ``world_seed``; the events from
-    ``seed``; the same arguments always give byte-identical events. With ``anomalies=True``
-    about 2 % of the events (exact numbers: :func:`~tabresnet_course.ocsf.scenarios.scenario_counts`) belong to injected,
-    labelled campaigns, listed roughly from easy to hard for a detector fitted on clean data:
+    The organisation comes from ``profile`` (a name in
+    :data:`~tabresnet_course.ocsf.profiles.PROFILES` or a
+    :class:`~tabresnet_course.ocsf.profiles.GeneratorProfile`) and ``world_seed`` (its users; their
+    number defaults to the profile's); the events from ``seed``; the same arguments always give
+    byte-identical events. With ``anomalies=True`` about 2 % of the events (exact numbers:
+    :func:`~tabresnet_course.ocsf.scenarios.scenario_counts`, or ``counts`` events per scenario
+    when given) belong to injected, labelled campaigns, listed roughly from easy to hard for a
+    detector fitted on clean data (as in the default ``"enterprise"`` profile):
 
     - ``data_exfiltration``: a workstation uploads gigabytes (``traffic.bytes_out`` around
       3e9) over hours at night to a rare external address in 203.0.113.0/24.
@@ -262,6 +286,13 @@ def generate_ocsf_events(
     - ``latency_drift`` (hard): over the second half of the period the ``search`` service's
       latency grows from x1.5 to x3 of normal; every other attribute looks normal.
 
+    The ``"cloud_saas"`` profile is a 40-person software company: most events are HTTP and
+    cloud API calls (class mix 45 % HTTP, 28 % API), logons go through SSO only, hours are
+    flexible and weekends busy, servers sit in a cloud VPC. Its attacks have the same names
+    but other sizes, durations and timing: a low-and-slow brute force (25 logons over six
+    hours), scans of 60 ports over two hours, exfiltration in 16 uploads over six hours, short
+    storms (40 errors in five minutes) on ``checkout-api``, drift on ``graphql``.
+
     With ``anomalies=False`` the period is clean (a baseline to fit a detector on).
     """
     if num_events < 1:
@@ -270,24 +301,35 @@ def generate_ocsf_events(
         raise ValueError(f"days must be at least 1, got {days}")
     if start.tzinfo is None:
         raise ValueError("start must be timezone-aware (use datetime.timezone.utc)")
-    counts = scenario_counts(num_events) if anomalies else {}
+    profile = get_profile(profile)
+    if counts is not None:
+        unknown = set(counts) - set(SCENARIOS)
+        if unknown or any(int(c) < 0 for c in counts.values()):
+            raise ValueError(f"counts must map scenarios of {SCENARIOS} to non-negative numbers, got {dict(counts)}")
+    if not anomalies:
+        counts = {}
+    elif counts is None:
+        counts = scenario_counts(num_events, profile)
     num_normal = num_events - sum(counts.values())
     if num_normal < num_events // 2:
         raise ValueError(f"num_events={num_events} is too small to hold the injected scenarios; use at least 2000")
-    world = build_world(num_users, world_seed)
+    world = build_world(num_users, world_seed, profile)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xE7E7]))
     start_ms = int(start.astimezone(dt.UTC).timestamp() * 1000)
-    per_class = rng.multinomial(num_normal, CLASS_MIX / CLASS_MIX.sum())
-    blocks: list[tuple[Block, str]] = []
+    class_mix = np.array(profile.class_mix)
+    per_class = rng.multinomial(num_normal, class_mix / class_mix.sum())
+    blocks: list[tuple[Block, str, np.ndarray | None]] = []
     for class_uid, n in zip(GENERATED_CLASSES, per_class):
-        blocks.append(
-            (_finish_block(class_uid, CLASS_BUILDERS[class_uid](rng, world, int(n), start_ms, days)), "normal")
-        )
+        block = CLASS_BUILDERS[class_uid](rng, world, int(n), start_ms, days)
+        blocks.append((_finish_block(class_uid, block), "normal", None))
     for name, count in counts.items():
-        for class_uid, block in SCENARIO_BUILDERS[name](rng, world, count, start_ms, days):
-            blocks.append((_finish_block(class_uid, block), name))
+        if count == 0:
+            continue
+        for class_uid, block, campaign in SCENARIO_BUILDERS[name](rng, world, int(count), start_ms, days):
+            ids = np.array([f"{name}/{seed}/{k}" for k in range(int(campaign.max()) + 1)], dtype=object)
+            blocks.append((_finish_block(class_uid, block), name, ids[campaign]))
     frame, labels = _assemble(blocks, rng)
-    return GeneratedEvents(frame, labels, start, days, seed, anomalies)
+    return GeneratedEvents(frame, labels, start, days, seed, anomalies, profile.name)
 
 
 def generate_baseline_and_evaluation(
@@ -297,18 +339,21 @@ def generate_baseline_and_evaluation(
     evaluation_days: int = 3,
     seed: int = 0,
     start: dt.datetime = DEFAULT_START,
-    num_users: int = 200,
+    num_users: int | None = None,
     world_seed: int = 0,
+    profile: str | GeneratorProfile = DEFAULT_PROFILE,
 ) -> tuple[GeneratedEvents, GeneratedEvents]:
     """A clean baseline period and a later evaluation period with injected scenarios.
 
     Chapter "The OCSF pipeline".
 
-    Both periods share the organisation (``world_seed``); the evaluation period starts when
-    the baseline ends and uses the event seed ``seed + 1``, so training and test data differ in
-    time and in random draws.
+    Both periods share the organisation (``profile``, ``world_seed``); the evaluation period
+    starts when the baseline ends and uses the event seed ``seed + 1``, so training and test
+    data differ in time and in random draws.
     """
-    baseline = generate_ocsf_events(num_baseline, baseline_days, seed, False, start, num_users, world_seed)
+    baseline = generate_ocsf_events(
+        num_baseline, baseline_days, seed, False, start, num_users, world_seed, profile=profile
+    )
     evaluation = generate_ocsf_events(
         num_evaluation,
         evaluation_days,
@@ -317,5 +362,6 @@ def generate_baseline_and_evaluation(
         start + dt.timedelta(days=baseline_days),
         num_users,
         world_seed,
+        profile=profile,
     )
     return baseline, evaluation

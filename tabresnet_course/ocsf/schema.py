@@ -11,6 +11,19 @@ from typing import Any
 
 import numpy as np
 
+__all__ = [
+    "AUTH_PROTOCOL_NAMES",
+    "CATEGORY_NAMES",
+    "DIRECTION_NAMES",
+    "LOGON_TYPE_NAMES",
+    "OCSF_CLASSES",
+    "OCSF_VERSION",
+    "SEVERITY_NAMES",
+    "STATUS_NAMES",
+    "captions",
+    "validate_event",
+]
+
 OCSF_VERSION = "1.8.0"
 """The OCSF schema version written to ``metadata.version``."""
 

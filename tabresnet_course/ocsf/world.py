@@ -2,9 +2,10 @@
 
 Chapter "The OCSF pipeline" (through :mod:`tabresnet_course.ocsf.generator`). The organisation
 (:class:`World`) has users with a department, a home ``/24`` subnet, a country, working hours,
-an MFA flag and an activity weight; servers; and HTTP services with their own lognormal
-latency and small error rates. It is drawn from its own seed (:func:`build_world`), so that
-periods generated with different event seeds describe the same people and machines.
+an MFA flag and an activity weight, plus the servers, HTTP services and habits of its
+:class:`~tabresnet_course.ocsf.profiles.GeneratorProfile`. It is drawn from its own seed
+(:func:`build_world`), so that periods generated with different event seeds describe the same
+people and machines.
 """
 
 from __future__ import annotations
@@ -15,6 +16,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tabresnet_course.ocsf.profiles import DEFAULT_PROFILE, GeneratorProfile, get_profile
+
+__all__ = [
+    "ATTACKER_COUNTRIES",
+    "Block",
+    "DEPARTMENTS",
+    "MS_PER_DAY",
+    "MS_PER_HOUR",
+    "World",
+    "build_world",
+    "constant",
+    "index_of",
+    "lognormal_int",
+    "pick",
+    "uniform_times",
+    "user_times",
+]
+
 MS_PER_HOUR = 3_600_000
 MS_PER_DAY = 86_400_000
 
@@ -23,10 +42,7 @@ MS_PER_DAY = 86_400_000
 # --------------------------------------------------------------------------------------------
 
 DEPARTMENTS = ("engineering", "finance", "sales", "hr", "it")
-_DEPARTMENT_P = (0.35, 0.15, 0.25, 0.10, 0.15)
-COUNTRIES = ("US", "GB", "DE", "IN")
-_COUNTRY_P = (0.55, 0.15, 0.15, 0.15)
-_WORK_START_UTC = {"US": 13.5, "GB": 8.0, "DE": 7.0, "IN": 3.5}
+"""Departments users belong to (their shares are a profile's ``department_p``)."""
 
 ATTACKER_COUNTRIES = ("BR", "NL", "RO", "VN", "NG")
 """Countries the injected attacks come from (no user lives there)."""
@@ -116,73 +132,6 @@ _LAST = (
     "morgan",
 )
 
-# Servers: hostname -> IP.
-SERVERS: dict[str, str] = {
-    "dc01": "10.0.0.10",
-    "files01": "10.0.0.20",
-    "jump01": "10.0.0.30",
-    "sso": "10.0.0.40",
-    "vpn": "10.0.0.50",
-    "web01": "10.0.1.11",
-    "web02": "10.0.1.12",
-    "db01": "10.0.2.10",
-}
-
-# HTTP services: name, hostname, ip, port, median latency (ms), lognormal sigma, 5xx rate, paths.
-HTTP_SERVICES: tuple[tuple[str, str, str, int, float, float, float, tuple[str, ...]], ...] = (
-    (
-        "portal",
-        "portal.corp.example",
-        "10.0.1.11",
-        443,
-        80.0,
-        0.45,
-        0.004,
-        ("/", "/login", "/dashboard", "/api/v1/profile", "/api/v1/notifications/{n}"),
-    ),
-    (
-        "orders-api",
-        "orders.corp.example",
-        "10.0.1.12",
-        443,
-        120.0,
-        0.55,
-        0.008,
-        ("/api/v2/orders", "/api/v2/orders/{n}", "/api/v2/orders/{n}/items", "/api/v2/customers/{n}"),
-    ),
-    (
-        "billing-api",
-        "billing.corp.example",
-        "10.0.1.13",
-        8443,
-        200.0,
-        0.5,
-        0.006,
-        ("/api/v1/invoices", "/api/v1/invoices/{n}", "/api/v1/payments/{uuid}"),
-    ),
-    ("search", "search.corp.example", "10.0.1.14", 443, 60.0, 0.4, 0.003, ("/search", "/suggest", "/search/advanced")),
-    (
-        "wiki",
-        "wiki.corp.example",
-        "10.0.1.15",
-        443,
-        150.0,
-        0.5,
-        0.004,
-        ("/pages/{n}", "/pages/{n}/edit", "/attachments/{hex}"),
-    ),
-    (
-        "git",
-        "git.corp.example",
-        "10.0.1.16",
-        443,
-        100.0,
-        0.6,
-        0.005,
-        ("/repos/platform/{n}", "/repos/platform/{n}/commits/{hex}", "/repos/data/pulls/{n}"),
-    ),
-)
-
 
 @dataclass(frozen=True)
 class World:
@@ -205,6 +154,7 @@ class World:
     has_mfa: np.ndarray  # (U,) bool
     is_admin: np.ndarray  # (U,) bool
     weight: np.ndarray  # (U,) float, relative activity
+    profile: GeneratorProfile  # the organisation's servers, services, habits and attackers
 
     @property
     def num_users(self) -> int:
@@ -212,14 +162,21 @@ class World:
         return len(self.user_name)
 
 
-def build_world(num_users: int = 200, seed: int = 0) -> World:
-    """Draw the users of the simulated organisation (chapter "The OCSF pipeline")."""
+def build_world(
+    num_users: int | None = None, seed: int = 0, profile: str | GeneratorProfile = DEFAULT_PROFILE
+) -> World:
+    """Draw the users of the simulated organisation of ``profile`` (chapter "The OCSF pipeline").
+
+    ``num_users`` defaults to the profile's.
+    """
+    profile = get_profile(profile)
+    num_users = profile.num_users if num_users is None else num_users
     if num_users < 10 or num_users > len(_FIRST) * len(_LAST):
         raise ValueError(f"num_users must be between 10 and {len(_FIRST) * len(_LAST)}, got {num_users}")
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
     pair = rng.choice(len(_FIRST) * len(_LAST), size=num_users, replace=False)
     names = np.array([f"{_FIRST[p // len(_LAST)]}.{_LAST[p % len(_LAST)]}" for p in pair], dtype=object)
-    dept_index = rng.choice(len(DEPARTMENTS), size=num_users, p=_DEPARTMENT_P)
+    dept_index = rng.choice(len(DEPARTMENTS), size=num_users, p=profile.department_p)
     department = np.array(DEPARTMENTS, dtype=object)[dept_index]
     subnet_third = rng.integers(0, 4, size=num_users)
     subnet_key = dept_index * 4 + subnet_third
@@ -230,11 +187,14 @@ def build_world(num_users: int = 200, seed: int = 0) -> World:
     ip = np.array([f"10.{20 + d}.{s}.{h}" for d, s, h in zip(dept_index, subnet_third, host)], dtype=object)
     subnet = np.array([f"10.{20 + d}.{s}.0/24" for d, s in zip(dept_index, subnet_third)], dtype=object)
     home_ip = np.array([f"198.51.100.{100 + i % 150}" for i in range(num_users)], dtype=object)
-    country = np.array(COUNTRIES, dtype=object)[rng.choice(len(COUNTRIES), size=num_users, p=_COUNTRY_P)]
+    country_index = rng.choice(len(profile.countries), size=num_users, p=profile.country_p)
+    country = np.array(profile.countries, dtype=object)[country_index]
     hostname = np.array([f"ws-{d[:3]}-{i:03d}" for i, d in enumerate(department)], dtype=object)
-    work_start = np.array([_WORK_START_UTC[c] for c in country]) + rng.normal(0.0, 0.75, size=num_users)
-    work_hours = rng.uniform(7.5, 10.0, size=num_users)
-    has_mfa = rng.random(num_users) < 0.85
+    work_start = np.array(profile.work_start_utc)[country_index] + rng.normal(
+        0.0, profile.work_start_spread, size=num_users
+    )
+    work_hours = rng.uniform(*profile.work_hours, size=num_users)
+    has_mfa = rng.random(num_users) < profile.mfa_rate
     is_admin = (department == "it") | ((department == "engineering") & (rng.random(num_users) < 0.2))
     weight = rng.lognormal(0.0, 0.7, size=num_users)
     return World(
@@ -251,6 +211,7 @@ def build_world(num_users: int = 200, seed: int = 0) -> World:
         has_mfa,
         is_admin,
         weight,
+        profile,
     )
 
 
@@ -284,19 +245,26 @@ def lognormal_int(
     return np.maximum(np.rint(values), minimum).astype(np.int64)
 
 
-def _day_weights(start_ms: int, days: int) -> np.ndarray:
-    """Probability of each day of the period: weekends carry a fifth of a weekday's traffic."""
+def _day_weights(start_ms: int, days: int, weekend_weight: float) -> np.ndarray:
+    """Probability of each day of the period: a weekend day carries ``weekend_weight`` of a weekday's traffic."""
     weekday = (start_ms // MS_PER_DAY + np.arange(days) + 3) % 7  # 1970-01-01 was a Thursday
-    w = np.where(weekday >= 5, 0.2, 1.0)
+    w = np.where(weekday >= 5, weekend_weight, 1.0)
     return w / w.sum()
 
 
 def user_times(
-    rng: np.random.Generator, world: World, users: np.ndarray, start_ms: int, days: int, in_hours: float = 0.88
+    rng: np.random.Generator,
+    world: World,
+    users: np.ndarray,
+    start_ms: int,
+    days: int,
+    in_hours: float | None = None,
 ) -> np.ndarray:
-    """Epoch-ms timestamps: mostly inside each user's working hours, weekends quieter."""
+    """Epoch-ms timestamps: a share ``in_hours`` (default: the profile's) inside each user's
+    working hours, weekends quieter."""
     n = len(users)
-    day = rng.choice(days, size=n, p=_day_weights(start_ms, days))
+    in_hours = world.profile.in_hours if in_hours is None else in_hours
+    day = rng.choice(days, size=n, p=_day_weights(start_ms, days, world.profile.weekend_weight))
     working = rng.random(n) < in_hours
     hour = (
         np.where(
