@@ -22,16 +22,13 @@ from collections.abc import Sequence
 
 import torch
 
-from tabresnet_course.model import NUM_RESERVED_INDICES, check_batch
+from tabresnet_course.model import NUM_RESERVED_INDICES, Batch, check_batch
 
 __all__ = [
-    "Batch",
     "MarginalResampling",
     "TabularAugmentation",
     "draw_uniform",
 ]
-
-Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 def draw_uniform(shape: Sequence[int], device: torch.device, generator: torch.Generator | None = None) -> torch.Tensor:

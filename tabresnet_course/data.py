@@ -1,12 +1,7 @@
-"""From a table of features to model-ready tensors, and from tensors to batches.
+"""From the preprocessed feature matrices to batches of tensors.
 
-- :class:`TabularPreprocessor` turns a ``pandas.DataFrame`` of numerical and categorical
-  columns into a float32 matrix and an int64 matrix of category indices, in the reserved-index
-  scheme of :mod:`tabresnet_course.model`. It follows scikit-learn's conventions (``fit``
-  returns ``self``, fitted attributes end in ``_``, ``get_params``/``set_params``, ``NotFittedError``
-  before ``fit``) and uses scikit-learn's ``SimpleImputer``,
-  ``StandardScaler``/``RobustScaler`` and ``OrdinalEncoder`` to learn its statistics. It saves
-  itself as plain JSON-able data (:meth:`TabularPreprocessor.to_dict`), never as a pickle.
+The matrices come from :class:`~tabresnet_course.preprocess.TabularPreprocessor`.
+
 - :class:`OCSFDataset` is the seed chapter's ``torch.utils.data.Dataset`` over the two matrices.
 - :class:`TensorBatchLoader` is the fast path: it slices whole batches out of the two tensors
   with one permutation per epoch (no per-row ``__getitem__``, no collate), reshuffles
@@ -20,18 +15,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
 
-from tabresnet_course.model import check_batch
+from tabresnet_course.model import Batch, check_batch
 
-if TYPE_CHECKING:
-    pass
-
-Batch = tuple[torch.Tensor, torch.Tensor]
+__all__ = [
+    "IndexedDataLoader",
+    "OCSFDataset",
+    "TensorBatchLoader",
+    "as_feature_tensors",
+    "derive_seed",
+    "writable_array",
+]
 
 
 def derive_seed(*keys: int) -> int:

@@ -35,6 +35,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 __all__ = [
+    "Batch",
     "DROPOUT_RESOLUTION",
     "EMBEDDING_BATCH_SIZE",
     "FastDropout",
@@ -51,6 +52,9 @@ __all__ = [
     "encode_category_codes",
     "make_norm",
 ]
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+"""One batch of model input: ``(numerical (B, n_num) float32, categorical (B, n_cat) int64)``."""
 
 EMBEDDING_BATCH_SIZE = 4096
 """Rows per forward pass when a whole table is embedded (:func:`embed_in_batches`)."""
@@ -302,25 +306,40 @@ def embed_in_batches(
     batch_size: int = EMBEDDING_BATCH_SIZE,
     progress: bool = False,
 ) -> np.ndarray:
-    """Embeddings ``(N, d_model)`` float32 of a whole table, in eval mode and in batches of
+    """Embeddings ``(N, d_model)`` float32 of a whole table, in eval mode and in blocks of
     ``batch_size`` rows (a tqdm bar on stderr when ``progress``); the model's training mode is
-    restored afterwards. Used by the chapters and by the detector."""
-    if int(batch_size) < 1:
+    restored afterwards. Used by the chapters and by the detector.
+
+    Every forward pass has the same shape: the last block is padded to ``batch_size`` rows
+    (zeros, missing categories) and the padding dropped. A matrix product's last bits depend on
+    how many rows it multiplies, so without the padding a row's embedding would change with the
+    rows embedded beside it; with it, a row gets the same bits in any grouping, which is what
+    lets a Spark job split a table into arbitrary partitions and still reproduce the
+    single-machine scores (chapter "The OCSF pipeline", :mod:`tabresnet_course.spark`)."""
+    size = int(batch_size)
+    if size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     numerical_t = torch.as_tensor(numerical, dtype=torch.float32)  # (N, n_num)
     categorical_t = torch.as_tensor(categorical, dtype=torch.long)  # (N, n_cat)
-    if len(numerical_t) == 0:
+    rows = len(numerical_t)
+    if rows == 0:
         return np.zeros((0, model.d_model), dtype=np.float32)
+    padding = -rows % size
+    numerical_t = torch.cat([numerical_t, numerical_t.new_zeros(padding, numerical_t.shape[1])])  # (N + pad, n_num)
+    categorical_t = torch.cat(
+        [categorical_t, categorical_t.new_full((padding, categorical_t.shape[1]), PADDING_INDEX)]
+    )  # (N + pad, n_cat)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    batches = zip(numerical_t.split(int(batch_size)), categorical_t.split(int(batch_size)))
-    total = -(-len(numerical_t) // int(batch_size))
+    batches = zip(numerical_t.split(size), categorical_t.split(size))
     try:
         chunks = [
-            model(num.to(device), cat.to(device), return_embedding=True).float().cpu()  # (B, d_model)
-            for num, cat in tqdm(batches, total=total, desc="embedding", disable=not progress, leave=False)
+            model(num.to(device), cat.to(device), return_embedding=True).float().cpu()  # (batch_size, d_model)
+            for num, cat in tqdm(
+                batches, total=len(numerical_t) // size, desc="embedding", disable=not progress, leave=False
+            )
         ]
     finally:
         model.train(was_training)
-    return torch.cat(chunks).numpy()  # (N, d_model)
+    return torch.cat(chunks)[:rows].numpy()  # (N, d_model)

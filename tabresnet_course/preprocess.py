@@ -3,17 +3,19 @@
 
 :class:`TabularPreprocessor` turns a ``pandas.DataFrame`` of numerical and categorical columns
 into a float32 matrix and an int64 matrix of category indices, in the reserved-index scheme of
-:mod:`tabresnet_course.model`. It is a scikit-learn estimator (``fit`` returns ``self``, fitted
-attributes end in ``_``, ``get_params``/``set_params``, ``NotFittedError`` before ``fit``) built on
-``SimpleImputer``, ``StandardScaler``/``RobustScaler`` and ``OrdinalEncoder``, and saves itself as
-plain JSON-able data (:meth:`TabularPreprocessor.to_dict`), never as a pickle.
+:mod:`tabresnet_course.model`. It is a scikit-learn ``BaseEstimator`` (``fit`` returns ``self``,
+fitted attributes end in ``_``, ``get_params``/``set_params`` and ``sklearn.base.clone`` work,
+``NotFittedError`` before ``fit``) built on ``SimpleImputer``, ``StandardScaler``/``RobustScaler``
+and ``OrdinalEncoder``, and saves itself as plain JSON-able data
+(:meth:`TabularPreprocessor.to_dict`), never as a pickle. It is not a ``TransformerMixin``:
+``transform`` returns two arrays, one per input kind, which a scikit-learn ``Pipeline`` cannot
+chain. Cells are read as numbers and as category text by :mod:`tabresnet_course.values`.
 
 Chapter "The complete training loop" teaches this file.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 import warnings
 from collections.abc import Sequence
@@ -21,50 +23,33 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
 from tabresnet_course.model import NUM_RESERVED_INDICES, PADDING_INDEX, UNKNOWN_INDEX
+from tabresnet_course.values import MISSING_INDICATOR_SUFFIX, category_texts, missing_indicator_name, to_float
 
 if TYPE_CHECKING:
     from sklearn.preprocessing import OrdinalEncoder
 
+__all__ = [
+    "TabularPreprocessor",
+    "make_ordinal_encoder",
+    "preprocess_ocsf_data",
+]
+
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def numeric_values(values: pd.Series) -> np.ndarray:
-    """A column as a new float64 array: text that is not a number becomes NaN, and so does an
-    integer too large for float64 (that case alone falls back to converting cell by cell)."""
-    try:
-        return np.array(pd.to_numeric(values, errors="coerce"), dtype=np.float64)
-    except (OverflowError, TypeError, ValueError):
-        return np.array([_float_or_nan(v) for v in values], dtype=np.float64)
-
-
-def _float_or_nan(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError, OverflowError):
-        return math.nan
-
-
-def category_strings(values: pd.Series) -> np.ndarray:
-    """A column as an object array of strings, with ``np.nan`` where the value is missing.
-
-    Integral floats print without ``.0`` (a port read as ``443.0`` because its column had a
-    missing value is still category ``"443"``), each on its own: the text of a value never
-    depends on the other values of the batch.
-    """
-    missing = values.isna().to_numpy()
-    out = np.full(len(values), np.nan, dtype=object)
-    present = values[~missing]
-    text = present.astype(str).to_numpy(dtype=object)
-    if pd.api.types.is_float_dtype(present.dtype):
-        numbers = present.to_numpy(dtype=np.float64)
-        with np.errstate(invalid="ignore"):  # np.mod(inf, 1) is NaN: not integral
-            integral = (np.mod(numbers, 1) == 0) & (np.abs(numbers) < 2.0**63)  # 1e300 stays "1e+300"
-        text[integral] = numbers[integral].astype(np.int64).astype(str)
-    out[~missing] = text
-    return out
+def _category_frame(df: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """The ``columns`` of ``df`` as :func:`~tabresnet_course.values.category_text` strings, with
+    ``np.nan`` (what ``OrdinalEncoder`` takes for missing) where a value is missing."""
+    strings = {}
+    for column in columns:
+        text = category_texts(df[column])
+        text[pd.isna(text)] = np.nan
+        strings[column] = text
+    return pd.DataFrame(strings, index=df.index)
 
 
 def make_ordinal_encoder(categories: Sequence[Sequence[str]]) -> OrdinalEncoder:
@@ -84,18 +69,20 @@ def make_ordinal_encoder(categories: Sequence[Sequence[str]]) -> OrdinalEncoder:
     )
 
 
-class TabularPreprocessor:
+class TabularPreprocessor(BaseEstimator):
     """Numerical and categorical columns of a DataFrame -> ``(float32 (N, n_num'), int64 (N, n_cat))``.
 
     Numerical columns: non-numbers (strings) become NaN and are counted; columns in
     ``log1p_cols`` get ``sign(x) * log1p(|x|)``; infinities and values beyond float32's range
     (after the log) become NaN and are counted; every column that had a missing
-    value during ``fit`` gets a 0/1 missing-indicator column (appended after the numerical
-    columns, names in ``numerical_feature_names_``); missing values are imputed with the fitted
+    value during ``fit`` gets a 0/1 missing-indicator column ``<column>_missing`` (appended after
+    the numerical columns, names in ``numerical_feature_names_``), unless the input already has a
+    column of that name (the featuriser's own indicator); missing values are imputed with the fitted
     median; values are scaled (``StandardScaler`` or ``RobustScaler``) and clipped to
     ``[-clip_value, clip_value]``.
 
-    Categorical columns (values compared as strings): missing -> ``PADDING_INDEX``; a category
+    Categorical columns (values compared as :func:`~tabresnet_course.values.category_text`, so
+    ``443.0`` is ``"443"`` and ``True`` is ``"true"``): missing -> ``PADDING_INDEX``; a category
     not seen during ``fit``, or seen fewer than ``min_category_count`` times -> ``UNKNOWN_INDEX``;
     the k-th fitted category (sorted) -> ``k + NUM_RESERVED_INDICES``.
 
@@ -132,27 +119,6 @@ class TabularPreprocessor:
         self.scaler = scaler
         self.log1p_cols = log1p_cols
         self.missing_indicators = missing_indicators
-
-    # -- scikit-learn's parameter protocol --------------------------------------------------
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The constructor arguments, as scikit-learn's ``get_params``."""
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {name: getattr(self, name) for name in names}
-
-    def set_params(self, **params: Any) -> TabularPreprocessor:
-        """Change constructor arguments (refit afterwards), as scikit-learn's ``set_params``."""
-        unknown = sorted(set(params) - set(self.get_params()))
-        if unknown:
-            raise ValueError(f"unknown TabularPreprocessor parameters: {unknown}")
-        for name, value in params.items():
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self) -> str:
-        defaults = type(self)().get_params()
-        changed = {k: v for k, v in self.get_params().items() if v != defaults[k]}
-        return f"TabularPreprocessor({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
     # -- validation -------------------------------------------------------------------------
 
@@ -192,7 +158,7 @@ class TabularPreprocessor:
         columns = []
         for name in self.numerical_cols:
             raw = df[name]
-            values = numeric_values(raw)
+            values = to_float(raw, finite=False)
             coerced = int((raw.notna().to_numpy() & np.isnan(values)).sum())
             if coerced:
                 report["coerced_to_nan"][name] = coerced
@@ -215,9 +181,6 @@ class TabularPreprocessor:
         return np.concatenate([scaled, indicators], axis=1).astype(np.float32)
 
     # -- the categorical half ---------------------------------------------------------------
-
-    def _category_frame(self, df: pd.DataFrame) -> pd.DataFrame:
-        return pd.DataFrame({c: category_strings(df[c]) for c in self.categorical_cols}, index=df.index)
 
     def _transform_categorical(self, strings: pd.DataFrame, report: dict[str, Any]) -> np.ndarray:
         if not self.categorical_cols:
@@ -264,7 +227,11 @@ class TabularPreprocessor:
             raise ValueError("cannot fit a TabularPreprocessor on an empty DataFrame")
         matrix = self._numerical_matrix(df, report)
         had_missing = np.isnan(matrix).any(axis=0)
-        self.indicator_columns_ = [c for c, m in zip(self.numerical_cols, had_missing) if m and self.missing_indicators]
+        self.indicator_columns_ = [
+            c
+            for c, m in zip(self.numerical_cols, had_missing)
+            if m and self.missing_indicators and missing_indicator_name(c) not in self.numerical_cols
+        ]
         if matrix.shape[1]:
             from sklearn.impute import SimpleImputer
             from sklearn.preprocessing import RobustScaler, StandardScaler
@@ -276,9 +243,9 @@ class TabularPreprocessor:
             self.center_, self.scale_ = center.tolist(), scaler.scale_.tolist()
         else:
             self.median_, self.center_, self.scale_ = [], [], []
-        self.numerical_feature_names_ = [*self.numerical_cols, *(f"{c}__missing" for c in self.indicator_columns_)]
+        self.numerical_feature_names_ = [*self.numerical_cols, *map(missing_indicator_name, self.indicator_columns_)]
 
-        strings = self._category_frame(df)
+        strings = _category_frame(df, self.categorical_cols)
         self.categories_: list[list[str]] = []
         for name in self.categorical_cols:
             counts = strings[name].value_counts(dropna=True)  # one hashed pass per column
@@ -305,7 +272,7 @@ class TabularPreprocessor:
         report = self._empty_report()
         report["rows"] = len(df)
         numerical = self._transform_numerical(self._numerical_matrix(df, report))
-        categorical = self._transform_categorical(self._category_frame(df), report)
+        categorical = self._transform_categorical(_category_frame(df, self.categorical_cols), report)
         self.last_report_ = report
         self._warn_coerced(report, "transform")
         return numerical, categorical
@@ -394,7 +361,9 @@ class TabularPreprocessor:
             raise ValueError(
                 f"saved TabularPreprocessor: indicator_columns_ must list numerical columns, got {indicators!r}"
             )
-        names = [*numerical, *(f"{c}__missing" for c in indicators)]
+        names = [*numerical, *map(missing_indicator_name, indicators)]
+        if self.numerical_feature_names_ == [*numerical, *(f"{c}_{MISSING_INDICATOR_SUFFIX}" for c in indicators)]:
+            self.numerical_feature_names_ = names  # saved before the indicators were named "<column>_missing"
         if self.numerical_feature_names_ != names:
             raise ValueError(
                 f"saved TabularPreprocessor: numerical_feature_names_ should be {names}, "

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from torch.utils.data import DataLoader
 
@@ -150,7 +151,7 @@ def test_transform_shapes_types_and_reserved_indices():
     pre = TabularPreprocessor(["bytes", "duration"], ["user", "port"]).fit(frame)
     numerical, categorical = pre.transform(frame)
     assert numerical.dtype == np.float32 and categorical.dtype == np.int64
-    assert pre.numerical_feature_names_ == ["bytes", "duration", "bytes__missing"]
+    assert pre.numerical_feature_names_ == ["bytes", "duration", "bytes_missing"]
     assert numerical.shape == (40, 3) and categorical.shape == (40, 2)
     assert pre.cardinalities_ == [4, 3]
     assert pre.categories_[1] == ["22", "443", "8080"], "integral floats become integer strings"
@@ -239,6 +240,41 @@ def test_to_dict_from_dict_gives_identical_transforms():
     assert restored.cardinalities_ == pre.cardinalities_
     with pytest.raises(ValueError, match="kind"):
         TabularPreprocessor.from_dict({"params": {}})
+
+
+def test_the_preprocessor_is_a_scikit_learn_estimator():
+    pre = TabularPreprocessor(["bytes"], ["user"], min_category_count=2, log1p_cols=["bytes"]).fit(events())
+    params = pre.get_params(deep=True)
+    assert params == {
+        "numerical_cols": ["bytes"],
+        "categorical_cols": ["user"],
+        "min_category_count": 2,
+        "clip_value": 10.0,
+        "scaler": "standard",
+        "log1p_cols": ["bytes"],
+        "missing_indicators": True,
+    }
+    fresh = clone(pre)
+    assert fresh.get_params() == params and not hasattr(fresh, "cardinalities_"), "clone copies parameters only"
+    assert "min_category_count=2" in repr(fresh) and "scaler" not in repr(fresh), "repr shows changed parameters"
+    with pytest.raises(ValueError, match="missing_indicator"):
+        fresh.set_params(missing_indicator=False)
+
+
+def test_one_indicator_per_column_and_one_text_per_category():
+    frame = events()
+    frame["bytes_missing"] = frame["bytes"].isna().astype(float)  # the featuriser's own indicator
+    frame["mfa"] = [True, False] * 20
+    frame.loc[7, "port"] = np.inf
+    pre = TabularPreprocessor(["bytes", "duration", "bytes_missing"], ["mfa", "port"]).fit(frame)
+    assert pre.numerical_feature_names_ == ["bytes", "duration", "bytes_missing"], "no second indicator"
+    assert pre.categories_ == [["false", "true"], ["22", "443", "8080"]], "an infinite port is missing"
+    saved = pre.to_dict()
+    saved["fitted"]["numerical_feature_names_"] = ["bytes", "duration", "bytes_missing"]
+    legacy = TabularPreprocessor(["bytes", "duration"], ["port"]).fit(events()).to_dict()
+    legacy["fitted"]["numerical_feature_names_"] = ["bytes", "duration", "bytes__missing"]
+    restored = TabularPreprocessor.from_dict(legacy)
+    assert restored.numerical_feature_names_ == ["bytes", "duration", "bytes_missing"], "older names still load"
 
 
 def test_get_params_and_preprocess_ocsf_data():

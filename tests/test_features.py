@@ -17,16 +17,13 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from tabresnet_course.errors import InputError
-from tabresnet_course.features.spec import (
-    CategoricalFeature,
-    FeatureSpec,
-    NumericalFeature,
-    OCSFFeaturizer,
+from tabresnet_course.events.flat import flatten_events
+from tabresnet_course.features.spec import CategoricalFeature, FeatureSpec, NumericalFeature, OCSFFeaturizer
+from tabresnet_course.features.transforms import (
     cat_port_bucket,
     cat_status_class,
     cat_subnet,
     cat_url_template,
-    flatten_events,
     stable_bucket,
 )
 from tabresnet_course.ocsf.generator import generate_ocsf_events
@@ -243,7 +240,7 @@ def test_high_cardinality_is_hashed_with_a_stable_hash():
     code = (
         "import sys, types; pkg = types.ModuleType('tabresnet_course'); "
         f"pkg.__path__ = [{package_dir!r}]; sys.modules['tabresnet_course'] = pkg; "
-        "from tabresnet_course.features.spec import stable_bucket; "
+        "from tabresnet_course.features.transforms import stable_bucket; "
         "print([stable_bucket(f'user{i}', 16) for i in range(20)], hash('user7'))"
     )
     seed = "4242" if os.environ.get("PYTHONHASHSEED") != "4242" else "4243"

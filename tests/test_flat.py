@@ -148,4 +148,3 @@ def test_as_flat_frame_takes_frames_events_and_objects_with_a_frame(tmp_path, ge
 def test_as_flat_frame_refuses_other_inputs(bad):
     with pytest.raises(ValueError, match="expected a flat DataFrame of dotted columns"):
         as_flat_frame(bad)
-

@@ -36,6 +36,13 @@ def test_a_burst_gets_high_rates_and_a_single_event_rate_one():
     ].tolist() == [1, 1, 1]
 
 
+def test_users_are_read_from_the_same_sources_as_the_user_feature():
+    frame = logons([0, 1_000, 2_000], ["a", "b", "c"], users=[None, None, "carol"])
+    frame["actor.user.email_addr"] = ["eve@example.com", "eve@example.com", None]
+    rates = rate_features(frame)
+    assert rates["failed_logons_per_user_5m"].tolist() == [1, 2, 1], "a user known only by e-mail counts"
+
+
 def test_windows_forget_old_events_and_count_only_failures():
     frame = logons([0, 30_000, 4 * MINUTE, 6 * MINUTE], ["a"] * 4, status=[2, 1, 2, 2])
     rates = rate_features(frame)

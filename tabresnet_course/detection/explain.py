@@ -34,9 +34,30 @@ import pandas as pd
 from sklearn.neighbors import NearestNeighbors
 
 from tabresnet_course.errors import collapse_whitespace
-from tabresnet_course.events.flat import as_flat_frame
-from tabresnet_course.features.spec import _source_values, cat_identity, num_identity
+from tabresnet_course.events.flat import as_flat_frame, first_present
+from tabresnet_course.features.spec import source_paths
+from tabresnet_course.features.transforms import cat_identity, num_identity
 from tabresnet_course.model import NUM_RESERVED_INDICES
+from tabresnet_course.values import missing_indicator_name
+
+__all__ = [
+    "CHUNK_ROWS",
+    "EXPLANATION_COLUMNS",
+    "MAX_TEXT_LENGTH",
+    "MAX_TYPICAL_VALUES",
+    "MISSING_TEXT",
+    "REFERENCE_SAMPLE_SIZE",
+    "ExplainedField",
+    "NeighbourExplainer",
+    "explained_fields",
+    "explanation_columns",
+    "number_text",
+    "reference_sample",
+    "shown_values",
+    "short_text",
+    "source_columns",
+    "typical_values",
+]
 
 REFERENCE_SAMPLE_SIZE = 2048
 """Reference events a detector keeps (raw) for explanations: neighbours and typical values."""
@@ -75,9 +96,9 @@ def explained_fields(featurizer: Any, preprocessor: Any) -> list[ExplainedField]
         kind = CYCLIC_TRANSFORMS.get(feature.transform, "number")
         name = feature.name.removesuffix("_sin").removesuffix("_cos") if kind != "number" else feature.name
         fields.setdefault(name, ExplainedField(name, kind, feature.source))
-        owner[feature.name] = owner[f"{feature.name}_missing"] = name
-    for position, column in enumerate(preprocessor.numerical_feature_names_):
-        fields[owner[column.removesuffix("__missing")]].numerical.append(position)  # also the preprocessor's indicators
+        owner[feature.name] = owner[missing_indicator_name(feature.name)] = name
+    for position, column in enumerate(preprocessor.numerical_feature_names_):  # the preprocessor's indicators too
+        fields[owner[column]].numerical.append(position)
     for position, feature in enumerate(featurizer.spec.categorical):
         fields[feature.name] = ExplainedField(feature.name, "category", feature.source, categorical=[position])
     return list(fields.values())
@@ -87,7 +108,7 @@ def source_columns(featurizer: Any) -> list[str]:
     """Every flat column the featuriser's specification reads."""
     columns: list[str] = []
     for feature in [*featurizer.spec.numerical, *featurizer.spec.categorical]:
-        for source in [feature.source] if isinstance(feature.source, str) else feature.source:
+        for source in source_paths(feature.source):
             if source not in columns:
                 columns.append(source)
     return columns
@@ -124,7 +145,7 @@ def shown_values(frame: pd.DataFrame, explained: ExplainedField) -> tuple[np.nda
     """``(text, numbers)`` of one field for every row: the raw value as an analyst reads it
     (object array of str), and for ``"number"`` fields the values themselves (float64, NaN when
     missing; ``None`` for other kinds)."""
-    values, _ = _source_values(frame, explained.source)
+    values = first_present(frame, explained.source)
     if explained.kind == "category":
         text = cat_identity(values)
         return np.array([MISSING_TEXT if t is None else short_text(t) for t in text], dtype=object), None

@@ -46,6 +46,23 @@ from tabresnet_course.events.flat import (
     nest_columns,
 )
 
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "JSON_LINES_SUFFIXES",
+    "JSON_SUFFIXES",
+    "MAX_NESTING",
+    "PARQUET_SUFFIXES",
+    "SUPPORTED_SUFFIXES",
+    "EventChunks",
+    "ProblemSummary",
+    "ReadProblem",
+    "ReadReport",
+    "ReadResult",
+    "checked_input_path",
+    "read_events",
+    "write_events",
+]
+
 JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
 JSON_SUFFIXES = (".json",)
 PARQUET_SUFFIXES = (".parquet",)

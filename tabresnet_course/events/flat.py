@@ -4,7 +4,8 @@ Chapter "The OCSF pipeline" teaches this file. Everything after the events works
 table*: one row per event, one column per dotted attribute path (``http_response.latency``).
 :func:`flatten_events` builds it from nested dicts, :func:`frame_to_events` builds the nested
 dicts back, and :func:`as_flat_frame` takes whatever a caller has (a flat frame, nested dicts,
-events read from a file or generated) to the flat frame.
+events read from a file or generated) to the flat frame. :func:`first_present` reads one
+attribute that producers put in several places.
 
 Column conventions of the flat table: integer columns are ``int64`` (``Int64`` when some
 events lack the attribute), booleans ``bool`` (``boolean``), numbers with a fraction
@@ -27,6 +28,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+__all__ = [
+    "as_flat_frame",
+    "check_records",
+    "first_present",
+    "flatten_event",
+    "flatten_events",
+    "frame_to_events",
+    "gc_paused",
+    "json_text",
+    "nest_columns",
+]
 
 
 @contextmanager
@@ -349,3 +362,17 @@ def as_flat_frame(events: Any) -> pd.DataFrame:
         "expected a flat DataFrame of dotted columns, a list of event dicts or an object with a "
         f".frame DataFrame (events read or generated), got {type(events).__name__}"
     )
+
+
+def first_present(frame: pd.DataFrame, paths: str | Sequence[str]) -> pd.Series:
+    """Row-wise the first present value among the columns ``paths`` (a dotted path or a list of
+    them, in order of preference), on ``frame``'s index: a lone present column is returned as
+    is, several are merged into an ``object`` column, and none gives an ``object`` column of
+    ``None``. Absent columns are skipped, never an error (real exports differ)."""
+    present = [p for p in ([paths] if isinstance(paths, str) else paths) if p in frame.columns]
+    if not present:
+        return pd.Series(np.full(len(frame), None, dtype=object), index=frame.index, dtype=object)
+    values = frame[present[0]]
+    for path in present[1:]:
+        values = values.astype(object).where(values.notna(), frame[path].astype(object))
+    return values

@@ -1,7 +1,8 @@
 """From a flat table of OCSF events to named numerical and categorical features.
 
 ``spec`` declares the features (:class:`~tabresnet_course.features.spec.FeatureSpec`) and computes
-them, ``inference`` infers a spec for a foreign export, ``rates`` adds causal per-entity rates.
+them with the column ``transforms``, ``inference`` infers a spec for a foreign export, ``rates``
+adds causal per-entity rates.
 
 Chapter "The OCSF pipeline" teaches this package.
 """

@@ -37,16 +37,42 @@ import yaml
 
 from tabresnet_course.artifacts import atomic_write_bytes
 from tabresnet_course.errors import InputError
-from tabresnet_course.events.flat import as_flat_frame
-from tabresnet_course.features.spec import (
-    CATEGORICAL_TRANSFORMS,
-    NUMERICAL_TRANSFORMS,
-    CategoricalFeature,
-    FeatureSpec,
-    NumericalFeature,
-    _source_values,
-    _to_float,
-)
+from tabresnet_course.events.flat import as_flat_frame, first_present
+from tabresnet_course.features.spec import CategoricalFeature, FeatureSpec, NumericalFeature, source_paths
+from tabresnet_course.features.transforms import CATEGORICAL_TRANSFORMS, NUMERICAL_TRANSFORMS, UUID_PATTERN
+from tabresnet_course.values import missing_indicator_name, to_float
+
+__all__ = [
+    "CODE_MAX_VALUES",
+    "DERIVED",
+    "ENTITY_WORDS",
+    "ENUM_MAX_VALUES",
+    "EPOCH_MS_RANGE",
+    "EPOCH_SECONDS_2001",
+    "FREE_TEXT_WORDS",
+    "HEAVY_TAIL_SKEW",
+    "ID_WORDS",
+    "MAX_CATEGORIES",
+    "MIN_COVERAGE",
+    "MIN_PRESENT_TO_JUDGE",
+    "NEAR_UNIQUE_SHARE",
+    "NUM_BUCKETS",
+    "PER_EVENT_WORDS",
+    "PROFILE_COLUMNS",
+    "QUANTITY_WORDS",
+    "REPORT_COLUMNS",
+    "SAMPLE_DISTINCT",
+    "TIME_WORDS",
+    "Decision",
+    "InferredSpec",
+    "decide_column",
+    "feature_report",
+    "format_report",
+    "infer_feature_spec",
+    "name_words",
+    "profile_column",
+    "profile_columns",
+]
 
 MAX_CATEGORIES = 200
 """An inferred category with more distinct values than this (at fit time) is hashed."""
@@ -212,7 +238,6 @@ DERIVED = {
 }
 """OCSF attributes that another attribute determines, by the schema's own formula."""
 
-_UUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
 _ID_VALUE = re.compile(r"(?=.*\d)[0-9a-fA-F]{16,}|(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9_\-+=]{24,}")
 _ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 _URL_VALUE = re.compile(r"/|https?://", re.IGNORECASE)
@@ -251,7 +276,7 @@ def _value_type(values: pd.Series, sample: pd.Series) -> str:
     if pd.api.types.is_integer_dtype(dtype):
         return "integer"
     if pd.api.types.is_float_dtype(dtype):
-        finite = _to_float(sample)
+        finite = to_float(sample)
         finite = finite[np.isfinite(finite)]
         return "integer" if len(finite) and bool(np.all(finite == np.floor(finite))) else "number"
     if pd.api.types.is_datetime64_any_dtype(dtype):
@@ -268,7 +293,7 @@ def _value_type(values: pd.Series, sample: pd.Series) -> str:
     if kinds == {str}:
         if sample.str.startswith("[").all() and sample.str.endswith("]").all():
             return "list"
-        numbers = pd.to_numeric(sample, errors="coerce")
+        numbers = pd.Series(to_float(sample, finite=False))
         if numbers.notna().mean() >= 0.95:
             return "integer" if bool((numbers.dropna() == np.floor(numbers.dropna())).all()) else "number"
         return "text"
@@ -297,7 +322,7 @@ def profile_column(name: str, values: pd.Series) -> dict[str, Any]:
         column=name, type=kind, coverage=len(present) / max(len(values), 1), present=len(present), distinct=distinct
     )
     if kind in ("integer", "number", "boolean"):
-        numbers = _to_float(present) if kind != "boolean" else np.zeros(0)
+        numbers = to_float(present) if kind != "boolean" else np.zeros(0)
         numbers = numbers[np.isfinite(numbers)]
         if len(numbers):
             skew = float(pd.Series(numbers).skew()) if len(numbers) > 2 else 0.0
@@ -312,7 +337,7 @@ def profile_column(name: str, values: pd.Series) -> dict[str, Any]:
         row.update(
             median_words=float(text.str.split().str.len().median()),
             median_length=float(text.str.len().median()),
-            id_like=float(text.map(lambda v: bool(_UUID.fullmatch(v) or _ID_VALUE.fullmatch(v))).mean()),
+            id_like=float(text.map(lambda v: bool(UUID_PATTERN.fullmatch(v) or _ID_VALUE.fullmatch(v))).mean()),
             ip=float(text.map(_is_ip).mean()),
             url=float(text.map(lambda v: bool(_URL_VALUE.match(v))).mean()),
             iso_time=float(text.map(lambda v: bool(_ISO_TIME.match(v))).mean()),
@@ -478,7 +503,7 @@ def decide_column(
         feature, why = _numerical(row, name)
         return Decision(column, why, feature)
     transform, why = _categorical_transform(row)
-    values, _ = _source_values(frame, column)
+    values = first_present(frame, column)
     text = pd.Series(CATEGORICAL_TRANSFORMS[transform](values), dtype=object)
     readable = int(text.notna().sum())
     distinct = int(text.nunique(dropna=True))
@@ -515,8 +540,8 @@ def feature_report(spec: FeatureSpec, frame: Any) -> pd.DataFrame:
         ("categorical", spec.categorical, CATEGORICAL_TRANSFORMS),
     ):
         for feature in items:
-            sources = [feature.source] if isinstance(feature.source, str) else feature.source
-            values = pd.Series(transforms[feature.transform](_source_values(frame, feature.source)[0]))
+            sources = source_paths(feature.source)
+            values = pd.Series(transforms[feature.transform](first_present(frame, feature.source)))
             if kind == "numerical":
                 values = values.where(np.isfinite(values))
             distinct = int(values.nunique(dropna=True))
@@ -634,14 +659,14 @@ def _unique_name(column: str, taken: set[str]) -> str:
     among ``taken`` together with its missing indicator."""
     base = re.sub(r"[^0-9A-Za-z]+", "_", column).strip("_").lower() or "column"
     name, number = base, 1
-    while name in taken or f"{name}_missing" in taken:
+    while name in taken or missing_indicator_name(name) in taken:
         number += 1
         name = f"{base}_{number}"
     return name
 
 
 def _builtin_drop_reason(feature: NumericalFeature | CategoricalFeature, frame: pd.DataFrame) -> str:
-    sources = [feature.source] if isinstance(feature.source, str) else feature.source
+    sources = source_paths(feature.source)
     present = [s for s in sources if s in frame.columns]
     if not present:
         return f"source {' | '.join(sources)} absent from the data"
@@ -681,9 +706,11 @@ def infer_feature_spec(
     profile = profile_columns(frame)
     used_by: dict[str, str] = {}
     for feature in kept["numerical"] + kept["categorical"]:
-        for source in [feature.source] if isinstance(feature.source, str) else feature.source:
+        for source in source_paths(feature.source):
             used_by.setdefault(source, feature.name)
-    taken = {f.name for f in kept["numerical"] + kept["categorical"]} | {f"{f.name}_missing" for f in kept["numerical"]}
+    taken = {f.name for f in kept["numerical"] + kept["categorical"]} | {
+        missing_indicator_name(f.name) for f in kept["numerical"]
+    }
     decisions, inferred_reasons = [], {}
     for _, row in profile.iterrows():
         column = row["column"]
@@ -696,7 +723,7 @@ def infer_feature_spec(
             continue
         feature = decision.feature
         kept["numerical" if isinstance(feature, NumericalFeature) else "categorical"].append(feature)
-        taken.update({feature.name, f"{feature.name}_missing"})
+        taken.update({feature.name, missing_indicator_name(feature.name)})
         inferred_reasons[feature.name] = decision.reason
         decisions.append((f"inferred {feature.name}", decision.reason))
     if not kept["numerical"] and not kept["categorical"]:

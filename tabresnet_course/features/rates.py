@@ -20,11 +20,29 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from tabresnet_course.events.flat import first_present
+from tabresnet_course.features.spec import USER_SOURCES
+from tabresnet_course.values import MS_PER_MINUTE, to_float
+
+__all__ = [
+    "AUTHENTICATION_CLASS_UID",
+    "FAILURE_STATUS_ID",
+    "RATE_FEATURES",
+    "RATE_INPUT_COLUMNS",
+    "SOURCE_COLUMNS",
+    "ChunkedRates",
+    "distinct_per_minute",
+    "event_times",
+    "numeric_column",
+    "rate_feature_names",
+    "rate_features",
+    "readable_times",
+    "windowed_sum",
+]
+
 SOURCE_COLUMNS: tuple[str, ...] = ("src_endpoint.ip",)
-USER_COLUMNS: tuple[str, ...] = ("user.name", "actor.user.name")
 AUTHENTICATION_CLASS_UID = 3002
 FAILURE_STATUS_ID = 2
-MS_PER_MINUTE = 60_000
 
 RATE_FEATURES: tuple[str, ...] = (
     "events_per_source_1m",
@@ -40,7 +58,7 @@ RATE_FEATURES: tuple[str, ...] = (
 RATE_INPUT_COLUMNS: tuple[str, ...] = (
     "time",
     *SOURCE_COLUMNS,
-    *USER_COLUMNS,
+    *USER_SOURCES,
     "class_uid",
     "status_id",
     "traffic.bytes_out",
@@ -54,35 +72,22 @@ def rate_feature_names(failed_logon_minutes: int = 5) -> list[str]:
     return [name.format(m=failed_logon_minutes) for name in RATE_FEATURES]
 
 
-def first_present(frame: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
-    """Row-wise first non-missing value among ``columns`` (all missing when none is present)."""
-    values = pd.Series(pd.NA, index=frame.index, dtype="object")
-    for column in reversed([c for c in columns if c in frame.columns]):
-        present = frame[column].notna()
-        values = values.where(~present, frame[column].astype("object"))
-    return values
-
-
 def numeric_column(frame: pd.DataFrame, column: str, default: float = 0.0) -> np.ndarray:
-    """``frame[column]`` as float64; missing values, text that is not a number, infinities and
-    numbers beyond float64 (:func:`tabresnet_course.preprocess.numeric_values`) and an absent column
-    count as ``default``."""
-    from tabresnet_course.preprocess import numeric_values
-
+    """``frame[column]`` as float64; what :func:`~tabresnet_course.values.to_float` cannot read
+    (missing values, text that is not a number, infinities, numbers beyond float64) and an
+    absent column count as ``default``."""
     if column not in frame.columns:
         return np.full(len(frame), default)
-    values = numeric_values(frame[column])
-    return np.where(np.isfinite(values), values, default)
+    values = to_float(frame[column])
+    return np.where(np.isnan(values), default, values)
 
 
 def readable_times(frame: pd.DataFrame) -> np.ndarray:
     """Boolean ``(N,)``: which events have a ``time`` that is a number of epoch milliseconds
     a timestamp can hold (none when the column is absent)."""
-    from tabresnet_course.preprocess import numeric_values
-
     if "time" not in frame.columns:
         return np.zeros(len(frame), dtype=bool)
-    times = numeric_values(frame["time"])
+    times = to_float(frame["time"])
     with np.errstate(invalid="ignore"):
         return (times >= pd.Timestamp.min.value // 1_000_000 + 1) & (times <= pd.Timestamp.max.value // 1_000_000)
 
@@ -95,7 +100,7 @@ def event_times(frame: pd.DataFrame) -> np.ndarray:
     if not readable.all():
         row = int(np.flatnonzero(~readable)[0])
         raise ValueError(f"column 'time', row {row}: {frame['time'].iloc[row]!r} is not an epoch-millisecond time")
-    return pd.to_numeric(frame["time"]).to_numpy().astype(np.int64)
+    return to_float(frame["time"]).astype(np.int64)
 
 
 def windowed_sum(times: np.ndarray, entity: pd.Series, values: np.ndarray, window_ms: int) -> np.ndarray:
@@ -127,7 +132,7 @@ def rate_features(
     *,
     failed_logon_minutes: int = 5,
     source_columns: Sequence[str] = SOURCE_COLUMNS,
-    user_columns: Sequence[str] = USER_COLUMNS,
+    user_columns: Sequence[str] = USER_SOURCES,
     untimed: str = "raise",
 ) -> pd.DataFrame:
     """Per-entity rates of each event, computed causally (chapter "The OCSF pipeline").
@@ -228,14 +233,12 @@ class ChunkedRates:
     def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The rates of ``frame``'s events (``frame``'s index, in its row order), counting the
         context of the chunks before it; the context then moves on to include ``frame``."""
-        from tabresnet_course.preprocess import numeric_values
-
         current = frame[[c for c in RATE_INPUT_COLUMNS if c in frame.columns]].reset_index(drop=True)
         joined = current if self.context is None else pd.concat([self.context, current], ignore_index=True)
         rates = rate_features(joined, failed_logon_minutes=self.failed_logon_minutes, untimed="zero")
         timed = readable_times(joined)
         if timed.any():
-            times = numeric_values(joined["time"])
+            times = to_float(joined["time"])
             self.context = joined[timed & (times > times[timed].max() - self.window_ms)]
         rows = rates.to_numpy()[len(joined) - len(current) :]
         return pd.DataFrame(rows, index=frame.index, columns=rates.columns)

@@ -19,12 +19,8 @@ in ``OCSFFeaturizer.coercion_report_`` so that nothing is lost silently.
 
 from __future__ import annotations
 
-import hashlib
-import ipaddress
 import json
 import os
-import re
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,291 +32,21 @@ from sklearn.exceptions import NotFittedError
 
 from tabresnet_course.artifacts import atomic_write_bytes
 from tabresnet_course.errors import InputError
-from tabresnet_course.events.flat import (
-    as_flat_frame,
-    flatten_event,  # noqa: F401 (re-exported: chapters and tests import it from here)
-    flatten_events,  # noqa: F401 (re-exported: chapters and tests import it from here)
-)
+from tabresnet_course.events.flat import as_flat_frame, first_present
+from tabresnet_course.features.transforms import CATEGORICAL_TRANSFORMS, NUMERICAL_TRANSFORMS, hash_categories
+from tabresnet_course.values import missing_indicator_name
+
+__all__ = [
+    "SPEC_FORMAT_VERSION",
+    "USER_SOURCES",
+    "CategoricalFeature",
+    "FeatureSpec",
+    "NumericalFeature",
+    "OCSFFeaturizer",
+    "source_paths",
+]
 
 SPEC_FORMAT_VERSION = 1
-
-# --------------------------------------------------------------------------------------------
-# Transforms: numerical ones return float64 arrays, categorical ones object arrays of str/None
-# --------------------------------------------------------------------------------------------
-
-MS_PER_DAY = 86_400_000
-
-
-def _to_float(values: pd.Series) -> np.ndarray:
-    """Numbers as float64; text that is not a number, and infinities, become NaN; date-times
-    (a Parquet timestamp column) become epoch milliseconds, a naive one read as UTC."""
-    if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        stamps = values.dt.tz_convert("UTC").dt.tz_localize(None) if values.dt.tz is not None else values
-        out = stamps.to_numpy(dtype="datetime64[ms]").astype(np.int64).astype(np.float64)
-        out[stamps.isna().to_numpy()] = np.nan
-        return out
-    if pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.is_numeric_dtype(values.dtype):
-        out = values.to_numpy(dtype=np.float64, na_value=np.nan)
-    else:
-        try:
-            out = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-        except (OverflowError, TypeError, ValueError):  # e.g. an integer beyond float range
-            out = _map_unique(values, _safe_float).astype(np.float64)
-    out = np.array(out, dtype=np.float64, copy=True)
-    out[~np.isfinite(out)] = np.nan
-    return out
-
-
-def _safe_float(value: Any) -> float:
-    if value is None or isinstance(value, (dict, list)):
-        return np.nan
-    try:
-        return float(value)
-    except (TypeError, ValueError, OverflowError):
-        return np.nan
-
-
-def _map_unique(values: pd.Series, fn: Callable[[Any], Any]) -> np.ndarray:
-    """``fn`` applied once per distinct non-missing value (missing stays ``None``)."""
-    try:
-        codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    except TypeError:  # unhashable cells: fall back to one call per cell
-        return np.array([None if _is_missing(v) else fn(v) for v in values], dtype=object)
-    mapped = np.empty(len(uniques) + 1, dtype=object)
-    mapped[:-1] = [fn(u) for u in uniques]
-    mapped[-1] = None
-    return mapped[codes]  # code -1 (missing) picks the trailing None
-
-
-def _is_missing(value: Any) -> bool:
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def _text(value: Any) -> str | None:
-    """Canonical text of one scalar: ``200`` and ``200.0`` -> ``"200"``, ``True`` -> ``"true"``."""
-    if isinstance(value, (bool, np.bool_)):
-        return "true" if value else "false"
-    if isinstance(value, (float, np.floating)):
-        if not np.isfinite(value):
-            return None
-        return str(int(value)) if float(value).is_integer() and abs(value) < 2**63 else repr(float(value))
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    return str(value)
-
-
-def num_identity(values: pd.Series) -> np.ndarray:
-    """The value as a number."""
-    return _to_float(values)
-
-
-def num_log1p(values: pd.Series) -> np.ndarray:
-    """``sign(x) * log1p(|x|)``: byte counts and latencies span many orders of magnitude."""
-    x = _to_float(values)
-    return np.sign(x) * np.log1p(np.abs(x))
-
-
-def _hour_of_day(values: pd.Series) -> np.ndarray:
-    """Hour of day (UTC, fractional) of an epoch-milliseconds timestamp."""
-    return np.mod(_to_float(values), MS_PER_DAY) / 3_600_000.0
-
-
-def _weekday(values: pd.Series) -> np.ndarray:
-    """Day of week (UTC, Monday = 0) of an epoch-milliseconds timestamp; 1970-01-01 was a Thursday."""
-    return np.mod(np.floor(_to_float(values) / MS_PER_DAY) + 3, 7)
-
-
-def num_hour_sin(values: pd.Series) -> np.ndarray:
-    """``sin(2 pi hour / 24)`` of ``time`` (epoch ms, UTC): 23:00 sits next to 00:00."""
-    return np.sin(2 * np.pi * _hour_of_day(values) / 24.0)
-
-
-def num_hour_cos(values: pd.Series) -> np.ndarray:
-    """``cos(2 pi hour / 24)`` of ``time`` (epoch ms, UTC)."""
-    return np.cos(2 * np.pi * _hour_of_day(values) / 24.0)
-
-
-def num_weekday_sin(values: pd.Series) -> np.ndarray:
-    """``sin(2 pi weekday / 7)`` of ``time`` (epoch ms, UTC)."""
-    return np.sin(2 * np.pi * _weekday(values) / 7.0)
-
-
-def num_weekday_cos(values: pd.Series) -> np.ndarray:
-    """``cos(2 pi weekday / 7)`` of ``time`` (epoch ms, UTC)."""
-    return np.cos(2 * np.pi * _weekday(values) / 7.0)
-
-
-def cat_identity(values: pd.Series) -> np.ndarray:
-    """The value as text (``200`` and ``200.0`` both give ``"200"``; booleans ``"true"``/``"false"``)."""
-    return _map_unique(values, _text)
-
-
-def cat_lower(values: pd.Series) -> np.ndarray:
-    """The value as lower-case text."""
-
-    def lower(value: Any) -> str | None:
-        text = _text(value)
-        return None if text is None else text.lower()
-
-    return _map_unique(values, lower)
-
-
-def cat_bool(values: pd.Series) -> np.ndarray:
-    """``"true"`` / ``"false"`` from booleans, 0/1 or their text; anything else is invalid."""
-    table = {"true": "true", "false": "false", "1": "true", "0": "false"}
-    return _map_unique(values, lambda v: table.get((_text(v) or "").lower()))
-
-
-def _subnet(value: Any) -> str | None:
-    try:
-        address = ipaddress.ip_address(str(value).strip())
-    except ValueError:
-        return None
-    prefix = 24 if address.version == 4 else 48
-    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
-
-
-def cat_subnet(values: pd.Series) -> np.ndarray:
-    """The ``/24`` network of an IPv4 address (``/48`` for IPv6): ``"10.20.3.0/24"``."""
-    return _map_unique(values, _subnet)
-
-
-WELL_KNOWN_PORTS = frozenset(
-    {
-        20,
-        21,
-        22,
-        23,
-        25,
-        53,
-        67,
-        68,
-        69,
-        80,
-        88,
-        110,
-        123,
-        135,
-        137,
-        138,
-        139,
-        143,
-        161,
-        162,
-        389,
-        443,
-        445,
-        465,
-        514,
-        587,
-        636,
-        993,
-        995,
-        1433,
-        1521,
-        2049,
-        3306,
-        3389,
-        5432,
-        5900,
-        5985,
-        5986,
-        6379,
-        8080,
-        8443,
-        9200,
-        27017,
-    }
-)
-
-
-def cat_port_bucket(values: pd.Series) -> np.ndarray:
-    """Well-known ports kept (``"443"``); others ``"system"`` (<1024), ``"registered"``, ``"ephemeral"``."""
-    port = _to_float(values)
-    valid = (port >= 0) & (port <= 65535) & (np.floor(port) == port)
-    safe = np.where(valid, port, 0).astype(np.int64)
-    out = np.select(
-        [valid & np.isin(safe, list(WELL_KNOWN_PORTS)), valid & (safe < 1024), valid & (safe < 49152), valid],
-        [safe.astype(str).astype(object), "system", "registered", "ephemeral"],
-        default=None,
-    ).astype(object)
-    out[~valid] = None
-    return out
-
-
-def cat_status_class(values: pd.Series) -> np.ndarray:
-    """HTTP status class: ``"2xx"`` ... ``"5xx"`` (codes outside 100-599 are invalid)."""
-    code = _to_float(values)
-    valid = (code >= 100) & (code < 600)
-    labels = np.array([None, "1xx", "2xx", "3xx", "4xx", "5xx"], dtype=object)
-    return labels[np.where(valid, np.floor(code / 100), 0).astype(np.int64)]
-
-
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_HEX = re.compile(r"^(?=[^/]*\d)[0-9a-fA-F]{8,}$")
-_NUMBER = re.compile(r"^\d+$")
-_TOKEN = re.compile(r"^[A-Za-z0-9_\-]{24,}$")
-
-
-def _template_path(value: Any) -> str | None:
-    text = _text(value)
-    if text is None:
-        return None
-    path = re.split(r"[?#]", text, maxsplit=1)[0]
-    segments = path.split("/")
-    for i, segment in enumerate(segments):
-        if _NUMBER.match(segment) or _UUID.match(segment) or _HEX.match(segment) or _TOKEN.match(segment):
-            segments[i] = "{id}"
-    return "/".join(segments) or "/"
-
-
-def cat_url_template(values: pd.Series) -> np.ndarray:
-    """URL path with ids replaced: ``/api/v2/orders/123?x=1`` -> ``/api/v2/orders/{id}``.
-
-    A segment becomes ``{id}`` when it is all digits, a UUID, a hex string of 8+ characters
-    with a digit, or a token of 24+ characters; query strings and fragments are dropped.
-    """
-    return _map_unique(values, _template_path)
-
-
-NUMERICAL_TRANSFORMS: dict[str, Callable[[pd.Series], np.ndarray]] = {
-    "identity": num_identity,
-    "log1p": num_log1p,
-    "hour_sin": num_hour_sin,
-    "hour_cos": num_hour_cos,
-    "weekday_sin": num_weekday_sin,
-    "weekday_cos": num_weekday_cos,
-}
-CATEGORICAL_TRANSFORMS: dict[str, Callable[[pd.Series], np.ndarray]] = {
-    "identity": cat_identity,
-    "lower": cat_lower,
-    "bool": cat_bool,
-    "subnet": cat_subnet,
-    "port_bucket": cat_port_bucket,
-    "status_class": cat_status_class,
-    "url_template": cat_url_template,
-}
-
-
-def stable_bucket(value: str, num_buckets: int) -> int:
-    """Bucket of a string from BLAKE2b: the same in every process (unlike the salted ``hash()``).
-
-    Chapter "The OCSF pipeline".
-    """
-    digest = hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "little") % num_buckets
-
-
-def hash_categories(values: np.ndarray, num_buckets: int) -> np.ndarray:
-    """Replace each text value by its bucket label ``"#17"``; each distinct value is hashed once.
-
-    Chapter "The OCSF pipeline".
-    """
-    return _map_unique(pd.Series(values, dtype=object), lambda v: f"#{stable_bucket(str(v), num_buckets)}")
-
 
 # --------------------------------------------------------------------------------------------
 # The specification
@@ -400,16 +126,17 @@ class CategoricalFeature:
         return self.max_categories is not None and cardinality > self.max_categories
 
 
-USER_SOURCES = [
+USER_SOURCES: tuple[str, ...] = (
     "user.name",
     "actor.user.name",
     "user.email_addr",
     "actor.user.email_addr",
     "user.uid",
     "actor.user.uid",
-]
+)
 """Where OCSF producers put the user: the event's ``user`` (Authentication) or the ``actor``'s
-(API and other activity), by name, then e-mail address, then unique id."""
+(API and other activity), by name, then e-mail address, then unique id. The ``user`` feature and
+the per-user rates (:mod:`tabresnet_course.features.rates`) read it, first present wins."""
 
 
 @dataclass
@@ -438,7 +165,9 @@ class FeatureSpec:
     @property
     def numerical_columns(self) -> list[str]:
         """Names of the numerical output columns (missing indicators follow the features)."""
-        return [f.name for f in self.numerical] + [f"{f.name}_missing" for f in self.numerical if f.missing_indicator]
+        return [f.name for f in self.numerical] + [
+            missing_indicator_name(f.name) for f in self.numerical if f.missing_indicator
+        ]
 
     @property
     def categorical_columns(self) -> list[str]:
@@ -520,14 +249,6 @@ class FeatureSpec:
         return atomic_write_bytes(path, text.encode("utf-8"), overwrite=overwrite)
 
     @classmethod
-    def infer(cls, frame: Any, **options: Any) -> FeatureSpec:
-        """The specification :func:`~tabresnet_course.features.inference.infer_feature_spec` infers for
-        ``frame`` (its ``.spec``; the reasons and the report are on its full result)."""
-        from tabresnet_course.features.inference import infer_feature_spec
-
-        return infer_feature_spec(frame, **options).spec
-
-    @classmethod
     def default(cls) -> FeatureSpec:
         """Features for common OCSF attributes of the six generated classes. Sources list the
         places producers and OCSF versions put the same attribute (first present wins)."""
@@ -580,17 +301,13 @@ class FeatureSpec:
 # --------------------------------------------------------------------------------------------
 
 
-def _source_values(frame: pd.DataFrame, source: str | list[str]) -> tuple[pd.Series, list[str]]:
-    """The source column (first present value across several), and the sources that are absent."""
-    paths = [source] if isinstance(source, str) else source
-    present = [p for p in paths if p in frame.columns]
-    absent = [p for p in paths if p not in frame.columns]
-    if not present:
-        return pd.Series(np.full(len(frame), None, dtype=object), index=frame.index, dtype=object), absent
-    values = frame[present[0]]
-    for path in present[1:]:
-        values = values.astype(object).where(values.notna(), frame[path].astype(object))
-    return values, absent
+def source_paths(source: str | list[str]) -> list[str]:
+    """The dotted paths of a feature's ``source``, in order (one path or a list of them)."""
+    return [source] if isinstance(source, str) else list(source)
+
+
+def _absent(frame: pd.DataFrame, source: str | list[str]) -> list[str]:
+    return [p for p in source_paths(source) if p not in frame.columns]
 
 
 class OCSFFeaturizer:
@@ -633,10 +350,10 @@ class OCSFFeaturizer:
     # fit / transform ------------------------------------------------------------------------
 
     def _categorical_text(self, frame: pd.DataFrame, feature: CategoricalFeature) -> tuple[np.ndarray, int, list[str]]:
-        values, absent = _source_values(frame, feature.source)
+        values = first_present(frame, feature.source)
         text = CATEGORICAL_TRANSFORMS[feature.transform](values)
         coerced = int((values.notna().to_numpy() & pd.isna(text)).sum())
-        return text, coerced, absent
+        return text, coerced, _absent(frame, feature.source)
 
     def fit(self, frame: Any, y: Any = None) -> OCSFFeaturizer:
         """Learn which categorical features to hash (cardinality above ``max_categories``)."""
@@ -651,11 +368,7 @@ class OCSFFeaturizer:
             self.cardinality_[feature.name] = count
             self.hashed_[feature.name] = feature.hashes(count)
         for feature in self.spec.numerical:
-            absent.update(
-                p
-                for p in ([feature.source] if isinstance(feature.source, str) else feature.source)
-                if p not in frame.columns
-            )
+            absent.update(_absent(frame, feature.source))
         self.absent_sources_ = sorted(absent)
         return self
 
@@ -668,13 +381,13 @@ class OCSFFeaturizer:
         report: dict[str, int] = {}
         indicators: dict[str, np.ndarray] = {}
         for feature in self.spec.numerical:
-            values, _ = _source_values(frame, feature.source)
+            values = first_present(frame, feature.source)
             out = NUMERICAL_TRANSFORMS[feature.transform](values)
             out = np.where(np.isfinite(out), out, np.nan)
             data[feature.name] = out
             report[feature.name] = int((values.notna().to_numpy() & np.isnan(out)).sum())
             if feature.missing_indicator:
-                indicators[f"{feature.name}_missing"] = np.isnan(out).astype(np.float64)
+                indicators[missing_indicator_name(feature.name)] = np.isnan(out).astype(np.float64)
         data.update(indicators)
         for feature in self.spec.categorical:
             text, coerced, _ = self._categorical_text(frame, feature)

@@ -25,14 +25,13 @@ from tabresnet_course.ocsf.profiles import DEFAULT_PROFILE, GeneratorProfile, Sc
 from tabresnet_course.ocsf.schema import AUTH_PROTOCOL_NAMES, LOGON_TYPE_NAMES, captions
 from tabresnet_course.ocsf.world import (
     ATTACKER_COUNTRIES,
-    MS_PER_DAY,
-    MS_PER_HOUR,
     Block,
     World,
     constant,
     lognormal_int,
     pick,
 )
+from tabresnet_course.values import MS_PER_DAY, MS_PER_HOUR
 
 __all__ = [
     "CHANGED_FEATURES",

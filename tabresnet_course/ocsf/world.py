@@ -17,13 +17,12 @@ import numpy as np
 import pandas as pd
 
 from tabresnet_course.ocsf.profiles import DEFAULT_PROFILE, GeneratorProfile, get_profile
+from tabresnet_course.values import MS_PER_DAY, MS_PER_HOUR
 
 __all__ = [
     "ATTACKER_COUNTRIES",
     "Block",
     "DEPARTMENTS",
-    "MS_PER_DAY",
-    "MS_PER_HOUR",
     "World",
     "build_world",
     "constant",
@@ -34,8 +33,6 @@ __all__ = [
     "user_times",
 ]
 
-MS_PER_HOUR = 3_600_000
-MS_PER_DAY = 86_400_000
 
 # --------------------------------------------------------------------------------------------
 # The simulated organisation
