@@ -23,7 +23,6 @@ import argparse
 import json
 import sys
 import time
-import types
 from pathlib import Path
 from typing import Any
 
@@ -72,15 +71,14 @@ def mfp_surprisal(
     baseline: Any,
     numerical: np.ndarray,
     categorical: np.ndarray,
-    epochs: int,
-    seed: int,
 ) -> np.ndarray:
-    """``(N, n_fields)`` MFP surprisal per field, from an MFP model trained on the baseline."""
+    """``(N, n_fields)`` MFP surprisal per field, from an MFP model trained on the baseline like
+    the detector (its epochs and seed)."""
     from tabresnet_course.detection.surprisal import MFPSurprisalScorer
     from tabresnet_course.study.run import train_mfp_model
 
     train_numerical, train_categorical = detector.preprocess(baseline)
-    model = train_mfp_model(detector, train_numerical, train_categorical, types.SimpleNamespace(epochs=epochs), seed)
+    model = train_mfp_model(detector, train_numerical, train_categorical)
     scorer = MFPSurprisalScorer(model).fit((explainer.numerical_, explainer.categorical_))
     return scorer.field_surprisal(numerical, categorical) @ explainer.membership_
 
@@ -114,7 +112,7 @@ def run_seed(seed: int, num_baseline: int, num_evaluation: int, epochs: int, rep
         "neighbour_rarity": explainer.contributions(numerical, categorical, neighbours),
         "neighbour_mismatch": np.hstack([distance, mismatch]) @ explainer.membership_,
         "occlusion": occlusion(detector, explainer, numerical, categorical, neighbours),
-        "mfp_surprisal": mfp_surprisal(detector, explainer, baseline, numerical, categorical, epochs, seed),
+        "mfp_surprisal": mfp_surprisal(detector, explainer, baseline, numerical, categorical),
     }
     names = [f.name for f in explainer.fields]
     rates = {name: hit_rates(c, names, scenarios, CHANGED_FIELDS) for name, c in candidates.items()}

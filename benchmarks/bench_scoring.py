@@ -4,7 +4,7 @@ The encoder is the seed's default configuration (random weights: speed does not 
 them); the reference set is 100,000 embedded rows and the queries are 10,000 rows, both already
 preprocessed (the data benchmark measures the way from JSON Lines to tensors). Scoring runs
 through :class:`tabresnet_course.detection.detector.OCSFAnomalyDetector` (``embed_arrays``, batches of
-4096 rows in eval mode) and its :class:`~tabresnet_course.detection.detector.KNNScorer` (scikit-learn
+4096 rows in eval mode) and its :class:`~tabresnet_course.detection.scorers.KNNScorer` (scikit-learn
 ``NearestNeighbors``, k = 5). Reported: events per second for embed + kNN, and for each part.
 
 ``backends`` compares the kNN backends of :class:`tabresnet_course.detection.scorers.KNNScorer` on the
@@ -27,7 +27,8 @@ from benchmarks.bench_training import (
     structured_data,
 )
 from benchmarks.common import Settings, summarize, synchronize, time_call
-from tabresnet_course.detection.detector import DetectorConfig, OCSFAnomalyDetector
+from tabresnet_course.detection.config import DetectorConfig
+from tabresnet_course.detection.detector import OCSFAnomalyDetector
 from tabresnet_course.detection.scorers import (
     APPROXIMATE_KNN_BACKENDS,
     KNNScorer,

@@ -24,7 +24,7 @@ HOMES: dict[str, str] = {
     "train_self_supervised": "tabresnet_course.training",
     "read_events": "tabresnet_course.events.files",
     "infer_feature_spec": "tabresnet_course.features.inference",
-    "DetectorConfig": "tabresnet_course.detection.detector",
+    "DetectorConfig": "tabresnet_course.detection.config",
     "OCSFAnomalyDetector": "tabresnet_course.detection.detector",
     "train_ocsf_anomaly_detector": "tabresnet_course.detection.detector",
     "generate_ocsf_events": "tabresnet_course.ocsf.generator",

@@ -26,6 +26,8 @@ from tabresnet_course import __version__
 from tabresnet_course.artifacts import atomic_write, atomic_write_bytes, refuse_existing
 from tabresnet_course.errors import InputError, collapse_whitespace
 
+__all__ = ["build_parser", "main"]
+
 PROG = "tabresnet-course"
 MAX_LISTED_PROBLEMS = 5
 
@@ -186,7 +188,7 @@ def train_defaults() -> dict[str, Any]:
     """``train``'s defaults, by ``dest``: ``DetectorConfig``'s. Imported only for the help text,
     since the detector loads PyTorch; when parsing, an option not given stays ``None`` and the
     detector's own default applies."""
-    from tabresnet_course.detection.detector import DetectorConfig
+    from tabresnet_course.detection.config import DetectorConfig
 
     options = DetectorConfig().options()
     return {dest: options[name] for dest, name in TRAIN_OPTIONS.items()}
@@ -399,7 +401,8 @@ def run_train(args: argparse.Namespace) -> int:
     """``train``: read, train, save (rank 0 only under torchrun). Without ``--spec`` the feature
     specification is inferred; once the detector is saved, each built-in feature absent from the
     data is noted (one line each) and the feature report printed, so that an error stays one line."""
-    from tabresnet_course.detection.detector import is_saved_detector, train_ocsf_anomaly_detector
+    from tabresnet_course.detection.detector import train_ocsf_anomaly_detector
+    from tabresnet_course.detection.saved import is_saved_detector
     from tabresnet_course.features.inference import feature_report, format_report
     from tabresnet_course.features.spec import FeatureSpec
     from tabresnet_course.runtime import cleanup_distributed, distributed_rank

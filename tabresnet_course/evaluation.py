@@ -19,15 +19,31 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import IsolationForest
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.neighbors import KNeighborsClassifier
 
-from tabresnet_course.detection.detector import DEFAULT_K, OCSFAnomalyDetector
-from tabresnet_course.detection.scorers import KNNScorer, one_hot_features
+from tabresnet_course.detection.detector import OCSFAnomalyDetector
+from tabresnet_course.detection.scorers import DEFAULT_K, IsolationForestScorer, OneHotKNNScorer, tree_features
 from tabresnet_course.events.flat import as_flat_frame
 
+__all__ = [
+    "METRIC_COLUMNS",
+    "compare_detectors",
+    "contamination_effect",
+    "contamination_mask",
+    "detection_metrics",
+    "flag_probabilities",
+    "isolation_forest_scores",
+    "knn_profile_accuracy",
+    "method_scores",
+    "metric_pivot",
+    "per_scenario_metrics",
+    "raw_knn_scores",
+    "untrained_encoder_scores",
+]
+
 METRIC_COLUMNS = ["auroc", "average_precision", "recall_at_budget"]
+"""The metrics of every table: AUROC, average precision and recall at the alert budget."""
 
 
 # --------------------------------------------------------------------------- metrics
@@ -185,11 +201,12 @@ def raw_knn_scores(
     k: int = DEFAULT_K,
 ) -> np.ndarray:
     """kNN baseline: mean distance of each query row to its ``k`` nearest reference rows in the
-    raw feature space of :func:`~tabresnet_course.detection.scorers.one_hot_features`. ``reference`` and ``query`` are
-    ``(numerical, categorical)`` pairs from the detector's preprocessor."""
-    reference_matrix = one_hot_features(*reference, cardinalities)
-    query_matrix = one_hot_features(*query, cardinalities)
-    return KNNScorer(k=k).fit(reference_matrix).score(query_matrix)
+    raw feature space of :func:`~tabresnet_course.detection.scorers.one_hot_features`
+    (:class:`~tabresnet_course.detection.scorers.OneHotKNNScorer`, the detector's raw kNN, on the
+    codes view of :func:`~tabresnet_course.detection.scorers.tree_features`). ``reference`` and
+    ``query`` are ``(numerical, categorical)`` pairs from the detector's preprocessor."""
+    scorer = OneHotKNNScorer(reference[0].shape[1], cardinalities, k)
+    return scorer.fit(tree_features(*reference)).score(tree_features(*query))
 
 
 def isolation_forest_scores(
@@ -199,19 +216,13 @@ def isolation_forest_scores(
     seed: int = 0,
     n_estimators: int = 200,
 ) -> np.ndarray:
-    """Isolation Forest baseline (Liu et al., 2008), fitted on the reference rows.
-
-    Trees split on thresholds, so they are given the numericals next to the *integer* category
-    codes: a split on a code separates groups of categories, which trees handle well, whereas
-    one-hot columns from high-cardinality fields (users, IPs) would dilute the random feature
-    choice among thousands of nearly empty columns. Returns ``-score_samples`` so that higher
-    means more anomalous.
-    """
-    reference_matrix = np.hstack([reference[0], reference[1].astype(np.float32)])  # (n_ref, n_num + n_cat)
-    query_matrix = np.hstack([query[0], query[1].astype(np.float32)])  # (n_query, n_num + n_cat)
-    forest = IsolationForest(n_estimators=n_estimators, random_state=seed)
-    forest.fit(reference_matrix)
-    return -forest.score_samples(query_matrix)
+    """Isolation Forest baseline (Liu et al., 2008), fitted on the reference rows:
+    :class:`~tabresnet_course.detection.scorers.IsolationForestScorer` on the numericals next to
+    the *integer* category codes (:func:`~tabresnet_course.detection.scorers.tree_features`).
+    ``reference`` and ``query`` are ``(numerical, categorical)`` pairs from the detector's
+    preprocessor; higher means more anomalous."""
+    scorer = IsolationForestScorer(n_estimators, seed)
+    return scorer.fit(tree_features(*reference)).score(tree_features(*query))
 
 
 def untrained_encoder_scores(

@@ -11,7 +11,7 @@ numerical cells. Chapter "Masked feature prediction" teaches this file.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 import torch
@@ -19,6 +19,32 @@ from torch import nn
 
 from tabresnet_course.augment import draw_uniform
 from tabresnet_course.model import MASK_INDEX, NUM_RESERVED_INDICES, TabularResNet, TabularResNetConfig, check_batch
+
+__all__ = [
+    "FieldHeads",
+    "TabularResNetWithMFP",
+    "cell_cross_entropy",
+    "mask_features",
+    "masked_feature_prediction_loss",
+    "reconstruction_report",
+]
+
+
+class FieldHeads(NamedTuple):
+    """The prediction head of :class:`TabularResNetWithMFP` split by field (views of its weights):
+    categorical column ``j``'s rows for each class of its index table, padded to ``max_table``
+    and flagged by ``valid_classes``, then one row per numerical column."""
+
+    categorical_weight: torch.Tensor
+    """``(n_cat, max_table, d_model)``"""
+    categorical_bias: torch.Tensor
+    """``(n_cat, max_table)``"""
+    valid_classes: torch.Tensor
+    """``(n_cat, max_table)`` booleans: the classes column ``j`` can hold (not ``MASK_INDEX``)."""
+    numerical_weight: torch.Tensor
+    """``(n_num, d_model)``"""
+    numerical_bias: torch.Tensor
+    """``(n_num,)``"""
 
 
 class TabularResNetWithMFP(nn.Module):
@@ -71,6 +97,19 @@ class TabularResNetWithMFP(nn.Module):
         ``state_dict`` saved from a wrapper whose ``config.to_dict()`` was stored as JSON."""
         base = TabularResNet.from_config(config)
         return cls(base, base.categorical_cardinalities, base.num_numerical_features)
+
+    def field_heads(self) -> FieldHeads:
+        """Each field's rows of the prediction head (:class:`FieldHeads`), the layout
+        :meth:`forward` reads its logits in, for evaluating one field's head on its own
+        (chapter "Masked feature prediction": the per-field surprisal)."""
+        weight, bias = self.prediction_head.weight, self.prediction_head.bias  # (n_logits + n_num, d), (...)
+        return FieldHeads(
+            categorical_weight=weight[self.logit_index],
+            categorical_bias=bias[self.logit_index],
+            valid_classes=self.valid_classes,
+            numerical_weight=weight[self.num_categorical_logits :],
+            numerical_bias=bias[self.num_categorical_logits :],
+        )
 
     def embed(self, numerical: torch.Tensor, categorical: torch.Tensor | None) -> torch.Tensor:
         """The base model's embeddings ``(B, d_model)``."""

@@ -10,15 +10,22 @@ Chapter "Training best practices" teaches this file.
 from __future__ import annotations
 
 import os
-import warnings
 from contextlib import AbstractContextManager, nullcontext
 
 import torch
 import torch.distributed as dist
-from tqdm import TqdmWarning
 
-with warnings.catch_warnings():  # in a notebook without ipywidgets, tqdm.auto falls back to text bars
-    warnings.simplefilter("ignore", TqdmWarning)
+__all__ = [
+    "all_reduce_mean",
+    "autocast",
+    "cleanup_distributed",
+    "cpu_has_native_bf16",
+    "distributed_rank",
+    "distributed_world_size",
+    "init_distributed",
+    "resolve_device",
+    "resolve_precision",
+]
 
 
 def resolve_device(name: str | torch.device, local_rank: int = 0) -> torch.device:

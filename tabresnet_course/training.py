@@ -4,7 +4,8 @@ One :class:`Trainer` runs the whole loop and reads top to bottom: build the obje
 (contrastive, masked feature prediction, or both), AdamW (Loshchilov and Hutter, 2019) with a
 linear warm-up and cosine decay (Loshchilov and Hutter, 2017), gradient clipping, optional mixed
 precision, a validation loss every epoch, :class:`EarlyStopping`, atomic checkpoints that
-resume bit for bit on CPU, and DistributedDataParallel when started by ``torchrun``.
+resume bit for bit on CPU (what they hold: :mod:`tabresnet_course.checkpoints`), and
+DistributedDataParallel when started by ``torchrun``.
 :func:`train_self_supervised` keeps the seed chapter's call working on top of it.
 
 Determinism: every random draw of training step ``s`` of epoch ``e`` comes from seeds derived
@@ -45,11 +46,11 @@ with warnings.catch_warnings():  # in a notebook without ipywidgets, tqdm.auto f
 
 from tabresnet_course.artifacts import atomic_save_torch, load_checkpoint, with_format_version
 from tabresnet_course.augment import MarginalResampling, TabularAugmentation
+from tabresnet_course.checkpoints import CHECKPOINT_KIND, model_description
 from tabresnet_course.contrastive import contrastive_loss
 from tabresnet_course.data import IndexedDataLoader, TensorBatchLoader, derive_seed
-from tabresnet_course.errors import InputError, collapse_whitespace
+from tabresnet_course.errors import InputError
 from tabresnet_course.mfp import TabularResNetWithMFP, masked_feature_prediction_loss
-from tabresnet_course.model import TabularResNet
 from tabresnet_course.runtime import (
     all_reduce_mean,
     autocast,
@@ -60,7 +61,17 @@ from tabresnet_course.runtime import (
     resolve_precision,
 )
 
-CHECKPOINT_KIND = "tabresnet_course.training_checkpoint"
+__all__ = [
+    "EarlyStopping",
+    "SelfSupervisedObjective",
+    "Trainer",
+    "TrainingConfig",
+    "TrainingHistory",
+    "held_out_loss",
+    "make_lr_scheduler",
+    "train_self_supervised",
+]
+
 VALIDATION_STREAM = 2**31 - 1  # seed key of the validation generators (training uses epochs)
 LOADER_STREAM = 2**31 - 2  # seed key of the global RNG that a torch DataLoader shuffles with
 
@@ -359,36 +370,6 @@ def make_lr_scheduler(
         return cosine
     warmup = LinearLR(optimizer, start_factor=0.01, end_factor=1.0, total_iters=warmup_steps)
     return SequentialLR(optimizer, [warmup, cosine], milestones=[warmup_steps])
-
-
-def model_description(model: nn.Module) -> dict[str, Any]:
-    """Class name and plain-dict configuration of a model, as stored in checkpoints."""
-    config = getattr(model, "config", None)
-    return {
-        "model_class": type(model).__name__,
-        "model_config": config.to_dict() if hasattr(config, "to_dict") else None,
-    }
-
-
-def load_trained_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the model stored in a training checkpoint (``best.pt`` or ``last.pt``) with its weights."""
-    checkpoint = load_checkpoint(path, map_location)
-    builders = {
-        "TabularResNet": TabularResNet.from_config,
-        "TabularResNetWithMFP": TabularResNetWithMFP.from_base_config,
-    }
-    name, config = checkpoint.get("model_class"), checkpoint.get("model_config")
-    if name not in builders or config is None:
-        raise InputError(f"{path} holds a {name!r} model without a stored configuration; cannot rebuild it")
-    try:
-        model = builders[name](config)
-        model.load_state_dict(checkpoint["model_state"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:  # edited or damaged configuration
-        reason = collapse_whitespace(error)[:300]
-        raise InputError(
-            f"{path}: its model_state does not fit its model_config: {type(error).__name__}: {reason}"
-        ) from None
-    return model
 
 
 class Trainer:

@@ -65,7 +65,8 @@ def test_modules_import_only_each_others_public_names():
             module = importlib.import_module(source)
             if source == "tabresnet_course":
                 continue  # the lazily loaded top-level names
-            if name not in getattr(module, "__all__", ()) and not importlib.util.find_spec(f"{source}.{name}"):
+            is_submodule = hasattr(module, "__path__") and importlib.util.find_spec(f"{source}.{name}")
+            if name not in getattr(module, "__all__", ()) and not is_submodule:
                 offences.append(f"{path.relative_to(ROOT)}:{line} imports {name} from {source}")
     assert not offences, "imports of names outside the source module's __all__:\n" + "\n".join(offences)
 

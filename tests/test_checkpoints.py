@@ -16,10 +16,11 @@ from tabresnet_course.artifacts import (
     save_json_atomic,
     with_format_version,
 )
+from tabresnet_course.checkpoints import load_trained_model
 from tabresnet_course.data import TensorBatchLoader
 from tabresnet_course.errors import InputError
 from tabresnet_course.model import NUM_RESERVED_INDICES, TabularResNet
-from tabresnet_course.training import Trainer, TrainingConfig, load_trained_model
+from tabresnet_course.training import Trainer, TrainingConfig
 
 PLAIN = (torch.Tensor, str, int, float, bool, type(None))
 

@@ -225,7 +225,7 @@ def test_train_under_torchrun_writes_one_detector_from_rank_0(work):
 
 
 def test_train_defaults_come_from_the_detector_config_and_generate_needs_no_torch():
-    from tabresnet_course.detection.detector import DetectorConfig
+    from tabresnet_course.detection.config import DetectorConfig
 
     defaults = DetectorConfig().options()
     shown = call("train", "--help").stdout

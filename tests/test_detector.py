@@ -8,16 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from tabresnet_course.detection.detector import (
+from tabresnet_course.detection.detector import OCSFAnomalyDetector, train_ocsf_anomaly_detector
+from tabresnet_course.detection.pipeline import build_encoder, split_rows
+from tabresnet_course.detection.saved import (
     CONFIG_FILE,
     FEATURES_FILE,
     REFERENCE_FILE,
     REFERENCE_SAMPLE_FILE,
     WEIGHTS_FILE,
-    OCSFAnomalyDetector,
-    build_encoder,
-    split_rows,
-    train_ocsf_anomaly_detector,
 )
 from tabresnet_course.detection.scorers import KNNScorer
 from tabresnet_course.errors import InputError
@@ -218,7 +216,7 @@ def test_load_refuses_a_bad_k(copy_of):
 
 
 def test_detector_config_round_trips_json_and_routes_options():
-    from tabresnet_course.detection.detector import DetectorConfig
+    from tabresnet_course.detection.config import DetectorConfig
 
     config = DetectorConfig().with_options(d_model=32, num_epochs=3, temperature=0.5, reference_size=50, k=7)
     assert (config.d_model, config.reference_size, config.k) == (32, 50, 7)
@@ -327,7 +325,7 @@ def test_default_fusion_knn_stores_codes_and_takes_the_stranger_of_two_opinions(
 
 
 def test_scorer_and_protected_columns_are_checked_and_a_detector_saved_without_them_loads_as_knn(detector, copy_of):
-    from tabresnet_course.detection.detector import DetectorConfig
+    from tabresnet_course.detection.config import DetectorConfig
 
     with pytest.raises(ValueError, match="scorer must be one of"):
         DetectorConfig(scorer="lof")

@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tabresnet_course.detection.scorers import one_hot_features
 from tabresnet_course.evaluation import (
     contamination_mask,
     detection_metrics,
     flag_probabilities,
     isolation_forest_scores,
     metric_pivot,
-    one_hot_features,
     per_scenario_metrics,
     raw_knn_scores,
 )

@@ -214,3 +214,18 @@ def test_reconstruction_report_scores_and_baselines() -> None:
     assert report.loc[1, "baseline"] == pytest.approx(expected)
     assert report["model"].between(0, 1).iloc[:3].all() and (report["model"].iloc[3:] >= 0).all()
     assert model.training  # the report restores the training mode
+
+
+def test_field_heads_are_the_rows_forward_reads_for_each_field():
+    model = make_model().eval()
+    numerical, categorical = make_batch(8)
+    heads = model.field_heads()
+    assert heads.categorical_weight.shape == (len(CARDINALITIES), max(CARDINALITIES) + NUM_RESERVED_INDICES, 32)
+    assert heads.numerical_weight.shape == (NUM_NUMERICAL, 32)
+    with torch.no_grad():
+        logits, predictions = model(numerical, categorical)
+        embedding = model.embed(numerical, categorical)  # (B, d)
+        from_heads = torch.einsum("bd,ctd->bct", embedding, heads.categorical_weight) + heads.categorical_bias
+        from_heads = from_heads.masked_fill(~heads.valid_classes, torch.finfo(from_heads.dtype).min)
+    torch.testing.assert_close(from_heads, logits)
+    torch.testing.assert_close(embedding @ heads.numerical_weight.T + heads.numerical_bias, predictions)

@@ -737,10 +737,11 @@ def test_the_same_seed_trains_the_same_detector_and_gives_identical_scores(work,
 
 def test_a_checkpoint_from_another_configuration_is_refused(tmp_path, one_thread):
     from tabresnet_course.artifacts import atomic_save_torch, load_checkpoint, with_format_version
+    from tabresnet_course.checkpoints import load_trained_model
     from tabresnet_course.data import TensorBatchLoader
     from tabresnet_course.errors import InputError
     from tabresnet_course.model import TabularResNet
-    from tabresnet_course.training import Trainer, TrainingConfig, load_trained_model
+    from tabresnet_course.training import Trainer, TrainingConfig
 
     rng = np.random.default_rng(0)
     numerical = rng.standard_normal((64, 3)).astype(np.float32)

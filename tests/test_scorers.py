@@ -4,8 +4,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 
 from tabresnet_course.detection import scorers
+from tabresnet_course.detection.base import Scorer
 from tabresnet_course.detection.scorers import (
     DETECTOR_SCORERS,
     PYOD_DETECTORS,
@@ -88,16 +91,10 @@ def test_a_burst_in_the_reference_hides_from_knn_but_not_from_the_subsampled_ens
 def test_pyod_scorers_rank_an_outlier_first(name):
     reference = normal_rows(300)
     query = np.vstack([normal_rows(50, seed=1), np.full((1, 4), 8.0)])
-    scores = PyODScorer(name, seed=0).fit(reference).score(query)
+    scores = PyODScorer(name).fit(reference).score(query)
     assert scores.shape == (51,) and scores.argmax() == 50
     assert PyODScorer(name).get_params()["name"] == name
-
-
-def test_pyod_isolation_forest_is_seeded():
-    reference, query = normal_rows(200), normal_rows(20, seed=1)
-    first = PyODScorer("iforest", seed=3).fit(reference).score(query)
-    np.testing.assert_array_equal(first, PyODScorer("iforest", seed=3).fit(reference).score(query))
-    assert not np.allclose(first, PyODScorer("iforest", seed=4).fit(reference).score(query))
+    assert PyODScorer("lof", {"n_neighbors": 7}).fit(reference)._build().n_neighbors == 7
 
 
 def test_rank_fusion_averages_normalised_ranks():
@@ -107,7 +104,7 @@ def test_rank_fusion_averages_normalised_ranks():
     scorer = RankFusionScorer([KNNScorer(1), PyODScorer("ecod")]).fit(normal_rows(100))
     scores = scorer.score(np.vstack([normal_rows(9, seed=1), np.full((1, 4), 9.0)]))
     assert scores.argmax() == 9 and scores.max() == 1.0
-    assert [m["class"] for m in scorer.get_params()["members"]] == ["KNNScorer", "PyODScorer"]
+    assert [type(m).__name__ for m in scorer.get_params()["members"]] == ["KNNScorer", "PyODScorer"]
 
 
 def test_isolation_forest_scorer_is_seeded_and_ranks_an_outlier_first():
@@ -177,14 +174,13 @@ def test_build_detector_scorer_knows_the_detector_scorers():
     assert isinstance(build_detector_scorer("knn", 4), KNNScorer) and build_detector_scorer("knn", 4).k == 4
     assert isinstance(build_detector_scorer("subsampled_knn", seed=2), SubsampledKNNScorer)
     fusion = build_detector_scorer("fusion_rates", 3, seed=7).get_params()
-    assert fusion["members"] == [
-        {"class": "KNNScorer", "k": 3, "backend": "auto"},
-        {"class": "IsolationForestScorer", "n_estimators": 200, "seed": 7},
+    assert [(type(m).__name__, m.get_params()) for m in fusion["members"]] == [
+        ("KNNScorer", {"k": 3, "backend": "auto"}),
+        ("IsolationForestScorer", {"n_estimators": 200, "seed": 7}),
     ]
     assert build_detector_scorer("fusion_iforest", knn_backend="sklearn").members[0].backend == "sklearn"
     either = build_detector_scorer("fusion_knn", 3, num_numerical=2, cardinalities=[4]).get_params()
-    assert either["combine"] == "max" and either["members"][1] == {
-        "class": "OneHotKNNScorer",
+    assert either["combine"] == "max" and either["members"][1].get_params() == {
         "num_numerical": 2,
         "cardinalities": [4],
         "k": 3,
@@ -297,3 +293,62 @@ def test_hnsw_is_approximate_but_close_on_clustered_data():
     _, approximate = KNNScorer(5, "faiss_hnsw").fit(reference).kneighbors(query)
     recall = np.mean([len(set(a) & set(e)) / 5 for a, e in zip(approximate, exact)])
     assert recall > 0.9
+
+
+# --------------------------------------------------------------------------- the scorer contract
+
+
+def every_scorer() -> list[Scorer]:
+    """One unfitted instance of every scorer class, with non-default settings."""
+    return [
+        KNNScorer(k=2, backend="sklearn"),
+        SubsampledKNNScorer(k=2, num_subsamples=3, subsample_size=16, seed=4),
+        PyODScorer("hbos", {"n_bins": 5}),
+        RankFusionScorer([KNNScorer(1), IsolationForestScorer(n_estimators=10, seed=2)], weights=[2.0, 1.0]),
+        IsolationForestScorer(n_estimators=10, seed=3),
+        OneHotKNNScorer(num_numerical=1, cardinalities=[2, 3], k=1),
+        ReferenceRankFusion([KNNScorer(1), IsolationForestScorer(n_estimators=10)], combine="max"),
+        MFPSurprisalScorer(tiny_mfp_model(), field_names=["a", "b", "c", "d", "e"], max_logits=500),
+    ]
+
+
+def fit_and_query(scorer: Scorer) -> tuple[object, object]:
+    """A reference and a query in the form ``scorer`` takes."""
+    if isinstance(scorer, MFPSurprisalScorer):
+        return tiny_batch(30), tiny_batch(5, seed=1)
+    codes = np.column_stack([normal_rows(40, d=1)[:, 0], np.arange(40) % 2 + 3, np.arange(40) % 3 + 3])
+    if isinstance(scorer, OneHotKNNScorer):
+        return codes, codes[:5]
+    if isinstance(scorer, ReferenceRankFusion):
+        return [normal_rows(40), codes], [normal_rows(5, seed=1), codes[:5]]
+    return normal_rows(40), normal_rows(5, seed=1)
+
+
+@pytest.mark.parametrize("scorer", every_scorer(), ids=lambda scorer: type(scorer).__name__)
+def test_every_scorer_keeps_the_contract(scorer):
+    assert isinstance(scorer, Scorer)
+    reference, query = fit_and_query(scorer)
+    with pytest.raises(NotFittedError, match="not fitted"):
+        scorer.score(query)
+    twin = clone(scorer)
+    assert type(twin) is type(scorer) and twin is not scorer
+    assert set(twin.get_params(deep=True)) == set(scorer.get_params(deep=True))
+    assert scorer.fit(reference) is scorer
+    scores = scorer.score(query)
+    assert scores.shape == (5,) and np.isfinite(scores).all()
+    np.testing.assert_allclose(twin.fit(reference).score(query), scores)  # a clone scores alike
+    with pytest.raises(NotFittedError):
+        clone(scorer).score(query)  # a clone starts unfitted
+
+
+def test_the_contract_is_enforced_and_nested_parameters_are_reachable():
+    class Incomplete(Scorer):
+        def fit(self, reference):
+            return self
+
+    with pytest.raises(TypeError, match="abstract"):
+        Incomplete()
+    fusion = build_detector_scorer("fusion_iforest", k=3, seed=5)
+    assert isinstance(fusion, Scorer)
+    assert clone(fusion).members[1].get_params() == {"n_estimators": 200, "seed": 5}
+    assert KNNScorer(k=4).set_params(k=6).k == 6

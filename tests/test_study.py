@@ -1,4 +1,4 @@
-"""The detection study (tabresnet_course.study.run): data contamination, summary statistics, and the smoke grid end to end."""
+"""The detection study (tabresnet_course.study: grid, run, report): data contamination, summary statistics, and the smoke grid end to end."""
 
 import json
 from pathlib import Path
@@ -9,18 +9,9 @@ import pytest
 
 from tabresnet_course.evaluation import METRIC_COLUMNS
 from tabresnet_course.ocsf.generator import generate_baseline_and_evaluation
-from tabresnet_course.study.run import (
-    GRIDS,
-    METHODS,
-    PROTECTED,
-    bootstrap_interval,
-    contaminated_baseline,
-    main,
-    run_metrics,
-    run_study,
-    study_grid,
-    study_units,
-)
+from tabresnet_course.study.grid import GRIDS, PROTECTED, study_grid
+from tabresnet_course.study.report import bootstrap_interval, main
+from tabresnet_course.study.run import METHODS, contaminated_baseline, run_metrics, run_study, study_units
 
 
 def test_contaminated_baseline_holds_the_share_of_attacks_inside_the_baseline_period():

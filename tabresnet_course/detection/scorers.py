@@ -1,16 +1,16 @@
-"""Anomaly scorers with one shape: ``fit(reference)`` learns what normal looks like, ``score(query)``
-returns one number per query row (higher = stranger).
+"""Anomaly scorers, every one a :class:`~tabresnet_course.detection.base.Scorer`: ``fit(reference)``
+learns what normal looks like, ``score(query)`` returns one number per query row (higher = stranger).
 
 - :class:`KNNScorer`: mean distance to the ``k`` nearest reference rows (exact: scikit-learn,
   faiss or torch; or faiss's approximate HNSW).
 - :class:`SubsampledKNNScorer`: the same score averaged over members that each see a small random
   subsample of the reference, the trick that keeps Isolation Forest (Liu, Ting & Zhou, 2008)
   robust when the reference holds a burst of near-duplicate attack rows.
-- :class:`PyODScorer`: PyOD's ECOD, COPOD, HBOS, LOF and Isolation Forest behind the same shape.
+- :class:`PyODScorer`: PyOD's ECOD, COPOD, HBOS and LOF behind the same contract.
 - :func:`rank_fusion` / :class:`RankFusionScorer`: several scores combined by normalised ranks.
-- :class:`IsolationForestScorer`: scikit-learn's Isolation Forest (no PyOD needed).
+- :class:`IsolationForestScorer`: scikit-learn's Isolation Forest, the package's one forest.
 - :class:`OneHotKNNScorer`: kNN on the raw features (numericals next to one-hot categories),
-  read from the compact codes view of :func:`tree_features`.
+  read from the compact codes view of :func:`tree_features` (the package's one raw kNN).
 - :class:`ReferenceRankFusion`: members on their own views of the same rows, each query score
   turned into its rank among the member's reference scores (:func:`reference_ranks`), then
   averaged or maxed; a row's score does not depend on the other rows scored with it.
@@ -18,13 +18,15 @@ returns one number per query row (higher = stranger).
   :data:`DETECTOR_SCORERS`.
 
 Every scorer validates its input (2-D, finite, the same columns at fit and score time), is
-deterministic for its ``seed`` and reports its configuration with ``get_params``. Chapter "The
-OCSF pipeline" compares them (``python -m tabresnet_course.study``).
+deterministic for its ``seed``, raises ``NotFittedError`` before ``fit`` and works with
+scikit-learn's ``get_params`` and ``clone``. Chapter "The OCSF pipeline" compares them
+(``python -m tabresnet_course.study``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -32,18 +34,42 @@ import scipy.sparse as sp
 import torch
 from scipy.stats import rankdata
 from sklearn.ensemble import IsolationForest
-from sklearn.exceptions import NotFittedError
 from sklearn.metrics.pairwise import euclidean_distances
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import OneHotEncoder
 
+from tabresnet_course.detection.base import Scorer
 from tabresnet_course.model import NUM_RESERVED_INDICES
 
+__all__ = [
+    "APPROXIMATE_KNN_BACKENDS",
+    "DEFAULT_K",
+    "DETECTOR_SCORERS",
+    "KNN_BACKENDS",
+    "PYOD_DETECTORS",
+    "IsolationForestScorer",
+    "KNNScorer",
+    "OneHotKNNScorer",
+    "PyODScorer",
+    "RankFusionScorer",
+    "ReferenceRankFusion",
+    "SubsampledKNNScorer",
+    "build_detector_scorer",
+    "installed_knn_backends",
+    "one_hot_features",
+    "rank_fusion",
+    "reference_ranks",
+    "reference_scores",
+    "tree_features",
+]
+
 DEFAULT_K = 5
-"""Neighbours averaged by the kNN scores."""
+"""Neighbours averaged by the kNN scores (the detector's ``DetectorConfig.k``). Small k reacts to
+isolated oddities; a larger k also flags small groups of similar anomalies (a group of ``g < k``
+records cannot hide behind itself)."""
 
 
-def check_matrix(array: Any, name: str, num_columns: int | None = None) -> Any:
+def _check_matrix(array: Any, name: str, num_columns: int | None = None) -> Any:
     """``array`` as a 2-D float matrix (dense ``float64`` or scipy sparse ``csr``) after checking
     that it has at least one row, only finite values and, when given, ``num_columns`` columns."""
     matrix = sp.csr_matrix(array, dtype=np.float64) if sp.issparse(array) else np.asarray(array, dtype=np.float64)
@@ -59,17 +85,10 @@ def check_matrix(array: Any, name: str, num_columns: int | None = None) -> Any:
     return matrix
 
 
-def check_fitted(scorer: Any, attribute: str) -> None:
-    """Raise ``ValueError`` when ``scorer.fit`` has not been called yet."""
-    if not hasattr(scorer, attribute):
-        raise ValueError(f"this {type(scorer).__name__} is not fitted; call fit(reference) first")
-
-
-def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    """``value`` as an ``int`` after checking it is an integer of at least ``minimum``."""
-    if isinstance(value, bool) or int(value) != value or int(value) < minimum:
+def _check_positive_int(value: Any, name: str, minimum: int = 1) -> None:
+    """Raise ``ValueError`` unless ``value`` is an integer (not a bool) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 KNN_BACKENDS = ("faiss", "sklearn", "torch")
@@ -98,7 +117,7 @@ def installed_knn_backends() -> list[str]:
     return list(KNN_BACKENDS)
 
 
-def import_faiss() -> Any:
+def _import_faiss() -> Any:
     """The ``faiss`` module, or an ``ImportError`` that says how to install it."""
     try:
         import faiss
@@ -107,7 +126,7 @@ def import_faiss() -> Any:
     return faiss
 
 
-class KNNScorer:
+class KNNScorer(Scorer):
     """Mean Euclidean distance to the ``k`` nearest reference rows (chapter "The OCSF pipeline").
 
     ``backend`` finds the neighbours: ``"sklearn"`` (``NearestNeighbors``, brute force; the only
@@ -127,16 +146,13 @@ class KNNScorer:
         names = ("auto", *KNN_BACKENDS, *APPROXIMATE_KNN_BACKENDS)
         if backend not in names:
             raise ValueError(f"backend must be one of {names}, got {backend!r}")
-        self.k = check_positive_int(k, "k")
+        _check_positive_int(k, "k")
+        self.k = k
         self.backend = backend
-
-    def get_params(self) -> dict[str, Any]:
-        """The constructor arguments."""
-        return {"k": self.k, "backend": self.backend}
 
     def fit(self, reference: Any) -> KNNScorer:
         """Index the reference rows ``(n_ref, d)``; needs at least ``k`` of them."""
-        reference = check_matrix(reference, "reference")
+        reference = _check_matrix(reference, "reference")
         if reference.shape[0] < self.k:
             raise ValueError(f"the reference has {reference.shape[0]} rows, fewer than k={self.k}")
         backend = self.backend
@@ -157,7 +173,7 @@ class KNNScorer:
         if self.backend_ == "torch":
             rows = torch.from_numpy(reference.astype(np.float32))  # (n_ref, d)
             return rows, (rows * rows).sum(dim=1)  # (n_ref, d), (n_ref,)
-        faiss = import_faiss()
+        faiss = _import_faiss()
         if self.backend_ == "faiss":
             index = faiss.IndexFlatL2(self.num_features_)
         else:
@@ -169,9 +185,8 @@ class KNNScorer:
     def kneighbors(self, query: Any) -> tuple[np.ndarray, np.ndarray]:
         """``(distances, indices)``, both ``(n_query, k)``, nearest first: each query row's ``k``
         nearest reference rows and its Euclidean distances to them."""
-        if not hasattr(self, "index_"):
-            raise NotFittedError(f"this {type(self).__name__} is not fitted; call fit(reference) first")
-        query = check_matrix(query, "query", self.num_features_)
+        self.check_fitted()
+        query = _check_matrix(query, "query", self.num_features_)
         if sp.issparse(query):
             if self.backend_ != "sklearn":
                 raise ValueError(f"backend {self.backend_!r} needs a dense query matrix")
@@ -196,7 +211,7 @@ class KNNScorer:
         if self.backend_ == "sklearn":
             return self.index_.kneighbors(query, return_distance=False)
         if self.backend_ == "torch":
-            return torch_nearest(torch.from_numpy(query.astype(np.float32)), *self.index_, self.k).numpy()
+            return _torch_nearest(torch.from_numpy(query.astype(np.float32)), *self.index_, self.k).numpy()
         _, indices = self.index_.search(np.ascontiguousarray(query, dtype=np.float32), self.k)
         return indices.astype(np.int64)
 
@@ -208,8 +223,7 @@ class KNNScorer:
     def leave_one_out_scores(self) -> np.ndarray:
         """``(n_ref,)`` the score of every reference row with the row itself left out (it would
         find itself at distance 0): its mean distance to the ``k`` nearest *other* rows."""
-        if not hasattr(self, "index_"):
-            raise NotFittedError(f"this {type(self).__name__} is not fitted; call fit(reference) first")
+        self.check_fitted()
         if self.k >= self.reference_.shape[0]:
             raise ValueError(f"the reference has {self.reference_.shape[0]} rows, need more than k={self.k}")
         distances, _ = NearestNeighbors(n_neighbors=self.k, algorithm="brute").fit(self.reference_).kneighbors()
@@ -217,7 +231,7 @@ class KNNScorer:
 
 
 @torch.no_grad()
-def torch_nearest(query: torch.Tensor, reference: torch.Tensor, squared_norms: torch.Tensor, k: int) -> torch.Tensor:
+def _torch_nearest(query: torch.Tensor, reference: torch.Tensor, squared_norms: torch.Tensor, k: int) -> torch.Tensor:
     """``(b, k)`` indices of the ``k`` rows of ``reference`` nearest to each row of ``query``,
     exact: ``||r||^2 - 2 q.r`` (the ``||q||^2`` term does not change a row's ranking) tile by
     tile of :data:`REFERENCE_BLOCK` rows, each tile's ``topk`` merged into the running best."""
@@ -234,7 +248,7 @@ def torch_nearest(query: torch.Tensor, reference: torch.Tensor, squared_norms: t
     return best_indices
 
 
-class SubsampledKNNScorer:
+class SubsampledKNNScorer(Scorer):
     """kNN scores averaged over ``num_subsamples`` members, each fitted on a seeded random
     ``subsample_size`` rows of the reference (chapter "The OCSF pipeline").
 
@@ -254,28 +268,21 @@ class SubsampledKNNScorer:
         seed: int = 0,
         aggregate: str = "mean",
     ) -> None:
-        self.k = check_positive_int(k, "k")
-        self.num_subsamples = check_positive_int(num_subsamples, "num_subsamples")
-        self.subsample_size = check_positive_int(subsample_size, "subsample_size", minimum=self.k)
+        _check_positive_int(k, "k")
+        _check_positive_int(num_subsamples, "num_subsamples")
+        _check_positive_int(subsample_size, "subsample_size", minimum=k)
         if aggregate not in ("mean", "median"):
             raise ValueError(f"aggregate must be 'mean' or 'median', got {aggregate!r}")
-        self.seed = int(seed)
+        self.k = k
+        self.num_subsamples = num_subsamples
+        self.subsample_size = subsample_size
+        self.seed = seed
         self.aggregate = aggregate
-
-    def get_params(self) -> dict[str, Any]:
-        """The constructor arguments."""
-        return {
-            "k": self.k,
-            "num_subsamples": self.num_subsamples,
-            "subsample_size": self.subsample_size,
-            "seed": self.seed,
-            "aggregate": self.aggregate,
-        }
 
     def fit(self, reference: Any) -> SubsampledKNNScorer:
         """Draw the members' subsamples (without replacement within a member; all rows when the
         reference is smaller than ``subsample_size``) and keep the rows any member uses."""
-        reference = check_matrix(reference, "reference")
+        reference = _check_matrix(reference, "reference")
         num_rows = reference.shape[0]
         if num_rows < self.k:
             raise ValueError(f"the reference has {num_rows} rows, fewer than k={self.k}")
@@ -294,8 +301,8 @@ class SubsampledKNNScorer:
         """``(n_query,)`` mean (or median) over the members of their kNN scores. The distances to
         the used reference rows are computed once per chunk of ``max_distances`` values; each
         member then reads its own columns."""
-        check_fitted(self, "member_columns_")
-        query = check_matrix(query, "query", self.num_features_)
+        self.check_fitted()
+        query = _check_matrix(query, "query", self.num_features_)
         rows = max(1, max_distances // self.reference_.shape[0])
         chunks = []
         for start in range(0, query.shape[0], rows):
@@ -307,56 +314,48 @@ class SubsampledKNNScorer:
         return np.median(member_scores, axis=1) if self.aggregate == "median" else member_scores.mean(axis=1)
 
 
-PYOD_DETECTORS = ("ecod", "copod", "hbos", "lof", "iforest")
-"""Names :class:`PyODScorer` accepts."""
+PYOD_DETECTORS = ("ecod", "copod", "hbos", "lof")
+"""Names :class:`PyODScorer` accepts (the Isolation Forest is :class:`IsolationForestScorer`)."""
 
 
-class PyODScorer:
-    """One of PyOD's detectors (Zhao et al., 2019) behind the ``fit`` / ``score`` shape:
-    ``"ecod"`` (empirical-CDF tails), ``"copod"`` (copula tails), ``"hbos"`` (histograms),
-    ``"lof"`` (local outlier factor, novelty mode) or ``"iforest"`` (Isolation Forest).
-    ``params`` go to the PyOD constructor; ``seed`` seeds the randomised ones. PyOD is an
-    optional dependency (extras ``book`` and ``test``). Chapter "The OCSF pipeline".
+class PyODScorer(Scorer):
+    """One of PyOD's deterministic detectors (Zhao et al., 2019) behind the scorer contract:
+    ``"ecod"`` (empirical-CDF tails), ``"copod"`` (copula tails), ``"hbos"`` (histograms) or
+    ``"lof"`` (local outlier factor, novelty mode). ``params`` (a dict) go to the PyOD
+    constructor. PyOD is an optional dependency (extras ``book`` and ``test``). Chapter "The
+    OCSF pipeline".
     """
 
-    def __init__(self, name: str, seed: int = 0, **params: Any) -> None:
+    def __init__(self, name: str, params: dict[str, Any] | None = None) -> None:
         if name not in PYOD_DETECTORS:
             raise ValueError(f"name must be one of {PYOD_DETECTORS}, got {name!r}")
         self.name = name
-        self.seed = int(seed)
-        self.params = dict(params)
+        self.params = params
 
-    def get_params(self) -> dict[str, Any]:
-        """The constructor arguments."""
-        return {"name": self.name, "seed": self.seed, **self.params}
-
-    def build(self) -> Any:
+    def _build(self) -> Any:
         """A fresh, unfitted PyOD detector."""
         try:
             from pyod.models.copod import COPOD
             from pyod.models.ecod import ECOD
             from pyod.models.hbos import HBOS
-            from pyod.models.iforest import IForest
             from pyod.models.lof import LOF
         except ImportError:
             raise ImportError("PyODScorer needs the pyod package (pip install pyod)") from None
-        if self.name == "iforest":
-            return IForest(random_state=self.seed, **self.params)
-        return {"ecod": ECOD, "copod": COPOD, "hbos": HBOS, "lof": LOF}[self.name](**self.params)
+        return {"ecod": ECOD, "copod": COPOD, "hbos": HBOS, "lof": LOF}[self.name](**(self.params or {}))
 
     def fit(self, reference: Any) -> PyODScorer:
         """Fit the detector on the dense reference rows ``(n_ref, d)``."""
-        reference = check_matrix(reference, "reference")
+        reference = _check_matrix(reference, "reference")
         if sp.issparse(reference):
             raise ValueError("PyODScorer needs a dense reference matrix (call .toarray() first)")
         self.num_features_ = reference.shape[1]
-        self.detector_ = self.build().fit(reference)
+        self.detector_ = self._build().fit(reference)
         return self
 
     def score(self, query: Any) -> np.ndarray:
         """``(n_query,)`` PyOD ``decision_function`` (higher = more anomalous)."""
-        check_fitted(self, "detector_")
-        query = check_matrix(query, "query", self.num_features_)
+        self.check_fitted()
+        query = _check_matrix(query, "query", self.num_features_)
         if sp.issparse(query):
             raise ValueError("PyODScorer needs a dense query matrix (call .toarray() first)")
         return np.asarray(self.detector_.decision_function(query), dtype=np.float64)
@@ -383,56 +382,52 @@ def rank_fusion(scores: Sequence[np.ndarray], weights: Sequence[float] | None = 
     return weights @ ranks / weights.sum()
 
 
-class RankFusionScorer:
+class RankFusionScorer(Scorer):
     """Several scorers fitted on the same reference, their query scores fused by
     :func:`rank_fusion`. Ranks are taken within the query batch, so a row's fused score depends
     on the other rows scored with it: score a whole period at once. Chapter "The OCSF pipeline".
     """
 
-    def __init__(self, members: Sequence[Any], weights: Sequence[float] | None = None) -> None:
+    def __init__(self, members: Sequence[Scorer], weights: Sequence[float] | None = None) -> None:
         if not members:
             raise ValueError("RankFusionScorer needs at least one member scorer")
-        self.members = list(members)
-        self.weights = None if weights is None else [float(w) for w in weights]
-
-    def get_params(self) -> dict[str, Any]:
-        """The members' classes and parameters, and the weights."""
-        return {
-            "members": [{"class": type(m).__name__, **m.get_params()} for m in self.members],
-            "weights": self.weights,
-        }
+        self.members = members
+        self.weights = weights
 
     def fit(self, reference: Any) -> RankFusionScorer:
         """Fit every member on ``reference``."""
         for member in self.members:
             member.fit(reference)
-        self.fitted_ = True
         return self
+
+    def check_fitted(self) -> None:
+        """``NotFittedError`` unless every member is fitted."""
+        for member in self.members:
+            member.check_fitted()
 
     def score(self, query: Any) -> np.ndarray:
         """``(n_query,)`` fused normalised ranks of the members' scores (in ``(0, 1]``)."""
-        check_fitted(self, "fitted_")
+        self.check_fitted()
         return rank_fusion([member.score(query) for member in self.members], self.weights)
 
 
-class IsolationForestScorer:
-    """Isolation Forest (Liu, Ting & Zhou, 2008; scikit-learn) behind the ``fit`` / ``score``
-    shape: ``-score_samples`` (higher = more anomalous). Seeded, so refitting on the same rows
-    gives the same forest, which is how a saved detector restores it without pickle. Give it
-    the numericals next to integer category codes (:func:`tree_features`). Chapter "The OCSF
-    pipeline"."""
+class IsolationForestScorer(Scorer):
+    """Isolation Forest (Liu, Ting & Zhou, 2008; scikit-learn) behind the scorer contract:
+    ``-score_samples`` (higher = more anomalous). Seeded, so refitting on the same rows gives
+    the same forest, which is how a saved detector restores it without pickle. Give it the
+    numericals next to integer category codes (:func:`tree_features`): a split on a code
+    separates groups of categories, which trees handle well, whereas one-hot columns of
+    high-cardinality fields (users, IPs) would dilute the random feature choice among thousands
+    of nearly empty columns. Chapter "The OCSF pipeline"."""
 
     def __init__(self, n_estimators: int = 200, seed: int = 0) -> None:
-        self.n_estimators = check_positive_int(n_estimators, "n_estimators")
-        self.seed = int(seed)
-
-    def get_params(self) -> dict[str, Any]:
-        """The constructor arguments."""
-        return {"n_estimators": self.n_estimators, "seed": self.seed}
+        _check_positive_int(n_estimators, "n_estimators")
+        self.n_estimators = n_estimators
+        self.seed = seed
 
     def fit(self, reference: Any) -> IsolationForestScorer:
         """Grow the forest on the dense reference rows ``(n_ref, d)``."""
-        reference = check_matrix(reference, "reference")
+        reference = _check_matrix(reference, "reference")
         if sp.issparse(reference):
             raise ValueError("IsolationForestScorer needs a dense reference matrix")
         self.num_features_ = reference.shape[1]
@@ -441,8 +436,8 @@ class IsolationForestScorer:
 
     def score(self, query: Any) -> np.ndarray:
         """``(n_query,)`` negated ``score_samples``."""
-        check_fitted(self, "forest_")
-        return -self.forest_.score_samples(check_matrix(query, "query", self.num_features_))
+        self.check_fitted()
+        return -self.forest_.score_samples(_check_matrix(query, "query", self.num_features_))
 
 
 def tree_features(numerical: np.ndarray, categorical: np.ndarray, rates: np.ndarray | None = None) -> np.ndarray:
@@ -473,45 +468,45 @@ def one_hot_features(numerical: np.ndarray, categorical: np.ndarray, cardinaliti
     return sp.hstack([sp.csr_matrix(numerical.astype(np.float32)), one_hot], format="csr")
 
 
-class OneHotKNNScorer:
+class OneHotKNNScorer(Scorer):
     """:class:`KNNScorer` (scikit-learn, sparse) on the raw features of :func:`one_hot_features`,
     read from the codes view of :func:`tree_features` without rates: ``num_numerical`` numerical
     columns, then one integer code per categorical column of ``cardinalities``. The detector
     stores that compact view, not the one-hot rows. Chapter "The OCSF pipeline"."""
 
     def __init__(self, num_numerical: int, cardinalities: Sequence[int], k: int = DEFAULT_K) -> None:
-        self.num_numerical = check_positive_int(num_numerical, "num_numerical", minimum=0)
-        self.cardinalities = [check_positive_int(c, "cardinality", minimum=0) for c in cardinalities]
-        self.k = check_positive_int(k, "k")
+        _check_positive_int(num_numerical, "num_numerical", minimum=0)
+        for cardinality in cardinalities:
+            _check_positive_int(cardinality, "cardinality", minimum=0)
+        _check_positive_int(k, "k")
+        self.num_numerical = num_numerical
+        self.cardinalities = cardinalities
+        self.k = k
 
-    def get_params(self) -> dict[str, Any]:
-        """The constructor arguments."""
-        return {"num_numerical": self.num_numerical, "cardinalities": list(self.cardinalities), "k": self.k}
-
-    def one_hot(self, codes: Any, name: str) -> sp.csr_matrix:
+    def _one_hot(self, codes: Any, name: str) -> sp.csr_matrix:
         """The one-hot rows of a codes matrix ``(n, num_numerical + n_categorical)``."""
-        codes = check_matrix(codes, name, self.num_numerical + len(self.cardinalities))
+        codes = _check_matrix(codes, name, self.num_numerical + len(self.cardinalities))
         codes = codes.toarray() if sp.issparse(codes) else codes
         numerical, categorical = codes[:, : self.num_numerical], codes[:, self.num_numerical :]
         return one_hot_features(numerical, categorical.astype(np.int64), self.cardinalities)
 
     def fit(self, reference: Any) -> OneHotKNNScorer:
         """Index the one-hot rows of the reference codes."""
-        self.knn_ = KNNScorer(self.k, backend="sklearn").fit(self.one_hot(reference, "reference"))
+        self.knn_ = KNNScorer(self.k, backend="sklearn").fit(self._one_hot(reference, "reference"))
         return self
 
     def score(self, query: Any) -> np.ndarray:
         """``(n_query,)`` mean one-hot distance of each query row to its ``k`` nearest reference rows."""
-        check_fitted(self, "knn_")
-        return self.knn_.score(self.one_hot(query, "query"))
+        self.check_fitted()
+        return self.knn_.score(self._one_hot(query, "query"))
 
     def leave_one_out_scores(self) -> np.ndarray:
         """``(n_ref,)`` every reference row's score among the other rows (:class:`KNNScorer`)."""
-        check_fitted(self, "knn_")
+        self.check_fitted()
         return self.knn_.leave_one_out_scores()
 
 
-def reference_scores(member: Any, reference: Any) -> np.ndarray:
+def reference_scores(member: Scorer, reference: Any) -> np.ndarray:
     """``member``'s scores of its own reference rows, the yardstick a query score is ranked
     against. A kNN row would find itself at distance 0, so a member with
     ``leave_one_out_scores`` (:class:`KNNScorer`, :class:`OneHotKNNScorer`) scores each row
@@ -536,7 +531,7 @@ def reference_ranks(yardstick: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return np.where(scores > largest, 1.0 + (scores - largest) / spread, ranks)
 
 
-class ReferenceRankFusion:
+class ReferenceRankFusion(Scorer):
     """Members fitted on their own views of the same reference rows (say embeddings and raw
     features); a query row's score combines, over members, its *reference rank*
     (:func:`reference_ranks`: the share of the member's reference scores below the query's
@@ -551,30 +546,22 @@ class ReferenceRankFusion:
     ``fit(references)`` and ``score(queries)`` take one matrix per member, in member order.
     """
 
-    def __init__(self, members: Sequence[Any], weights: Sequence[float] | None = None, combine: str = "mean") -> None:
+    def __init__(
+        self, members: Sequence[Scorer], weights: Sequence[float] | None = None, combine: str = "mean"
+    ) -> None:
         if not members:
             raise ValueError("ReferenceRankFusion needs at least one member scorer")
         if combine not in ("mean", "max"):
             raise ValueError(f"combine must be 'mean' or 'max', got {combine!r}")
         if combine == "max" and weights is not None:
             raise ValueError("weights apply to combine='mean' only")
-        self.members = list(members)
-        if weights is not None and (len(weights) != len(self.members) or min(weights) < 0 or sum(weights) <= 0):
-            raise ValueError(
-                f"weights must be {len(self.members)} non-negative numbers with a positive sum, got {weights}"
-            )
-        self.weights = None if weights is None else [float(w) for w in weights]
+        if weights is not None and (len(weights) != len(members) or min(weights) < 0 or sum(weights) <= 0):
+            raise ValueError(f"weights must be {len(members)} non-negative numbers with a positive sum, got {weights}")
+        self.members = members
+        self.weights = weights
         self.combine = combine
 
-    def get_params(self) -> dict[str, Any]:
-        """The members' classes and parameters, the weights and how ranks combine."""
-        return {
-            "members": [{"class": type(m).__name__, **m.get_params()} for m in self.members],
-            "weights": self.weights,
-            "combine": self.combine,
-        }
-
-    def check_views(self, views: Sequence[Any], name: str) -> list[Any]:
+    def _check_views(self, views: Sequence[Any], name: str) -> list[Any]:
         """One matrix per member, all with the same number of rows."""
         views = list(views)
         if len(views) != len(self.members):
@@ -586,17 +573,17 @@ class ReferenceRankFusion:
 
     def fit(self, references: Sequence[Any]) -> ReferenceRankFusion:
         """Fit every member on its reference matrix and keep its sorted reference scores."""
-        references = self.check_views(references, "reference")
+        references = self._check_views(references, "reference")
         self.reference_scores_ = [
-            np.sort(reference_scores(member.fit(view), check_matrix(view, "reference")))
+            np.sort(reference_scores(member.fit(view), _check_matrix(view, "reference")))
             for member, view in zip(self.members, references)
         ]
         return self
 
     def member_ranks(self, queries: Sequence[Any]) -> np.ndarray:
         """``(members, n_query)`` every member's reference ranks of the query rows."""
-        check_fitted(self, "reference_scores_")
-        queries = self.check_views(queries, "query")
+        self.check_fitted()
+        queries = self._check_views(queries, "query")
         return np.stack(
             [
                 reference_ranks(yardstick, member.score(view))
@@ -610,7 +597,7 @@ class ReferenceRankFusion:
         ranks = self.member_ranks(queries)
         if self.combine == "max":
             return ranks.max(axis=0)
-        weights = np.ones(len(ranks)) if self.weights is None else np.asarray(self.weights)
+        weights = np.ones(len(ranks)) if self.weights is None else np.asarray(self.weights, dtype=np.float64)
         return weights @ ranks / weights.sum()
 
 
@@ -635,7 +622,7 @@ def build_detector_scorer(
     knn_backend: str = "auto",
     num_numerical: int | None = None,
     cardinalities: Sequence[int] | None = None,
-) -> Any:
+) -> Scorer:
     """An unfitted scorer for ``DetectorConfig.scorer == name``: kNN (on ``knn_backend``) or
     subsampled kNN on the embeddings; for ``"fusion_knn"`` the larger reference rank of the
     embedding kNN and of a kNN on the raw features (:class:`OneHotKNNScorer`, which needs the

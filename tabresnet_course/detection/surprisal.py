@@ -19,15 +19,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from tabresnet_course.detection.base import Scorer
 from tabresnet_course.mfp import TabularResNetWithMFP, cell_cross_entropy
 from tabresnet_course.model import check_batch
+
+__all__ = ["MIN_VARIANCE", "MFPSurprisalScorer"]
 
 MIN_VARIANCE = 1e-4
 """Floor of a numerical field's error variance (a field the model predicts perfectly on the
 reference would otherwise make any deviation infinitely surprising)."""
 
 
-class MFPSurprisalScorer:
+class MFPSurprisalScorer(Scorer):
     """Sum of per-field MFP surprisals (higher = stranger), with ``fit`` / ``score`` taking
     ``(numerical (N, n_num), categorical (N, n_cat))`` pairs from the detector's preprocessor.
 
@@ -39,7 +42,7 @@ class MFPSurprisalScorer:
 
     Args:
         model: a trained MFP model; it is put in eval mode.
-        field_names: optional names of the fields, numerical then categorical (``field_names_``).
+        field_names: optional names of the fields, numerical then categorical.
         max_logits: memory bound of one forward pass, in logit values.
     """
 
@@ -48,20 +51,29 @@ class MFPSurprisalScorer:
     ) -> None:
         if not isinstance(model, TabularResNetWithMFP):
             raise TypeError(f"model must be a TabularResNetWithMFP, got {type(model).__name__}")
+        num_fields = model.num_numerical + len(model.categorical_cardinalities)
+        if field_names is not None and len(field_names) != num_fields:
+            raise ValueError(f"field_names has {len(field_names)} names for {num_fields} fields")
         self.model = model.eval()
-        self.num_numerical = model.num_numerical
-        self.num_categorical = len(model.categorical_cardinalities)
-        self.num_fields = self.num_numerical + self.num_categorical
-        if field_names is not None and len(field_names) != self.num_fields:
-            raise ValueError(f"field_names has {len(field_names)} names for {self.num_fields} fields")
-        self.field_names_ = list(field_names) if field_names is not None else None
-        self.max_logits = int(max_logits)
+        self.field_names = field_names
+        self.max_logits = max_logits
 
-    def get_params(self) -> dict[str, Any]:
-        """Configuration (the model's is in ``model.config``)."""
-        return {"field_names": self.field_names_, "max_logits": self.max_logits}
+    @property
+    def num_numerical(self) -> int:
+        """Numerical fields (the model's)."""
+        return self.model.num_numerical
 
-    def check_pair(self, data: Any, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    @property
+    def num_categorical(self) -> int:
+        """Categorical fields (the model's)."""
+        return len(self.model.categorical_cardinalities)
+
+    @property
+    def num_fields(self) -> int:
+        """All fields, numerical then categorical."""
+        return self.num_numerical + self.num_categorical
+
+    def _check_pair(self, data: Any, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """``(numerical, categorical)`` as float32 / int64 tensors after checking their shapes."""
         if not isinstance(data, (tuple, list)) or len(data) != 2:
             raise ValueError(f"{name} must be a (numerical, categorical) pair of arrays")
@@ -94,12 +106,8 @@ class MFPSurprisalScorer:
         model = self.model
         device = next(model.parameters()).device
         fields, n_num = self.num_fields, self.num_numerical
-        rows = max(1, self.max_logits // max(1, fields * max(model.d_model, model.valid_classes.shape[-1])))
-        weight, bias = model.prediction_head.weight, model.prediction_head.bias  # (n_logits + n_num, d), (...)
-        cat_weight = weight[model.logit_index]  # (n_cat, max_table, d): each column's head rows
-        cat_bias = bias[model.logit_index]  # (n_cat, max_table)
-        num_weight = weight[model.num_categorical_logits :]  # (n_num, d)
-        num_bias = bias[model.num_categorical_logits :]  # (n_num,)
+        heads = model.field_heads()  # each field's rows of the prediction head
+        rows = max(1, int(self.max_logits) // max(1, fields * max(model.d_model, heads.valid_classes.shape[-1])))
         eye = torch.eye(fields, dtype=torch.bool, device=device)  # (F, F): copy f masks field f
         nll_chunks, error_chunks = [], []
         for num, cat in zip(numerical.split(rows), categorical.split(rows)):
@@ -108,25 +116,27 @@ class MFPSurprisalScorer:
             mask = eye.repeat_interleave(b, dim=0)  # (F * b, F), copy f = rows f*b .. f*b + b - 1
             masked = model.mask_inputs(num.repeat(fields, 1), cat.repeat(fields, 1), mask[:, :n_num], mask[:, n_num:])
             embedding = model.embed(*masked).float().view(fields, b, -1)  # (F, b, d)
-            logits = torch.baddbmm(cat_bias[:, None, :], embedding[n_num:], cat_weight.transpose(1, 2))  # (n_cat, b, T)
-            logits = logits.masked_fill(~model.valid_classes[:, None, :], torch.finfo(logits.dtype).min)
+            logits = torch.baddbmm(
+                heads.categorical_bias[:, None, :], embedding[n_num:], heads.categorical_weight.transpose(1, 2)
+            )  # (n_cat, b, T)
+            logits = logits.masked_fill(~heads.valid_classes[:, None, :], torch.finfo(logits.dtype).min)
             nll_chunks.append(cell_cross_entropy(logits, cat.T).T.cpu())  # (b, n_cat)
-            predictions = torch.einsum("fbd,fd->fb", embedding[:n_num], num_weight) + num_bias[:, None]  # (n_num, b)
+            predictions = torch.einsum("fbd,fd->fb", embedding[:n_num], heads.numerical_weight)  # (n_num, b)
+            predictions = predictions + heads.numerical_bias[:, None]
             error_chunks.append(((predictions.T - num.float()) ** 2).cpu())  # (b, n_num)
         return torch.cat(nll_chunks), torch.cat(error_chunks)
 
     def fit(self, reference: Any) -> MFPSurprisalScorer:
         """Estimate each numerical field's error variance ``s^2`` on the reference pair."""
-        numerical, categorical = self.check_pair(reference, "reference")
+        numerical, categorical = self._check_pair(reference, "reference")
         _, errors = self.masked_predictions(numerical, categorical)  # (N, n_num)
         self.variance_ = errors.double().mean(0).clamp(min=MIN_VARIANCE).numpy()  # (n_num,)
         return self
 
     def field_surprisal(self, numerical: np.ndarray, categorical: np.ndarray) -> np.ndarray:
         """``(N, n_num + n_cat)`` surprisal in nats of each field given the others."""
-        if not hasattr(self, "variance_"):
-            raise ValueError("this MFPSurprisalScorer is not fitted; call fit(reference) first")
-        numerical_t, categorical_t = self.check_pair((numerical, categorical), "query")
+        self.check_fitted()
+        numerical_t, categorical_t = self._check_pair((numerical, categorical), "query")
         nll, errors = self.masked_predictions(numerical_t, categorical_t)
         variance = self.variance_[None, :]  # (1, n_num)
         gaussian = 0.5 * np.log(2 * math.pi * variance) + errors.double().numpy() / (2 * variance)  # (N, n_num)

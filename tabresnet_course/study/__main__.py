@@ -2,6 +2,6 @@
 
 import sys
 
-from tabresnet_course.study.run import main
+from tabresnet_course.study.report import main
 
 sys.exit(main())
