@@ -10,18 +10,14 @@ import torch
 from cli_helpers import call
 from sklearn.exceptions import NotFittedError
 
-from tabresnet_course.detection.detector import (
-    CONFIG_FILE,
-    REFERENCE_SAMPLE_FILE,
-    OCSFAnomalyDetector,
-    train_ocsf_anomaly_detector,
-)
+from tabresnet_course.detection.detector import OCSFAnomalyDetector, train_ocsf_anomaly_detector
 from tabresnet_course.detection.explain import (
     EXPLANATION_COLUMNS,
     MISSING_TEXT,
     explained_fields,
     explanation_columns,
 )
+from tabresnet_course.detection.saved import CONFIG_FILE, REFERENCE_SAMPLE_FILE
 from tabresnet_course.events.files import write_events
 from tabresnet_course.ocsf.generator import generate_baseline_and_evaluation
 from tabresnet_course.ocsf.scenarios import CHANGED_FEATURES as CHANGED_FIELDS

@@ -18,7 +18,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tabresnet_course.detection.detector import fit_preprocessing
+from tabresnet_course.detection.pipeline import fit_preprocessing
 from tabresnet_course.events.flat import flatten_event, flatten_events
 from tabresnet_course.features.spec import OCSFFeaturizer
 from tabresnet_course.model import NUM_RESERVED_INDICES, TabularResNet

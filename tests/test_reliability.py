@@ -25,7 +25,8 @@ import pytest
 import torch
 from cli_helpers import TINY_TRAIN, assert_error, call, run_process, stderr_lines
 
-from tabresnet_course.detection.detector import CONFIG_FILE, REFERENCE_FILE, WEIGHTS_FILE, OCSFAnomalyDetector
+from tabresnet_course.detection.detector import OCSFAnomalyDetector
+from tabresnet_course.detection.saved import CONFIG_FILE, REFERENCE_FILE, WEIGHTS_FILE
 from tabresnet_course.events import files as events_io
 from tabresnet_course.events.files import MAX_NESTING, read_events
 from tabresnet_course.ocsf.generator import generate_ocsf_events

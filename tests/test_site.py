@@ -92,7 +92,7 @@ def test_api_reference_documents_every_public_name(html):
     assert not missing, f"not in the built API reference (rebuild the book if it is stale): {missing}"
 
 
-LITERALINCLUDE = re.compile(r"```\{literalinclude\}\s+\S*?tabresnet_course/(\w+)\.py[^\n]*\n((?:[ \t]*:[^\n]*\n)*)")
+LITERALINCLUDE = re.compile(r"```\{literalinclude\}\s+\S*?tabresnet_course/([\w/]+)\.py[^\n]*\n((?:[ \t]*:[^\n]*\n)*)")
 
 
 def introduced_objects() -> dict[str, str]:
@@ -102,7 +102,7 @@ def introduced_objects() -> dict[str, str]:
         for module, options in LITERALINCLUDE.findall((ROOT / chapter).read_text()):
             match = re.search(r":pyobject:\s*(\S+)", options)
             if match and not any(part.startswith("_") for part in match.group(1).split(".")):
-                first.setdefault(f"tabresnet_course.{module}.{match.group(1)}", chapter)
+                first.setdefault(f"tabresnet_course.{module.replace('/', '.')}.{match.group(1)}", chapter)
     return first
 
 
