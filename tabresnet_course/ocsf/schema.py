@@ -33,6 +33,7 @@ OCSF_VERSION = "1.8.0"
 
 CATEGORY_NAMES: dict[int, str] = {
     1: "System Activity",
+    2: "Findings",
     3: "Identity & Access Management",
     4: "Network Activity",
     6: "Application Activity",
@@ -112,6 +113,21 @@ OCSF_CLASSES: dict[int, dict[str, Any]] = {
         "activities": {1: "Create", 2: "Read", 3: "Update", 4: "Delete"},
         "required": ("actor", "api", "src_endpoint"),
     },
+    2004: {
+        "name": "Detection Finding",
+        "activities": {1: "Create", 2: "Update", 3: "Close"},
+        "required": ("finding_info",),
+        "statuses": {
+            0: "Unknown",
+            1: "New",
+            2: "In Progress",
+            3: "Suppressed",
+            4: "Resolved",
+            5: "Archived",
+            6: "Deleted",
+            99: "Other",
+        },
+    },
 }
 for _spec in OCSF_CLASSES.values():
     _spec["activities"] = {**_COMMON_ACTIVITIES, **_spec["activities"]}
@@ -177,6 +193,8 @@ def captions(names: dict[int, str], ids: np.ndarray) -> np.ndarray:
 
 _INTEGER_FIELDS = (
     "time",
+    "start_time",
+    "end_time",
     "class_uid",
     "category_uid",
     "activity_id",
@@ -199,8 +217,33 @@ _INTEGER_FIELDS = (
     "auth_protocol_id",
     "logon_type_id",
     "connection_info.direction_id",
+    "finding_info.created_time",
+    "finding_info.first_seen_time",
+    "finding_info.last_seen_time",
+    "finding_info.modified_time",
 )
-_REQUIRED_PATHS = {4002: ("http_response.code",), 6003: ("api.operation",)}
+_REQUIRED_PATHS = {4002: ("http_response.code",), 6003: ("api.operation",), 2004: ("finding_info.uid",)}
+_EVIDENCE_SLOTS = (
+    "actor",
+    "api",
+    "connection_info",
+    "data",
+    "database",
+    "databucket",
+    "device",
+    "dst_endpoint",
+    "email",
+    "file",
+    "process",
+    "query",
+    "resources",
+    "src_endpoint",
+    "url",
+    "user",
+    "job",
+    "script",
+)
+"""The Evidence Artifacts object's ``at_least_one`` constraint (OCSF 1.8.0)."""
 
 
 def _get_path(event: dict, path: str) -> tuple[bool, Any]:
@@ -217,6 +260,56 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _objects(event: dict, name: str, problems: list[str], prefix: str = "") -> list[tuple[str, dict]]:
+    """``(path, object)`` for each element of the array attribute ``name`` (paths start with
+    ``prefix``), when it is present; one that is not an array of objects adds a problem instead."""
+    found, value = _get_path(event, name)
+    if not found:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        problems.append(f"{prefix}{name} must be an array of objects")
+        return []
+    return [(f"{prefix}{name}[{i}]", item) for i, item in enumerate(value)]
+
+
+def _finding_problems(event: dict) -> list[str]:
+    """The Detection Finding (2004) checks: ``finding_info.uid`` a string, ``is_alert`` a
+    boolean, each evidence with one of the Evidence Artifacts slots, each observable with an
+    integer ``type_id``, each anomaly analysis with its required ``analysis_targets`` (named) and
+    ``anomalies``, and each anomaly or baseline with an ``observation_parameter`` and
+    ``observations`` whose ``value`` is a string."""
+    problems: list[str] = []
+    uid = _get_path(event, "finding_info.uid")[1]
+    if uid is not None and not (isinstance(uid, str) and uid):
+        problems.append(f"finding_info.uid must be a non-empty string, got {uid!r}")
+    if "is_alert" in event and not isinstance(event["is_alert"], bool):
+        problems.append(f"is_alert must be a boolean, got {event['is_alert']!r}")
+    _objects(event, "finding_info.related_events", problems)
+    for path, evidence in _objects(event, "evidences", problems):
+        if not any(slot in evidence for slot in _EVIDENCE_SLOTS):
+            problems.append(f"{path} needs at least one of {', '.join(_EVIDENCE_SLOTS)}")
+    for path, observable in _objects(event, "observables", problems):
+        if not _is_int(observable.get("type_id")):
+            problems.append(f"{path}.type_id must be an integer")
+    for path, analysis in _objects(event, "anomaly_analyses", problems):
+        for name in ("analysis_targets", "anomalies"):
+            if name not in analysis:
+                problems.append(f"{path} requires {name!r}")
+        for target_path, target in _objects(analysis, "analysis_targets", problems, f"{path}."):
+            if not isinstance(target.get("name"), str):
+                problems.append(f"{target_path}.name must be a string")
+        for name in ("anomalies", "baselines"):
+            for item_path, item in _objects(analysis, name, problems, f"{path}."):
+                if not isinstance(item.get("observation_parameter"), str):
+                    problems.append(f"{item_path}.observation_parameter must be a string")
+                if "observations" not in item:
+                    problems.append(f"{item_path} requires 'observations'")
+                for observation_path, observation in _objects(item, "observations", problems, f"{item_path}."):
+                    if not isinstance(observation.get("value"), str):
+                        problems.append(f"{observation_path}.value must be a string")
+    return problems
+
+
 def validate_event(event: dict) -> list[str]:
     """Problems with one OCSF 1.8.0 event (an empty list means valid); chapter "The OCSF pipeline".
 
@@ -224,10 +317,13 @@ def validate_event(event: dict) -> list[str]:
     (``category_uid = class_uid // 1000``, ``type_uid = class_uid * 100 + activity_id``),
     allowed ``activity_id`` / ``severity_id`` / ``status_id`` values and captions,
     ``metadata.version`` and ``metadata.product``, integer typing of counters and durations,
-    and, for the generator's classes, the objects the class requires (``user`` for 3002,
-    ``http_response.code`` for 4002, ``api.operation`` for 6003, ``process`` for 1007, ``file``
-    for 1001, ...). Classes the generator does not emit get the base checks only (their
-    ``status_id`` enum may differ from the base event's, so it is not checked).
+    and, for the generator's classes and Detection Finding (2004), the objects the class
+    requires (``user`` for 3002, ``http_response.code`` for 4002, ``api.operation`` for 6003,
+    ``process`` for 1007, ``file`` for 1001, ``finding_info.uid`` for 2004, ...); for 2004 also
+    its own ``status_id`` enum (1 New ... 6 Deleted) and the shape of ``evidences``,
+    ``observables`` and ``anomaly_analyses`` (:func:`_finding_problems`). Other classes get the
+    base checks only (their ``status_id`` enum may differ from the base event's, so it is not
+    checked).
     """
     if not isinstance(event, dict):
         return [f"event is a {type(event).__name__}, not an object"]
@@ -274,9 +370,12 @@ def validate_event(event: dict) -> list[str]:
             isinstance(event.get("src_endpoint"), dict) or isinstance(event.get("dst_endpoint"), dict)
         ):
             problems.append("class 4001 (Network Activity) requires src_endpoint or dst_endpoint")
-    # severity_id is the same enum in every class; status_id is the base event's enum only for the
-    # classes checked here (Findings classes such as 2004 redefine it: 1 New, 2 In Progress, ...).
-    enums = [("severity_id", SEVERITY_NAMES)] + ([("status_id", STATUS_NAMES)] if spec is not None else [])
+        if class_uid == 2004:
+            problems.extend(_finding_problems(event))
+    # severity_id is the same enum in every class; status_id is the base event's enum except where a
+    # class redefines it (Findings: 1 New, 2 In Progress, ...), so it is checked for the known classes only.
+    statuses = spec.get("statuses", STATUS_NAMES) if spec is not None else None
+    enums = [("severity_id", SEVERITY_NAMES)] + ([("status_id", statuses)] if statuses is not None else [])
     for field, names in enums:
         value = event.get(field)
         if _is_int(value):
