@@ -21,6 +21,7 @@ from sklearn.decomposition import PCA
 from tabresnet_course.model import MASK_INDEX, TabularResNetConfig
 
 __all__ = [
+    "draw_contrastive_views",
     "draw_masking_and_heads",
     "draw_tabular_resnet",
     "plot_embedding_projection",
@@ -30,6 +31,8 @@ __all__ = [
 _BOX_STYLE = "round,pad=0.02,rounding_size=0.08"
 _INPUT_COLOUR, _LAYER_COLOUR, _BLOCK_COLOUR, _OUTPUT_COLOUR = "#dbe9f6", "#f2f2f2", "#fde7c8", "#d9f0d3"
 _MASK_COLOUR, _MUTED_COLOUR = "#f4b6b6", "#bbbbbb"
+_PULL_COLOUR, _PUSH_COLOUR = "tab:green", "tab:red"
+_EVENT_COLOURS = ("tab:blue", "tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:grey")
 
 
 def draw_box(ax: Axes, x: float, y: float, width: float, height: float, text: str, colour: str) -> FancyBboxPatch:
@@ -174,6 +177,77 @@ def draw_masking_and_heads(
     draw_box(ax, middle, 1.75, span * 0.5, 0.45, "one Linear layer = every prediction head", _LAYER_COLOUR)
     draw_arrow(ax, (middle, 2.72), (middle, 2.55))
     draw_arrow(ax, (middle, 2.15), (middle, 1.98))
+    return fig
+
+
+def draw_contrastive_views(events: pd.DataFrame, views: pd.DataFrame) -> Figure:
+    """Diagram of contrastive learning for a few events and one corrupted view of each.
+
+    Left: each event (a row of ``events``) above its view (the same row of ``views``), with
+    the changed cells marked (the clean event is the first of its two views, as in SCARF). Right:
+    the embedding space as a circle, where the arrows show what NT-Xent asks for: the two views
+    of every event pulled towards each other (the positive pairs, green), and the first view
+    pushed away from each of the other ``2N - 2`` views (its negatives, red). Shown in chapter
+    "Contrastive learning".
+    """
+    if list(events.columns) != list(views.columns) or len(events) != len(views):
+        raise ValueError(
+            f"events {events.shape} and views {views.shape} must have the same rows and columns in the same order"
+        )
+    if len(events) < 2:
+        raise ValueError(
+            f"contrastive learning needs at least 2 events (the others are the negatives), got {len(events)}"
+        )
+    n, columns = len(events), list(events.columns)
+    colours = [_EVENT_COLOURS[i % len(_EVENT_COLOURS)] for i in range(n)]
+    table_width = 1.0 + 1.05 * len(columns)
+    fig, ax = blank_axes(table_width + 5.2, 1.2 * n + 1.0, (0, table_width + 5.2), (0, 1.2 * n + 1.0))
+    for j, column in enumerate(columns):
+        ax.text(1.45 + 1.05 * j, 1.2 * n + 0.75, column, ha="center", fontsize=7, rotation=15)
+    for i in range(n):
+        top = 1.2 * n + 0.35 - 1.2 * i
+        for y, label, row in [(top, f"event {i + 1}", events.iloc[i]), (top - 0.45, "its view", views.iloc[i])]:
+            ax.text(0.05, y, label, va="center", fontsize=7, style="italic", color=colours[i])
+            for j, column in enumerate(columns):
+                value, original = row[column], events.iloc[i][column]
+                shown = f"{value:.2f}" if isinstance(value, (float, np.floating)) else str(value)
+                changed = y != top and value != original
+                draw_box(ax, 1.45 + 1.05 * j, y, 0.95, 0.38, shown, _MASK_COLOUR if changed else _INPUT_COLOUR)
+
+    centre, radius = (table_width + 2.6, 0.6 * n + 0.35), min(2.0, 0.6 * n - 0.1)
+    ax.add_patch(plt.Circle(centre, radius, fill=False, linestyle=":", color="grey"))
+    ax.text(centre[0], 1.2 * n + 0.75, "embedding space", ha="center", fontsize=8, style="italic")
+    points = []
+    for i in range(n):
+        pair = []
+        for offset in (-0.2, 0.2):
+            angle = np.pi / 2 - 2 * np.pi * i / n + offset
+            pair.append(np.array([centre[0] + radius * np.cos(angle), centre[1] + radius * np.sin(angle)]))
+        ax.scatter(*np.array(pair).T, s=40, color=colours[i], zorder=3)
+        for here, there in (pair, pair[::-1]):  # the positive pair: pulled together
+            draw_arrow(ax, here, here + 0.4 * (there - here), color=_PULL_COLOUR)
+        points.extend(pair)
+    anchor = points[0]
+    for point in points[2:]:  # the first event's view against every other view: pushed apart
+        ax.plot(*np.array([anchor, point]).T, color=_PUSH_COLOUR, linestyle="--", linewidth=0.5, alpha=0.6)
+        away = (point - anchor) / np.linalg.norm(point - anchor)
+        draw_arrow(ax, point, point + 0.35 * away, color=_PUSH_COLOUR)
+    ax.text(
+        centre[0],
+        0.3,
+        "green: the two views of an event, pulled together (positive pair)",
+        ha="center",
+        fontsize=7,
+        color=_PULL_COLOUR,
+    )
+    ax.text(
+        centre[0],
+        0.05,
+        f"red: the first view, pushed away from the {2 * n - 2} other views (negatives)",
+        ha="center",
+        fontsize=7,
+        color=_PUSH_COLOUR,
+    )
     return fig
 
 

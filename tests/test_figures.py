@@ -7,9 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.collections import PathCollection
-from matplotlib.patches import FancyBboxPatch, Rectangle
+from matplotlib.colors import to_rgb
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Rectangle
 
 from tabresnet_course.figures import (
+    draw_contrastive_views,
     draw_masking_and_heads,
     draw_tabular_resnet,
     plot_embedding_projection,
@@ -76,6 +78,30 @@ def test_masking_diagram_marks_exactly_the_masked_cells():
 def test_masking_diagram_rejects_a_mask_of_the_wrong_length():
     with pytest.raises(ValueError, match="3 mask entries for 4 features"):
         draw_masking_and_heads(ROW, ["bytes", "hour"], ["activity", "status"], [True], [False, True])
+
+
+EVENTS = pd.DataFrame({"activity": ["logon", "query", "upload"], "bytes": [1.5, -0.2, 2.0]})
+
+
+def test_contrastive_diagram_marks_the_changed_cells_and_one_push_per_negative():
+    views = EVENTS.assign(bytes=[1.5, 0.7, 2.0], activity=["logon", "query", "logon"])
+    fig = draw_contrastive_views(EVENTS, views)
+    changed = [box for box in boxes(fig) if box.get_facecolor()[:3] == pytest.approx(to_rgb("#f4b6b6"))]
+    assert len(changed) == 2  # row 2's bytes, row 3's activity
+    assert len(boxes(fig)) == 2 * EVENTS.size
+    arrows = [patch for ax in fig.axes for patch in ax.patches if isinstance(patch, FancyArrowPatch)]
+    pushes = [arrow for arrow in arrows if arrow.get_edgecolor()[:3] == pytest.approx(to_rgb("tab:red"))]
+    assert len(pushes) == 2 * 3 - 2  # every other view is a negative of the first view
+    assert len(arrows) - len(pushes) == 2 * 3  # two pull arrows per positive pair
+    assert sum(len(c.get_offsets()) for ax in fig.axes for c in ax.collections if isinstance(c, PathCollection)) == 6
+    assert any("4 other views" in label for label in texts(fig))
+
+
+def test_contrastive_diagram_rejects_views_that_do_not_match_the_events():
+    with pytest.raises(ValueError, match="same rows and columns"):
+        draw_contrastive_views(EVENTS, EVENTS.iloc[:2])
+    with pytest.raises(ValueError, match="at least 2 events"):
+        draw_contrastive_views(EVENTS.iloc[:1], EVENTS.iloc[:1])
 
 
 def report(model_scores: list[float]) -> pd.DataFrame:

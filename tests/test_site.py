@@ -20,9 +20,11 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
+import book_config  # noqa: E402
 import site_check  # noqa: E402
 from sphinx_site import assigned_names, is_constant  # noqa: E402
 from toc_chapters import toc_files  # noqa: E402
@@ -123,6 +125,29 @@ def test_chapters_link_the_api_entries_they_introduce(html):
         "{py:class}`~tabresnet_course.model.TabularResNet` (or {py:func}, {py:meth}, {py:data}) "
         f"near the code: {unlinked}"
     )
+
+
+# ------------------------------------------------------------------------- buttons
+
+
+def test_the_book_names_no_repository_unless_published():
+    """_config.yml shows no repository, issue or launch button; tools/book_config.py turns them
+    all on for a published repository (tools/book.sh: BOOK_REPOSITORY_URL)."""
+    default = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert not default["repository"]["url"] and not site_check.launch_urls("book/model.html", default)
+    assert not any(default["launch_buttons"].get(key) for key in ("binderhub_url", "colab_url", "jupyterhub_url"))
+    assert not any(default["html"].get(key) for key in ("use_repository_button", "use_issues_button"))
+
+    published = book_config.published_config("https://github.com/owner/repo/", branch="pages")
+    assert published["repository"]["url"] == "https://github.com/owner/repo"
+    assert published["html"]["use_repository_button"] and published["html"]["use_issues_button"]
+    assert site_check.launch_urls("book/model.html", published) == {
+        "Binder": "https://mybinder.org/v2/gh/owner/repo/pages?urlpath=lab/tree/book/model.md",
+        "Colab": "https://colab.research.google.com/github/owner/repo/blob/pages/book/model.md",
+    }
+    assert all(Path(path).is_absolute() for path in published["sphinx"]["local_extensions"].values())
+    with pytest.raises(ValueError, match="github.com"):
+        book_config.published_config("https://example.org/book")
 
 
 # ------------------------------------------------------------------------- links

@@ -15,7 +15,10 @@ the build machine has no internet, and they are not faked.
 page of ``_toc.yml`` by clicking each page's "next" link. On each page it checks: no console
 errors, every image loaded, no cell output with an error or traceback, every citation a link to
 an entry on the references page, the executed notebook (.ipynb) downloadable from the page,
-the Binder and Colab launch buttons built from ``_config.yml``; and it saves a screenshot to
+and the header buttons: when the site was built for a published repository
+(tools/book_config.py) the Binder and Colab launch buttons for it, otherwise no header button
+that leaves the site (no repository, issue or launch button leading nowhere); and it saves a
+screenshot to
 ``_build/screenshots/<chapter>.png``. Requests to other hosts (the MathJax CDN) are blocked
 and the console errors they cause are not counted.
 """
@@ -39,10 +42,9 @@ from html.parser import HTMLParser
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urljoin, urlsplit
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
+from book_config import built_config  # noqa: E402
 from toc_chapters import toc_files  # noqa: E402
 
 # The site to check: _build/html, or the folder in $BOOK_HTML (a build made elsewhere with
@@ -196,10 +198,12 @@ def find_chromium() -> str:
     )
 
 
-def launch_urls(page_path: str) -> dict[str, str]:
-    """The Binder and Colab links a chapter page should carry, from _config.yml."""
-    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+def launch_urls(page_path: str, config: dict) -> dict[str, str]:
+    """The Binder and Colab links a chapter page should carry under ``config`` (the configuration
+    the site was built with); none when it names no repository."""
     repository, buttons = config["repository"], config["launch_buttons"]
+    if not repository.get("url"):
+        return {}
     org_repo = repository["url"].rstrip("/").split("github.com/")[1]
     branch = repository.get("branch", "master")
     book = repository.get("path_to_book", "").strip("/")
@@ -261,6 +265,7 @@ class BrowserCheck:
         self.screenshots = screenshots or html.parent / "screenshots"
         self.external_blocked: set[str] = set()
         self.console: list[str] = []
+        self.config = built_config(html)
 
     def _route(self, route) -> None:
         if route.request.url.startswith(self.base_url):
@@ -383,8 +388,17 @@ class BrowserCheck:
             problems.append(f"notebook download {url} has code cells that were not executed")
 
     def check_launch_buttons(self, page, page_path: str, problems: list[str]) -> None:
+        expected = launch_urls(page_path, self.config)
+        if not expected:  # no repository: no header button may lead off the site
+            buttons = page.eval_on_selector_all(
+                ".article-header-buttons a[href]", "links => links.map(a => a.getAttribute('href'))"
+            )
+            for href in buttons:
+                if urlsplit(href).scheme or urlsplit(href).netloc:
+                    problems.append(f"header button links to {href}, but the site names no repository")
+            return
         hrefs = page.eval_on_selector_all("a[href]", "links => links.map(a => a.getAttribute('href'))")
-        for name, prefix in launch_urls(page_path).items():
+        for name, prefix in expected.items():
             if not any(href.startswith(prefix) for href in hrefs):
                 problems.append(f"no {name} launch button (expected a link starting {prefix})")
 

@@ -25,13 +25,20 @@ And two fixes for the rendered site, which the browser check (tools/site_check.p
 6. The Jupyter Book 1.x stack (Sphinx 7.4 with sphinx-thebe and sphinx-togglebutton) puts some
    inline scripts twice on every page, and the second ``const THEBE_JS_URL = ...`` is a
    JavaScript error in the console. Identical scripts are kept once.
+7. sphinx-book-theme offers the executed notebook (.ipynb) for download only when a launch
+   button (Binder, Colab) is configured, and launch buttons need a published repository
+   (``_config.yml``: ``repository``; tools/book.sh sets it from ``BOOK_REPOSITORY_URL``). So that
+   every chapter stays downloadable as a notebook without one, the executed notebook is copied
+   next to the page's sources before the theme builds its download menu.
 """
 
 from __future__ import annotations
 
 import ast
 import inspect
+import shutil
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from docutils import nodes
@@ -161,6 +168,18 @@ def dedupe_scripts(app: Sphinx, pagename: str, templatename: str, context: dict,
     scripts[:] = unique
 
 
+def offer_executed_notebook(app: Sphinx, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+    """Copy a chapter's executed notebook to ``_sources/`` and name it in the page context, as
+    sphinx-book-theme does itself only when launch buttons are configured."""
+    executed = Path(app.outdir).parent / "jupyter_execute" / f"{pagename}.ipynb"
+    if "kernelspec" not in app.env.metadata.get(pagename, {}) or not executed.is_file():
+        return
+    target = Path(app.outdir) / "_sources" / f"{pagename}.ipynb"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(executed, target)
+    context["ipynb_source"] = f"{pagename}.ipynb"
+
+
 def napoleon_except_constants(app: Sphinx, what: str, name: str, obj: Any, options: Any, lines: list[str]) -> None:
     """Napoleon's docstring processing, for everything but constants and attributes."""
     from sphinx.ext import napoleon
@@ -184,4 +203,5 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.setup_extension("sphinx.ext.viewcode")
     app.connect("viewcode-follow-imported", follow_imported)
     app.connect("html-page-context", dedupe_scripts, priority=100)
+    app.connect("html-page-context", offer_executed_notebook, priority=500)  # before the theme's 501
     return {"parallel_read_safe": True, "parallel_write_safe": True}
