@@ -1,5 +1,6 @@
 """Tests for tabresnet_course.model (chapter "The TabularResNet model")."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -133,6 +134,25 @@ def test_embed_in_batches_matches_one_pass_and_restores_the_mode():
     assert embed_in_batches(model, numerical[:0], categorical[:0]).shape == (0, 8)
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         embed_in_batches(model, numerical, categorical, batch_size=0)
+
+
+def test_embed_in_batches_gives_a_row_the_same_bits_in_any_grouping():
+    """Every forward pass has one shape, so a row's embedding does not depend on the rows embedded
+    with it: what lets Spark partitions reproduce the single-machine scores (tests/test_spark.py)."""
+    from tabresnet_course.model import embed_in_batches
+
+    torch.manual_seed(0)
+    model = TabularResNet(4, CARDINALITIES, d_model=16, num_blocks=2)
+    numerical, categorical = make_batch(batch_size=50, num_numerical=4)
+    whole = embed_in_batches(model, numerical, categorical, batch_size=16)
+    for sizes in ([1] * 7, [3, 2, 11, 5], [17, 33]):
+        start = 0
+        for size in sizes:
+            rows = slice(start, start + size)
+            assert np.array_equal(
+                embed_in_batches(model, numerical[rows], categorical[rows], batch_size=16), whole[rows]
+            )
+            start += size
 
 
 def test_fast_dropout_drops_at_the_rate_and_scales_the_rest():

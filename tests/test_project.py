@@ -35,7 +35,7 @@ def normalise(requirement: str) -> str:
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     declared = project["dependencies"] + [
-        req for extra in ("book", "test") for req in project["optional-dependencies"][extra]
+        req for extra in ("book", "test", "spark") for req in project["optional-dependencies"][extra]
     ]
     environment = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_section = next(dep["pip"] for dep in environment["dependencies"] if isinstance(dep, dict))
@@ -45,7 +45,7 @@ def test_environment_yml_matches_pyproject():
     assert sorted(map(normalise, listed)) == sorted(
         set(map(normalise, declared))
     )  # once each, even if two extras need it
-    assert "-e .[book,test]" in pip_section
+    assert "-e .[book,test,spark]" in pip_section
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

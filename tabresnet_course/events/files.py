@@ -58,6 +58,7 @@ __all__ = [
     "ReadProblem",
     "ReadReport",
     "ReadResult",
+    "arrow_table_to_frame",
     "checked_input_path",
     "read_events",
     "write_events",
@@ -572,6 +573,15 @@ def _arrow_table_to_result(path: Path, table: pa.Table, strict: bool, unit: str,
         table = table.take(pa.array(keep))
     frame = _arrow_table_to_frame(table)
     return ReadResult(path, frame, keep.astype(np.int64) + first, problems, len(has_class), unit)
+
+
+def arrow_table_to_frame(table: pa.Table | pa.RecordBatch) -> pd.DataFrame:
+    """Events as Arrow data (nested structs or flat dotted columns, as a Parquet file or Spark's
+    ``mapInArrow`` hands them over) as the flat frame, by the conversion every Parquet read goes
+    through; every row is kept (no ``class_uid`` check). Chapter "The OCSF pipeline"."""
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    return _arrow_table_to_frame(_flat_parquet_table(Path("<Arrow data>"), table))
 
 
 def _arrow_table_to_frame(table: pa.Table) -> pd.DataFrame:
