@@ -42,12 +42,13 @@ LAUNCHER = """
 import os, subprocess, sys
 process = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
 _, status, usage = os.wait4(process.pid, 0)
-print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss, usage.ru_utime + usage.ru_stime)
 """
 
 
-def cli(*args: Any, cwd: Path) -> tuple[float, int]:
-    """Run ``python -m tabresnet_course ARGS``; returns its wall seconds and peak RSS in bytes."""
+def cli(*args: Any, cwd: Path) -> tuple[float, int, float]:
+    """Run ``python -m tabresnet_course ARGS``; returns its wall seconds, peak RSS in bytes and
+    CPU seconds (user + system: what it cost, whatever else the machine was running)."""
     started = time.perf_counter()
     completed = subprocess.run(
         [sys.executable, "-c", LAUNCHER, sys.executable, "-m", "tabresnet_course", *map(str, args)],
@@ -58,10 +59,10 @@ def cli(*args: Any, cwd: Path) -> tuple[float, int]:
         check=False,
     )
     seconds = time.perf_counter() - started
-    returncode, peak_kib = map(int, completed.stdout.split())
-    if returncode != 0:
+    code, peak_kib, cpu = completed.stdout.split()
+    if int(code) != 0:
         raise RuntimeError(f"tabresnet-course {args[0]} failed: {completed.stderr.strip()}")
-    return seconds, peak_kib * 1024  # Linux reports kilobytes
+    return seconds, int(peak_kib) * 1024, float(cpu)  # Linux reports kilobytes
 
 
 def prepare(directory: Path, sizes: tuple[int, ...]) -> None:
@@ -106,7 +107,7 @@ def run(settings: Settings, keep: Path | None = None) -> dict[str, Any]:
         prepare(directory, sizes)
         runs = {}
         for size in sizes:
-            seconds, peak = cli(
+            seconds, peak, _ = cli(
                 "score",
                 "--model",
                 "detector",

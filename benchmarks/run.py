@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/run.py [--quick] [--device auto|cpu|cuda] [--threads N]
-                             [--only training hardware compile data scoring streaming book]
+                             [--only training hardware compile data scoring streaming reference book]
                              [--out benchmarks/results.json] [--update-readme]
     python benchmarks/run.py --readme-from benchmarks/results.json
 
@@ -37,6 +37,7 @@ from benchmarks import (  # noqa: E402
     bench_compile,
     bench_data,
     bench_hardware,
+    bench_reference,
     bench_scoring,
     bench_streaming,
     bench_training,
@@ -51,6 +52,7 @@ BENCHMARKS: dict[str, Callable[[Settings], dict[str, Any]]] = {
     "data": bench_data.run,
     "scoring": bench_scoring.run,
     "streaming": bench_streaming.run,
+    "reference": bench_reference.run,
     "book": bench_book.run,
 }
 SPEEDUP_TARGET = 3.0
@@ -258,6 +260,7 @@ def table_rows(results: dict[str, Any]) -> list[dict[str, str]]:
                 "",
                 f"one run, {r['seconds']:.0f} s end to end; peak RSS {r['peak_rss_bytes'] / 2**20:,.0f} MiB",
             )
+    rows.extend(reference_rows(results.get("reference")))
     book = results.get("book")
     if isinstance(book, dict) and "chapters" in book:
         for chapter, c in book["chapters"].items():
@@ -271,6 +274,93 @@ def table_rows(results: dict[str, Any]) -> list[dict[str, str]]:
             )
         add("book", "whole book (sum)", f"{book['total_seconds']:.1f}", "s")
     return rows
+
+
+def reference_rows(reference: Any) -> list[dict[str, str]]:
+    """The rows of ``bench_reference``: the recipe end to end, start-up, threads per stage and
+    the cost model."""
+    if not isinstance(reference, dict) or "runs" not in reference:
+        return []
+    rows = []
+
+    def add(what: str, value: str, unit: str, note: str = "") -> None:
+        rows.append({"benchmark": "reference", "what": what, "value": value, "unit": unit, "spread": "", "note": note})
+
+    for r in reference["runs"]:
+        add(
+            f"score {r['events']:,} events, {r['reference_rows']:,} reference, k={r['k']}",
+            fmt(r["events_per_second"]),
+            "events/s",
+            f"{fmt(r['ratio_to_json_loads'])}x json.loads; {r['seconds']:.0f} s end to end; "
+            f"{fmt(r['events_per_cpu_second'])} events per CPU-second; peak RSS {r['peak_rss_bytes'] / 2**20:,.0f} MiB",
+        )
+    for name, seconds in reference["startup_seconds"].items():
+        size, k = name.split("_k")
+        add(f"load a detector, {int(size):,} reference, k={k}", fmt(seconds), "s", "start-up before the first event")
+    for cost in reference["stages"]:
+        where = f"{cost['reference_rows']:,} reference, k={cost['k']}"
+        for stage, timing in cost["seconds_per_event"].items():
+            one, two = (timing[f"{count}_threads"]["median"] for count in (1, 2))
+            add(f"stage {stage}, {where}", fmt(1 / one), "events/s", f"1 thread; 2 threads: {fmt(one / two)}x that")
+        add(f"cost model, {where}", fmt(cost["events_per_second_per_core"]), "events/s per core", "stages summed")
+        add(
+            f"cost model, {where}",
+            fmt(cost["core_hours_per_day"]),
+            "core-hours",
+            f"to score {reference['events_per_day']:.0e} events a day",
+        )
+    return rows
+
+
+def reference_targets(reference: Any) -> list[dict[str, Any]]:
+    """Issue 24's targets: events/s per reference size (k = 5 and the largest k), peak RSS, flat
+    memory and start-up time."""
+    if not isinstance(reference, dict) or "runs" not in reference:
+        return []
+    out = []
+    for size in reference["reference_sizes"]:
+        for k in reference["ks"]:
+            runs = sorted(
+                (r for r in reference["runs"] if r["reference_rows"] == size and r["k"] == k), key=lambda r: r["events"]
+            )
+            if not runs:
+                continue
+            where = f"{size:,} reference, k={k}"
+            target = reference["rate_targets"][str(size)]
+            out.append(
+                {
+                    "target": f"score {runs[-1]['events']:,} events, {where}: >= {target:,} events/s",
+                    "value": round(runs[-1]["events_per_second"]),
+                    "met": runs[-1]["events_per_second"] >= target,
+                }
+            )
+            peak = max(r["peak_rss_bytes"] for r in runs)
+            out.append(
+                {
+                    "target": f"{where}: peak RSS <= {reference['memory_limit_bytes'] / 2**30:g} GiB (MiB)",
+                    "value": round(peak / 2**20),
+                    "met": peak <= reference["memory_limit_bytes"],
+                }
+            )
+            if len(runs) > 1:
+                ratio = runs[-1]["peak_rss_bytes"] / runs[0]["peak_rss_bytes"]
+                out.append(
+                    {
+                        "target": f"{where}: peak RSS flat, {runs[-1]['events']:,} vs {runs[0]['events']:,} events "
+                        f"<= {reference['memory_ratio_target']:g}x",
+                        "value": round(ratio, 2),
+                        "met": ratio <= reference["memory_ratio_target"],
+                    }
+                )
+            seconds = reference["startup_seconds"][f"{size}_k{k}"]
+            out.append(
+                {
+                    "target": f"{where}: detector load < {reference['startup_limit_seconds']:g} s",
+                    "value": round(seconds, 2),
+                    "met": seconds < reference["startup_limit_seconds"],
+                }
+            )
+    return out
 
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -338,6 +428,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": largest < streaming["memory_limit_bytes"],
             }
         )
+    out.extend(reference_targets(results.get("reference")))
     book = results.get("book")
     if isinstance(book, dict) and "chapters" in book:
         out.append(

@@ -4,7 +4,9 @@ Five commands follow the pipeline of chapter "The OCSF pipeline": ``generate`` w
 OCSF events and their labels, ``spec`` infers a feature specification for a file of events
 (written as commented YAML to edit), ``train`` fits a detector on a (clean) baseline file (with
 an inferred specification unless ``--spec`` is given), ``score`` writes one anomaly score per
-readable record and ``evaluate`` compares scores with labels.
+readable record (with its percentile among held-out normal events, an alert flag at a calibrated
+threshold and, with ``--findings``, one OCSF Detection Finding per alert) and ``evaluate``
+compares scores with labels.
 Bad input (a missing file, a malformed record in ``--strict`` mode, a bad option) ends with
 one line ``tabresnet-course: error: ...`` on stderr and exit status 2; nothing is overwritten
 without ``--overwrite``. Progress bars and notes go to stderr, results to files or stdout.
@@ -13,6 +15,7 @@ without ``--overwrite``. Progress bars and notes go to stderr, results to files 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -23,10 +26,10 @@ import numpy as np
 import pandas as pd
 
 from tabresnet_course import __version__
-from tabresnet_course.artifacts import atomic_write, atomic_write_bytes, refuse_existing
+from tabresnet_course.artifacts import atomic_write, atomic_write_bytes, refuse_existing, save_json_atomic
 from tabresnet_course.errors import InputError, collapse_whitespace
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "score_table"]
 
 PROG = "tabresnet-course"
 MAX_LISTED_PROBLEMS = 5
@@ -80,6 +83,26 @@ def budget_fraction(text: str) -> float:
     if not 0.0 < value <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got {value}")
     return value
+
+
+def alert_rate(text: str) -> float:
+    """``argparse`` type: a share of events in (0, 1) (``score --alert-rate``)."""
+    from tabresnet_course.detection.calibration import check_alert_rate
+
+    try:
+        return check_alert_rate(text)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def alerts_per_day(text: str) -> float:
+    """``argparse`` type: a positive number of alerts per day (``score --alerts-per-day``)."""
+    from tabresnet_course.detection.calibration import check_alerts_per_day
+
+    try:
+        return check_alerts_per_day(text)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def utc_datetime(text: str) -> dt.datetime:
@@ -234,12 +257,15 @@ def add_score(commands: Any) -> None:
     command = commands.add_parser(
         "score",
         help="score events with a saved detector",
-        description="Score every readable record of PATH and write CSV with columns line, uid, score: one "
-        "row per readable record, in input order; 'line' is the record's line (JSON Lines), element "
-        "(JSON array) or row (Parquet) number, 1-based; 'uid' is metadata.uid (empty when absent); a "
-        "higher score is more anomalous. Records that cannot be read get NO row: their count and first "
-        "line numbers are printed to stderr (with --strict the first one is an error). The file is read, "
-        "scored and written chunk by chunk, so memory does not grow with it (a JSON array is parsed whole).",
+        description="Score every readable record of PATH and write CSV with columns line, uid, score, "
+        "percentile, alert: one row per readable record, in input order; 'line' is the record's line (JSON "
+        "Lines), element (JSON array) or row (Parquet) number, 1-based; 'uid' is metadata.uid (empty when "
+        "absent); a higher score is more anomalous; 'percentile' (0-100) is the share of held-out normal "
+        "baseline events scoring lower and 'alert' whether the score is above the threshold set by "
+        "--alert-rate or --alerts-per-day (printed, and written to CSV.threshold.json). Records that cannot "
+        "be read get NO row: their count and first line numbers are printed to stderr (with --strict the "
+        "first one is an error). The file is read, scored and written chunk by chunk, so memory does not "
+        "grow with it (a JSON array is parsed whole).",
     )
     command.add_argument("--model", type=Path, required=True, metavar="DIR", help="detector directory from 'train'")
     add_events_input(command)
@@ -252,13 +278,52 @@ def add_score(commands: Any) -> None:
         help="also write the K fields that set each record apart from its nearest normal "
         "events: top_fields and, per rank i, field_i, value_i, typical_i, contribution_i",
     )
-    command.add_argument("--overwrite", action="store_true", help="replace an existing scores file")
+    threshold = command.add_mutually_exclusive_group()
+    threshold.add_argument(
+        "--alert-rate",
+        type=alert_rate,
+        default=None,
+        metavar="R",
+        help="share of normal events accepted as false alarms (default 0.001)",
+    )
+    threshold.add_argument(
+        "--alerts-per-day",
+        type=alerts_per_day,
+        default=None,
+        metavar="N",
+        help="false alarms per day accepted, turned into a rate by the baseline's events per day",
+    )
+    command.add_argument(
+        "--findings",
+        type=Path,
+        default=None,
+        metavar="FILE.jsonl",
+        help="also write one OCSF 1.8.0 Detection Finding (class 2004) per alert, as JSON Lines, with the "
+        "--explain K (default 3) fields that explain it",
+    )
+    command.add_argument("--overwrite", action="store_true", help="replace existing output files")
     command.add_argument(
         "--chunk-size",
         type=positive_int,
         default=None,
         metavar="N",
         help="records read per chunk (default 16384); the scores do not depend on it",
+    )
+    command.add_argument(
+        "--engine",
+        choices=("local", "spark"),
+        default="local",
+        help="'local' (default): this process, CSV to --out; 'spark': --events is a Hive-partitioned Parquet "
+        "directory (region=/accountId=/eventDay=) scored on Apache Spark (pip install tabresnet-course[spark]), "
+        "written as Parquet to the directory --out with the partition columns, uid, score and the --explain "
+        "columns, partitioned like the input; the same scores as 'local'",
+    )
+    command.add_argument(
+        "--where",
+        default=None,
+        metavar="SQL",
+        help="with --engine spark: a condition on the partition columns, such as \"eventDay >= '20260301'\"; "
+        "the other partitions are never read",
     )
     command.set_defaults(handler=run_score)
 
@@ -431,41 +496,143 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_score(args: argparse.Namespace) -> int:
     """``score``: one CSV row per readable record, in input order, read, scored and written
-    chunk by chunk into a temporary file that replaces ``--out`` when complete."""
+    chunk by chunk into a temporary file that replaces ``--out`` when complete (and the same for
+    ``--findings``); the alert threshold is printed and written to ``--out`` + ``.threshold.json``."""
     from tabresnet_course.detection.detector import OCSFAnomalyDetector
     from tabresnet_course.events.files import DEFAULT_CHUNK_SIZE, EventChunks
 
-    refuse_existing(args.out, args.overwrite)
+    if args.engine == "spark":
+        return run_score_spark(args)
+    if args.where is not None:
+        raise InputError("--where filters the partitions of a lake: it needs --engine spark")
+    sidecar = args.out.with_name(args.out.name + ".threshold.json")
+    outputs = [args.out, sidecar] + ([args.findings] if args.findings is not None else [])
+    if len({path.resolve() for path in outputs}) < len(outputs):
+        raise InputError(f"--out ({args.out}), its .threshold.json and --findings must be three different files")
+    for path in (args.out, args.findings):  # the sidecar goes with --out: replaced with it
+        if path is not None:
+            refuse_existing(path, args.overwrite)
     detector = OCSFAnomalyDetector.load(args.model)
+    threshold = score_threshold(detector, args)
     chunks = EventChunks(args.events, args.chunk_size or DEFAULT_CHUNK_SIZE, args.strict)
+    alerts = 0
 
-    def write(path: Path) -> None:
-        write_scores(path, detector.score_chunks(chunks, progress=show_progress()), detector, args.explain)
+    def write(path: Path, findings: Path | None = None) -> None:
+        nonlocal alerts
+        scored = detector.score_chunks(chunks, progress=show_progress())
+        alerts = write_scores(path, scored, detector, args.explain, threshold, findings)
         report_skipped(chunks.report, args.events)
 
-    atomic_write(args.out, write, overwrite=args.overwrite)
+    if args.findings is None:
+        atomic_write(args.out, write, overwrite=args.overwrite)
+    else:
+        atomic_write(
+            args.findings,
+            lambda findings: atomic_write(args.out, lambda path: write(path, findings), overwrite=args.overwrite),
+            overwrite=args.overwrite,
+        )
     note(f"wrote {chunks.report.num_read} scores to {args.out}")
+    if threshold is not None:
+        note(threshold.describe())
+        record = {
+            **threshold.to_dict(),
+            "detector": str(args.model),
+            "detector_sha256": detector.checksum,
+            "events": str(args.events),
+            "scored": chunks.report.num_read,
+            "alerts": alerts,
+            "findings": None if args.findings is None else str(args.findings),
+        }
+        save_json_atomic(record, sidecar)
+        where = f" and {alerts} findings to {args.findings}" if args.findings is not None else ""
+        note(f"{alerts} alerts{where}; the threshold is recorded in {sidecar}")
+    return 0
+
+
+def score_threshold(detector: Any, args: argparse.Namespace) -> Any:
+    """The :class:`~tabresnet_course.detection.calibration.AlertThreshold` of ``score``'s options;
+    ``None`` for a detector saved before calibration existed, unless an alert option or
+    ``--findings`` asks for one (then an :class:`InputError` says to retrain)."""
+    if detector.calibration is None:
+        if args.findings is not None:
+            raise InputError(
+                f"{args.model} was saved before calibration existed, so it cannot write findings; retrain it "
+                f"with '{PROG} train', or run 'score' without --findings"
+            )
+        if args.alert_rate is not None or args.alerts_per_day is not None:
+            raise InputError(
+                f"{args.model} was saved before calibration existed, so it has no alert threshold; retrain it "
+                f"with '{PROG} train', or run 'score' without --alert-rate / --alerts-per-day"
+            )
+        note(f"{PROG}: note: {args.model} has no calibration (saved before format 2): no percentile or alert column")
+        return None
+    return detector.alert_threshold(alert_rate=args.alert_rate, alerts_per_day=args.alerts_per_day)
+
+
+def run_score_spark(args: argparse.Namespace) -> int:
+    """``score --engine spark``: the lake ``--events`` scored on Spark
+    (:func:`tabresnet_course.spark.score_lake`) into the Parquet directory ``--out``."""
+    local_only = {"--alert-rate": args.alert_rate, "--alerts-per-day": args.alerts_per_day}
+    local_only |= {"--findings": args.findings, "--chunk-size": args.chunk_size, "--strict": args.strict or None}
+    given = [name for name, value in local_only.items() if value is not None]
+    if given:
+        raise InputError(f"{', '.join(given)} work with --engine local only")
+    from tabresnet_course.spark import score_lake, spark_session
+
+    try:
+        spark = spark_session()
+    except (ImportError, RuntimeError) as error:  # no pyspark, or no Java
+        raise InputError(f"--engine spark: {error}") from None
+    partitions = score_lake(spark, args.events, args.model, args.out, args.where, args.explain or 0, args.overwrite)
+    note(f"wrote the scores to {args.out}, partitioned by {', '.join(partitions) or 'nothing'}")
     return 0
 
 
 def write_scores(
-    path: Path, scored: Iterable[tuple[Any, np.ndarray]], detector: Any = None, explain: int | None = None
-) -> None:
+    path: Path,
+    scored: Iterable[tuple[Any, np.ndarray]],
+    detector: Any = None,
+    explain: int | None = None,
+    threshold: Any = None,
+    findings: Path | None = None,
+) -> int:
     """Write the CSV of ``score``: a header, then the rows of each ``(chunk, scores)`` pair, with
-    ``explain`` explaining fields per row (``--explain``) when it is given."""
-    with open(path, "w", encoding="utf-8", newline="") as file:
+    ``percentile`` and ``alert`` when a ``threshold`` is given, ``explain`` explaining fields per
+    row (``--explain``) when it is given, and the Detection Findings of the alerts to
+    ``findings`` (JSON Lines) when it is given. Returns the number of alerts."""
+    from tabresnet_course.detection.findings import detection_findings, findings_jsonl
+
+    created = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+    alerts = 0
+    with contextlib.ExitStack() as stack:
+        file = stack.enter_context(open(path, "w", encoding="utf-8", newline=""))
+        found = stack.enter_context(open(findings, "w", encoding="utf-8")) if findings is not None else None
         for number, (chunk, scores) in enumerate(scored):
-            table = score_table(chunk, scores)
+            table = score_table(chunk, scores, detector, threshold)
             if explain is not None:
                 table = pd.concat([table, explanation_table(detector, chunk.frame, explain)], axis=1)
             table.to_csv(file, header=number == 0, index=False, float_format="%.8g")
+            if threshold is not None:
+                alerts += int((scores > threshold.score).sum())
+            if found is not None:
+                top = explain if explain is not None else 3
+                made = detection_findings(
+                    chunk.frame, scores, detector, threshold=threshold, top=top, created_time=created
+                )
+                found.write(findings_jsonl(made))
+    return alerts
 
 
-def score_table(chunk: Any, scores: np.ndarray) -> pd.DataFrame:
-    """The ``line``, ``uid`` (empty when absent) and ``score`` columns of a read chunk."""
+def score_table(chunk: Any, scores: np.ndarray, detector: Any = None, threshold: Any = None) -> pd.DataFrame:
+    """The ``line``, ``uid`` (empty when absent) and ``score`` columns of a read chunk, and, when
+    a ``threshold`` is given, the detector's ``percentile`` and ``alert`` (score above it)."""
     uids = chunk.uids if chunk.uids is not None else pd.Series([None] * chunk.num_read)
     uids = uids.astype(object).where(uids.notna(), "").to_numpy()
-    return pd.DataFrame({"line": chunk.lines, "uid": uids, "score": scores})
+    table = pd.DataFrame({"line": chunk.lines, "uid": uids, "score": scores})
+    if threshold is not None:
+        table["percentile"] = detector.percentiles(scores)
+        table["alert"] = scores > threshold.score
+    return table
 
 
 def explanation_table(detector: Any, frame: pd.DataFrame, top: int) -> pd.DataFrame:

@@ -10,7 +10,8 @@ Chapter "Training best practices" teaches this file.
 from __future__ import annotations
 
 import os
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import torch
 import torch.distributed as dist
@@ -25,6 +26,8 @@ __all__ = [
     "init_distributed",
     "resolve_device",
     "resolve_precision",
+    "scoring_threads",
+    "threads",
 ]
 
 
@@ -110,3 +113,44 @@ def cleanup_distributed() -> None:
     """Leave the process group (call once at the end of a ``torchrun`` script)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def scoring_threads() -> int | None:
+    """Threads for embedding and neighbour search while scoring: ``TABRESNET_SCORING_THREADS``
+    (``"auto"``: PyTorch's and faiss's own choice, one per core), by default 1. Measured per
+    stage (``benchmarks/bench_reference.py``, rows "stage ..."): on the shared 2-core machine
+    the embedding and the embedding kNN always ran slower with two threads than with one (the
+    embedding up to ten times), because the second thread spins waiting for a core, and the
+    raw-feature kNN gained at most 1.3x; featurising and reading are single-threaded Python
+    either way. On an idle many-core machine, try ``auto`` and re-measure."""
+    value = os.environ.get("TABRESNET_SCORING_THREADS", "1")
+    if value == "auto":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"TABRESNET_SCORING_THREADS must be a positive integer or 'auto', got {value!r}")
+    return int(value)
+
+
+@contextmanager
+def threads(count: int | None) -> Iterator[None]:
+    """Run the block with ``count`` threads in PyTorch's and faiss's thread pools (faiss only if
+    installed), restoring the previous counts after; ``None`` changes nothing. Scoring sets it
+    per stage from measurements, not assumptions (``benchmarks/bench_reference.py``): on a small
+    shared CPU, threads waiting for each other can make a block slower, not faster."""
+    if count is None:
+        yield
+        return
+    try:
+        import faiss
+    except ImportError:
+        faiss = None
+    before = torch.get_num_threads(), faiss.omp_get_max_threads() if faiss is not None else None
+    torch.set_num_threads(count)
+    if faiss is not None:
+        faiss.omp_set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before[0])
+        if faiss is not None:
+            faiss.omp_set_num_threads(before[1])

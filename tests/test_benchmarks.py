@@ -170,3 +170,47 @@ def test_streaming_and_knn_backend_rows_and_targets():
     )
     goals = {goal["target"].split(":")[1].strip()[:12]: goal for goal in targets(results)}
     assert goals["peak RSS at "]["met"] is False and goals["peak RSS < 2"]["met"] is True
+
+
+def test_reference_rows_and_targets():
+    from benchmarks.run import reference_rows, reference_targets
+
+    timing = {"median": 1e-4, "min": 1e-4, "max": 1e-4}
+    runs = [
+        {"reference_rows": 20_000, "k": 5, "events": n, "seconds": n / rate, "events_per_second": rate,
+         "ratio_to_json_loads": 0.05, "peak_rss_bytes": rss, "events_per_cpu_second": rate}
+        for n, rate, rss in ((30_000, 5_000.0, 600 * 2**20), (300_000, 9_000.0, 630 * 2**20))
+    ]  # fmt: skip
+    reference = {
+        "reference_sizes": [20_000],
+        "event_sizes": [30_000, 300_000],
+        "ks": [5],
+        "runs": runs,
+        "startup_seconds": {"20000_k5": 0.5},
+        "stages": [
+            {
+                "reference_rows": 20_000,
+                "k": 5,
+                "events": 4096,
+                "seconds_per_event": {"embed": {"1_threads": timing, "2_threads": {**timing, "median": 2e-4}}},
+                "events_per_second_per_core": 10_000.0,
+                "core_hours_per_day": 27.8,
+            }
+        ],
+        "rate_targets": {"20000": 8_000},
+        "memory_limit_bytes": 2**30,
+        "memory_ratio_target": 1.2,
+        "startup_limit_seconds": 2.0,
+        "events_per_day": 10**9,
+    }
+    rows = {row["what"]: row for row in reference_rows(reference)}
+    assert rows["score 300,000 events, 20,000 reference, k=5"]["value"] == "9,000"
+    assert "0.0500x json.loads" in rows["score 300,000 events, 20,000 reference, k=5"]["note"]
+    assert rows["stage embed, 20,000 reference, k=5"]["note"] == "1 thread; 2 threads: 0.500x that"
+    assert rows["load a detector, 20,000 reference, k=5"]["value"] == "0.500"
+    goals = {goal["target"]: goal for goal in reference_targets(reference)}
+    assert goals["score 300,000 events, 20,000 reference, k=5: >= 8,000 events/s"]["met"] is True
+    assert goals["20,000 reference, k=5: peak RSS <= 1 GiB (MiB)"]["value"] == 630
+    assert goals["20,000 reference, k=5: peak RSS flat, 300,000 vs 30,000 events <= 1.2x"]["met"] is True
+    assert goals["20,000 reference, k=5: detector load < 2 s"]["met"] is True
+    assert reference_rows(None) == [] and reference_targets({}) == []

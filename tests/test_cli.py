@@ -55,6 +55,7 @@ def work(tmp_path_factory):
 
 def test_end_to_end_generate_train_score_evaluate(work):
     assert sorted(p.name for p in (work / "detector").iterdir()) == [
+        "calibration_scores.npy",
         "config.json",
         "reference_embeddings.npy",
         "reference_features.npy",
@@ -66,7 +67,7 @@ def test_end_to_end_generate_train_score_evaluate(work):
     assert result.returncode == 0, result.stderr
     scores = pd.read_csv(work / "scores.csv", dtype={"uid": str})
     labels = pd.read_csv(work / "eval.csv", dtype={"uid": str})
-    assert list(scores.columns) == ["line", "uid", "score"]
+    assert list(scores.columns) == ["line", "uid", "score", "percentile", "alert"]
     assert scores["line"].tolist() == list(range(1, 2001))
     assert scores["uid"].tolist() == labels["uid"].tolist()  # events and labels share one order
     result = run_process("evaluate", "--scores", "scores.csv", "--labels", "eval.csv", "--budget", "0.02", cwd=work)
@@ -221,7 +222,8 @@ def test_train_under_torchrun_writes_one_detector_from_rank_0(work):
     assert sorted(p.name for p in work.iterdir() if p.name.startswith(".")) == []  # no temporary leftovers
     from tabresnet_course.detection.detector import OCSFAnomalyDetector
 
-    assert OCSFAnomalyDetector.load(work / "ddp_detector").reference_embeddings.shape == (600, 16)
+    reference = OCSFAnomalyDetector.load(work / "ddp_detector").reference_embeddings
+    assert reference.shape == (600 - round(0.05 * 600), 16)  # the default refine_share drops 5% of the baseline
 
 
 def test_train_defaults_come_from_the_detector_config_and_generate_needs_no_torch():

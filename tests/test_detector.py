@@ -11,10 +11,12 @@ import torch
 from tabresnet_course.detection.detector import OCSFAnomalyDetector, train_ocsf_anomaly_detector
 from tabresnet_course.detection.pipeline import build_encoder, split_rows
 from tabresnet_course.detection.saved import (
+    CALIBRATION_FILE,
     CONFIG_FILE,
     FEATURES_FILE,
     REFERENCE_FILE,
     REFERENCE_SAMPLE_FILE,
+    REFERENCE_SCORES_FILE,
     WEIGHTS_FILE,
 )
 from tabresnet_course.detection.scorers import KNNScorer
@@ -42,7 +44,8 @@ def saved(detector, tmp_path_factory):
 
 
 def test_training_records_how_it_was_trained(detector, baseline):
-    assert detector.reference_embeddings.shape == (len(baseline), 16)
+    kept = len(baseline) - round(0.05 * len(baseline))  # refine_share 0.05 drops the most suspect rows
+    assert detector.reference_embeddings.shape == (kept, 16) and detector.training["reference_rows"] == kept
     assert detector.training["training_rows"] == len(baseline)
     assert len(detector.training["history"]["train_loss"]) == 1
     assert detector.training["history"]["val_loss"][0] is not None
@@ -73,7 +76,7 @@ def test_same_seed_trains_the_same_detector(baseline, detector):
 
 
 def test_mfp_objective_and_reference_subset(baseline):
-    detector = train_ocsf_anomaly_detector(baseline, objective="both", reference_size=100, **TINY)
+    detector = train_ocsf_anomaly_detector(baseline, objective="both", reference_size=100, refine_share=0.0, **TINY)
     assert detector.reference_embeddings.shape == (100, 16)
     assert detector.score(baseline.frame.iloc[:10]).shape == (10,)
 
@@ -90,7 +93,15 @@ def test_untrained_copy_starts_from_the_training_initialisation(detector):
 
 def test_save_and_load_give_identical_scores(detector, saved, baseline):
     assert sorted(p.name for p in saved.iterdir()) == sorted(
-        [CONFIG_FILE, REFERENCE_FILE, FEATURES_FILE, REFERENCE_SAMPLE_FILE, WEIGHTS_FILE]
+        [
+            CONFIG_FILE,
+            REFERENCE_FILE,
+            FEATURES_FILE,
+            REFERENCE_SAMPLE_FILE,
+            REFERENCE_SCORES_FILE,
+            WEIGHTS_FILE,
+            CALIBRATION_FILE,
+        ]
     )
     loaded = OCSFAnomalyDetector.load(saved)
     frame = baseline.frame.iloc[:200]
@@ -248,8 +259,10 @@ def test_a_detector_saved_before_detector_config_existed_still_loads(detector, c
 
     rewrite_config(copy_of, as_format_1)
     loaded = OCSFAnomalyDetector.load(copy_of)
-    # rebuilt from model_config, k and the training record; detectors of that format scored with kNN
-    assert loaded.config == replace(detector.config, scorer="knn")
+    # rebuilt from model_config, k and the training record; detectors of that format scored with kNN,
+    # unrefined (the refined reference reads as a reference subset)
+    rows = len(detector.reference_embeddings)
+    assert loaded.config == replace(detector.config, scorer="knn", refine_share=0.0, reference_size=rows)
     frame = baseline.frame.iloc[:50]
     knn = KNNScorer(detector.k).fit(detector.reference_embeddings)
     np.testing.assert_allclose(loaded.score(frame), knn.score(detector.embed(frame)), rtol=1e-5)
@@ -281,15 +294,18 @@ def test_fusion_detector_saves_reference_features_and_scores_the_same_after_load
 ):
     saved = fusion_detector.save(tmp_path / "fusion")
     assert sorted(p.name for p in saved.iterdir()) == [
+        CALIBRATION_FILE,
         CONFIG_FILE,
         REFERENCE_FILE,
         FEATURES_FILE,
         REFERENCE_SAMPLE_FILE,
+        REFERENCE_SCORES_FILE,
         WEIGHTS_FILE,
     ]
     numerical, categorical = fusion_detector.preprocess(baseline.frame.iloc[:1])
     width = numerical.shape[1] + categorical.shape[1] + len(rate_feature_names())  # numbers, codes, rates
-    assert np.load(saved / FEATURES_FILE, allow_pickle=False).shape == (len(baseline), width)
+    rows = len(baseline) - round(0.05 * len(baseline))  # refined on the embedding (rates are not a codes view)
+    assert np.load(saved / FEATURES_FILE, allow_pickle=False).shape == (rows, width)
     query = generate_ocsf_events(300, days=1, seed=9, anomalies=True).frame
     scores = fusion_detector.score(query)
     assert (scores >= 0).all()
@@ -297,6 +313,29 @@ def test_fusion_detector_saves_reference_features_and_scores_the_same_after_load
     (saved / FEATURES_FILE).unlink()
     with pytest.raises(InputError, match=FEATURES_FILE):
         OCSFAnomalyDetector.load(saved)
+
+
+def test_load_takes_the_stored_reference_scores_and_older_detectors_recompute_them(detector, saved, copy_of):
+    from tabresnet_course.detection import scorers
+
+    query = generate_ocsf_events(300, days=1, seed=9, anomalies=True).frame
+    stored = np.load(saved / REFERENCE_SCORES_FILE, allow_pickle=False)
+    assert stored.dtype == np.float64 and stored.shape == (2, len(detector.reference_embeddings))
+    np.testing.assert_array_equal(stored, np.stack(detector.scorer_.reference_scores_))
+    with pytest.MonkeyPatch.context() as patch:  # nothing searches the reference at load time
+        patch.setattr(scorers.OneHotKNNScorer, "leave_one_out_scores", None)
+        patch.setattr(scorers.KNNScorer, "leave_one_out_scores", None)
+        np.testing.assert_array_equal(OCSFAnomalyDetector.load(saved).score(query), detector.score(query))
+    (copy_of / REFERENCE_SCORES_FILE).unlink()
+
+    def format_2(config):
+        config["files"].pop(REFERENCE_SCORES_FILE)
+        config.update(format_version=2)
+
+    rewrite_config(copy_of, format_2)
+    with pytest.warns(UserWarning, match="recomputed at every load"):
+        older = OCSFAnomalyDetector.load(copy_of)
+    np.testing.assert_array_equal(older.score(query), detector.score(query))
 
 
 @pytest.mark.parametrize("scorer", ["fusion_iforest", "fusion_knn"])
@@ -307,13 +346,19 @@ def test_fusion_without_rates_scores_each_event_on_its_own(baseline, scorer):
     np.testing.assert_allclose([detector.score(query.iloc[[i]])[0] for i in range(0, 40, 7)], together[::7])
 
 
-def test_default_fusion_knn_stores_codes_and_takes_the_stranger_of_two_opinions(detector, baseline, tmp_path):
-    assert detector.config.scorer == "fusion_knn"  # the default the detection study chose
+def test_default_fusion_multiscale_on_the_refined_baseline_stores_codes_and_takes_the_stranger_of_two_opinions(
+    detector, baseline, tmp_path
+):
+    assert (detector.config.scorer, detector.config.refine_share) == ("fusion_multiscale", 0.05)  # the study's choice
     numerical, categorical = detector.preprocess(baseline.frame)
+    kept = detector.refined_rows(
+        detector.embed(baseline), detector.raw_features(baseline.frame, numerical, categorical)
+    )
+    assert len(kept) == len(detector.reference_embeddings) == len(baseline) - round(0.05 * len(baseline))
     saved = detector.save(tmp_path / "default")
     features = np.load(saved / FEATURES_FILE, allow_pickle=False)
-    assert features.shape == (len(baseline), numerical.shape[1] + categorical.shape[1])  # numbers, then codes
-    np.testing.assert_array_equal(features[:, numerical.shape[1] :], categorical)
+    assert features.shape == (len(kept), numerical.shape[1] + categorical.shape[1])  # numbers, then codes
+    np.testing.assert_array_equal(features[:, numerical.shape[1] :], categorical[kept])
     query = generate_ocsf_events(300, days=1, seed=9, anomalies=True).frame
     scores = detector.score(query)
     np.testing.assert_array_equal(OCSFAnomalyDetector.load(saved).score(query), scores)

@@ -554,8 +554,8 @@ def drop_first_categorical(config: dict, directory: Path) -> None:
 
 DAMAGE = {
     "newer format": (
-        lambda c, d: c.update(format_version=2),
-        ["config.json has format_version 2", "reads format_version 1"],
+        lambda c, d: c.update(format_version=4),
+        ["config.json has format_version 4", "reads format_version 1 to 3"],
     ),
     "older format": (lambda c, d: c.update(format_version=0), ["config.json has format_version 0"]),
     "no format": (lambda c, d: c.pop("format_version"), ["config.json has format_version None"]),

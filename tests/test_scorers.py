@@ -168,6 +168,42 @@ def test_one_hot_knn_reads_codes_and_measures_one_hot_distances():
         scorer.score(np.zeros((1, 4)))
     with pytest.raises(ValueError, match="not fitted"):
         OneHotKNNScorer(1, [2]).score(codes[:, :2])
+    with pytest.raises(ValueError, match=r"query row 0, categorical column 1: code 7 is not an integer in \[0, 6\)"):
+        scorer.score([[0.0, 3.0, 7.0]])
+
+
+def sparse_one_hot_neighbours(reference, query, num_numerical, cardinalities, k):
+    """The search OneHotKNNScorer replaced: scikit-learn's brute force on sparse one-hot rows."""
+    from sklearn.neighbors import NearestNeighbors
+
+    def one_hot(codes):
+        return scorers.one_hot_features(codes[:, :num_numerical], codes[:, num_numerical:].astype(int), cardinalities)
+
+    index = NearestNeighbors(n_neighbors=k + 1, algorithm="brute").fit(one_hot(reference))
+    return index.kneighbors(one_hot(query)), index.kneighbors(n_neighbors=k)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("k", [1, 5, 40])
+def test_one_hot_knn_equals_sparse_brute_force_with_unseen_query_categories(seed, k):
+    rng = np.random.default_rng(seed)
+    cardinalities = [3, 40, 7, 300]
+    reference_codes = np.column_stack([rng.integers(3, 3 + c // 2 + 1, 600) for c in cardinalities])
+    query_codes = np.column_stack([rng.integers(0, 3 + c, 200) for c in cardinalities])  # half unseen
+    numerical = rng.normal(size=(800, 5)).round(1)  # rounded: many exact ties
+    reference = np.hstack([numerical[:600], reference_codes])
+    query = np.hstack([numerical[600:], query_codes])
+    (distances, indices), (loo_distances, _) = sparse_one_hot_neighbours(reference, query, 5, cardinalities, k)
+    untied = distances[:, k] - distances[:, k - 1] > 1e-6  # the k-th and the next do not tie: the same rows
+    distances, indices = distances[:, :k], indices[:, :k]
+    scorer = OneHotKNNScorer(5, cardinalities, k).fit(reference)
+    found_distances, found_indices = scorer.kneighbors(query)
+    np.testing.assert_allclose(found_distances, distances, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(scorer.score(query), distances.mean(axis=1), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(scorer.leave_one_out_scores(), loo_distances.mean(axis=1), rtol=1e-6, atol=1e-6)
+    assert untied.sum() > 100
+    np.testing.assert_array_equal(np.sort(found_indices[untied]), np.sort(indices[untied]))
+    np.testing.assert_array_equal(np.diff(found_distances, axis=1) >= 0, True)
 
 
 def test_build_detector_scorer_knows_the_detector_scorers():
@@ -187,7 +223,14 @@ def test_build_detector_scorer_knows_the_detector_scorers():
     }
     with pytest.raises(ValueError, match="needs num_numerical and cardinalities"):
         build_detector_scorer("fusion_knn")
-    assert set(DETECTOR_SCORERS) == {"knn", "subsampled_knn", "fusion_knn", "fusion_iforest", "fusion_rates"}
+    assert set(DETECTOR_SCORERS) == {
+        "knn",
+        "subsampled_knn",
+        "fusion_knn",
+        "fusion_iforest",
+        "fusion_rates",
+        "fusion_multiscale",
+    }
     with pytest.raises(ValueError, match="scorer must be one of"):
         build_detector_scorer("lof")
 

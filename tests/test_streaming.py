@@ -58,9 +58,10 @@ def work(tmp_path_factory):
 def in_memory_csv(work, name: str) -> bytes:
     """The scores file as the in-memory path writes it: the whole file read, scored at once."""
     result = read_events(work / name)
-    scores = OCSFAnomalyDetector.load(work / "detector").score(result.frame)
+    detector = OCSFAnomalyDetector.load(work / "detector")
+    scores = detector.score(result.frame)
     buffer = io.StringIO()
-    score_table(result, scores).to_csv(buffer, index=False, float_format="%.8g")
+    score_table(result, scores, detector, detector.alert_threshold()).to_csv(buffer, index=False, float_format="%.8g")
     return buffer.getvalue().encode("utf-8")
 
 

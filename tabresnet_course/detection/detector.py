@@ -21,13 +21,16 @@ subsampled kNN ensemble, or a fusion of the embedding kNN with a second opinion 
 features: a kNN (``"fusion_knn"``, the default: an event is as strange as the stranger of its
 two reference ranks) or an Isolation Forest, with or without per-entity rate features
 (:mod:`tabresnet_course.features.rates`). The saved detector is one directory of plain files,
-nothing pickled (:mod:`tabresnet_course.detection.saved`). Chapter "The OCSF pipeline" teaches
-this file.
+nothing pickled (:mod:`tabresnet_course.detection.saved`). Training also keeps held-out normal
+scores (:mod:`tabresnet_course.detection.calibration`), so that a score becomes a percentile and an
+alert at a chosen false-alarm rate (:meth:`OCSFAnomalyDetector.alert_threshold`). Chapter "The OCSF
+pipeline" teaches this file.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
@@ -41,7 +44,6 @@ from sklearn.exceptions import NotFittedError
 from tqdm.auto import tqdm
 
 from tabresnet_course.artifacts import (
-    FORMAT_VERSION,
     atomic_write_directory,
     json_bytes,
     npy_bytes,
@@ -51,6 +53,7 @@ from tabresnet_course.artifacts import (
     torch_bytes,
 )
 from tabresnet_course.detection.base import Scorer
+from tabresnet_course.detection.calibration import AlertThreshold, Calibration, cross_fitted_scores, events_per_day
 from tabresnet_course.detection.config import DetectorConfig
 from tabresnet_course.detection.pipeline import (
     build_encoder,
@@ -59,28 +62,41 @@ from tabresnet_course.detection.pipeline import (
     protect_columns,
     reference_subset,
 )
+from tabresnet_course.detection.refine import refine_reference
 from tabresnet_course.detection.saved import (
+    CALIBRATION_FILE,
     CONFIG_FILE,
+    DETECTOR_FORMAT_VERSION,
     DETECTOR_KIND,
     FEATURES_FILE,
     REFERENCE_FILE,
     REFERENCE_SAMPLE_FILE,
+    REFERENCE_SCORES_FILE,
     WEIGHTS_FILE,
+    calibration_bytes,
+    float64_npy_bytes,
     is_saved_detector,
     load_weights,
+    read_calibration,
     read_config,
     read_features,
     read_reference,
+    read_reference_scores,
     read_sample,
     rebuild_parts,
     sample_bytes,
 )
-from tabresnet_course.detection.scorers import DETECTOR_SCORERS, build_detector_scorer, tree_features
+from tabresnet_course.detection.scorers import (
+    DETECTOR_SCORERS,
+    ReferenceRankFusion,
+    build_detector_scorer,
+    tree_features,
+)
 from tabresnet_course.errors import InputError
 from tabresnet_course.events.flat import as_flat_frame
 from tabresnet_course.mfp import TabularResNetWithMFP
 from tabresnet_course.model import TabularResNet, embed_in_batches
-from tabresnet_course.runtime import resolve_device
+from tabresnet_course.runtime import resolve_device, scoring_threads, threads
 
 __all__ = ["OCSFAnomalyDetector", "train_ocsf_anomaly_detector"]
 
@@ -104,6 +120,11 @@ class OCSFAnomalyDetector:
         training: plain-JSON record of the training run (history, rows; saved with the detector).
         reference_sample: a bounded sample of the raw reference events (flat frame) that
             :meth:`explain` draws neighbours and typical values from, or ``None``.
+        calibration: the held-out normal scores behind :meth:`percentiles` and
+            :meth:`alert_threshold` (:class:`~tabresnet_course.detection.calibration.Calibration`),
+            or ``None`` (detectors saved before format 2, or with a new reference set).
+        reference_scores: ``(members, n_ref)`` the fusion scorer's sorted reference scores from an
+            earlier fit on the same rows (a saved detector's), used instead of recomputed.
         knn_backend: the :class:`~tabresnet_course.detection.scorers.KNNScorer` backend (``"auto"``: the
             fastest exact one installed). A choice of this machine, not saved with the detector.
     """
@@ -119,7 +140,9 @@ class OCSFAnomalyDetector:
         config: DetectorConfig | None = None,
         training: dict[str, Any] | None = None,
         reference_sample: pd.DataFrame | None = None,
+        calibration: Calibration | None = None,
         knn_backend: str = "auto",
+        reference_scores: np.ndarray | None = None,
     ) -> None:
         self.model = model.eval()
         self.featurizer = featurizer
@@ -131,9 +154,11 @@ class OCSFAnomalyDetector:
         self.reference_features: np.ndarray | None = None
         self.scorer_: Scorer | None = None
         self.reference_sample = reference_sample
+        self.calibration = calibration
         self.explainer_: Any = None
+        self.checksum_: str | None = None
         if reference_embeddings is not None:
-            self.set_reference_embeddings(reference_embeddings, reference_features)
+            self.set_reference_embeddings(reference_embeddings, reference_features, reference_scores)
 
     # -- the pipeline, one step per method ---------------------------------------------------
 
@@ -198,9 +223,12 @@ class OCSFAnomalyDetector:
         stream = rates if rates is not None else ChunkedRates()
         return tree_features(numerical, categorical, stream.transform(frame).to_numpy())
 
-    def set_reference_embeddings(self, embeddings: np.ndarray, features: np.ndarray | None = None) -> None:
+    def set_reference_embeddings(
+        self, embeddings: np.ndarray, features: np.ndarray | None = None, reference_scores: np.ndarray | None = None
+    ) -> None:
         """Use ``embeddings`` ``(n_ref, d_model)`` (and, for the fusion scorers, the same rows'
-        ``features`` from :meth:`raw_features`) as the reference set and fit the scorer on it."""
+        ``features`` from :meth:`raw_features`) as the reference set and fit the scorer on it;
+        ``reference_scores`` are the fusion's stored reference scores of these rows, if known."""
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if embeddings.ndim != 2 or embeddings.shape[1] != self.model.d_model:
             raise ValueError(f"reference embeddings must have shape (n, {self.model.d_model}), got {embeddings.shape}")
@@ -212,6 +240,8 @@ class OCSFAnomalyDetector:
             num_numerical=self.model.config.num_numerical_features,
             cardinalities=self.cardinalities,
         )
+        if reference_scores is not None and not isinstance(scorer, ReferenceRankFusion):
+            raise ValueError(f"scorer {self.config.scorer!r} keeps no reference scores")
         if self.raw_view is None:
             self.scorer_ = scorer.fit(embeddings)
         elif features is None or len(features) != len(embeddings):
@@ -220,7 +250,7 @@ class OCSFAnomalyDetector:
             )
         else:
             features = np.asarray(features, dtype=np.float64)
-            self.scorer_ = scorer.fit([embeddings, features])
+            self.scorer_ = scorer.fit([embeddings, features], reference_scores)
         self.reference_embeddings, self.reference_features = embeddings, features
 
     def score(self, events: Any, progress: bool = False) -> np.ndarray:
@@ -237,18 +267,20 @@ class OCSFAnomalyDetector:
     ) -> np.ndarray:
         """Scores of preprocessed rows (and, for the fusion scorers, the same rows' ``features``
         from :meth:`raw_features`), embedded and scored in blocks of
-        ``config.embedding_batch_size`` rows counted from the first row."""
+        ``config.embedding_batch_size`` rows counted from the first row, with
+        :func:`~tabresnet_course.runtime.scoring_threads` threads (1 unless set: measured faster)."""
         if self.scorer_ is None:
             raise NotFittedError("this detector has no reference set; call with_reference(events) first")
         if self.raw_view is not None and (features is None or len(features) != len(numerical)):
             raise ValueError(f"scorer {self.config.scorer!r} needs raw features for the {len(numerical)} rows")
-        embeddings = self.embed_arrays(numerical, categorical)  # (N, d_model)
         size = self.config.embedding_batch_size
         blocks = []
-        for start in range(0, len(embeddings), size):
-            block = embeddings[start : start + size]
-            view = block if self.raw_view is None else [block, features[start : start + size]]
-            blocks.append(self.scorer_.score(view))
+        with threads(scoring_threads()):
+            embeddings = self.embed_arrays(numerical, categorical)  # (N, d_model)
+            for start in range(0, len(embeddings), size):
+                block = embeddings[start : start + size]
+                view = block if self.raw_view is None else [block, features[start : start + size]]
+                blocks.append(self.scorer_.score(view))
         return np.concatenate([np.zeros(0), *blocks])
 
     def score_chunks(self, chunks: Iterable[Any], progress: bool = False) -> Iterator[tuple[Any, np.ndarray]]:
@@ -316,20 +348,64 @@ class OCSFAnomalyDetector:
             self.explainer_.fit(self.reference_sample)
         return self.explainer_.explain(events, top)
 
+    # -- from scores to alerts (chapter "The OCSF pipeline") ------------------------------------
+
+    def calibrated(self) -> Calibration:
+        """The :class:`~tabresnet_course.detection.calibration.Calibration`; a detector without
+        one raises :class:`InputError` saying to retrain it."""
+        if self.calibration is None:
+            raise InputError(
+                "this detector has no calibration (it was saved before format 2, or given a new reference "
+                "set); retrain it to get percentiles, alerts and findings"
+            )
+        return self.calibration
+
+    def percentiles(self, scores: Any) -> np.ndarray:
+        """``(n,)`` 0-100: the share of held-out normal baseline events scoring lower than each score."""
+        return self.calibrated().percentiles(scores)
+
+    def alert_threshold(self, alert_rate: float | None = None, alerts_per_day: float | None = None) -> AlertThreshold:
+        """The threshold for ``alert_rate`` (the share of normal events accepted as false
+        alarms; default 0.001) or ``alerts_per_day`` (through the baseline's event rate)."""
+        return self.calibrated().threshold(alert_rate, alerts_per_day)
+
+    def alerts(self, scores: Any, alert_rate: float | None = None, alerts_per_day: float | None = None) -> np.ndarray:
+        """``(n,)`` booleans: which scores are above :meth:`alert_threshold`."""
+        return np.asarray(scores, dtype=np.float64) > self.alert_threshold(alert_rate, alerts_per_day).score
+
+    @property
+    def checksum(self) -> str:
+        """The SHA-256 of the detector's ``config.json`` (which records the checksum of every
+        other file): the one identity of a saved detector, named in its findings."""
+        if self.checksum_ is None:
+            self.checksum_ = sha256(self.saved_files()[CONFIG_FILE])
+        return self.checksum_
+
+    def refined_rows(self, embeddings: np.ndarray, features: np.ndarray | None) -> np.ndarray:
+        """Indices of the baseline rows (their ``embeddings`` and raw ``features``) that the
+        reference set keeps after refinement (``config.refine_share``; chapter "The OCSF pipeline",
+        :func:`~tabresnet_course.detection.refine.refine_reference`)."""
+        codes = features if self.raw_view == "codes" else None
+        layout = (self.model.config.num_numerical_features, self.cardinalities) if codes is not None else (None, None)
+        return refine_reference(embeddings, codes, self.k, self.config.refine_share, self.config.seed, *layout)
+
     def with_reference(self, events: Any) -> OCSFAnomalyDetector:
         """A detector sharing this encoder and preprocessing whose reference set is the
-        embeddings of ``events`` (used by the evaluation's baselines and contamination demo),
-        and whose reference sample for :meth:`explain` is drawn from them."""
+        embeddings of ``events``, refined as in training (used by the evaluation's baselines and
+        contamination demo), and whose reference sample for :meth:`explain` is drawn from them."""
         from tabresnet_course.detection.explain import reference_sample
 
         frame = as_flat_frame(events)
         numerical, categorical = self.preprocess(frame)
+        embeddings = self.embed_arrays(numerical, categorical)
+        features = self.raw_features(frame, numerical, categorical)
+        kept = self.refined_rows(embeddings, features)
         return OCSFAnomalyDetector(
             self.model,
             self.featurizer,
             self.preprocessor,
-            self.embed_arrays(numerical, categorical),
-            self.raw_features(frame, numerical, categorical),
+            embeddings[kept],
+            None if features is None else features[kept],
             config=self.config,
             training=self.training,
             reference_sample=reference_sample(frame, self.featurizer, self.config.seed),
@@ -357,7 +433,7 @@ class OCSFAnomalyDetector:
         spec = getattr(self.featurizer, "spec", None)
         return {
             "kind": DETECTOR_KIND,
-            "format_version": FORMAT_VERSION,
+            "format_version": DETECTOR_FORMAT_VERSION,
             "package_version": package_version(),
             "model_config": self.model.config.to_dict(),
             "feature_spec": spec.to_dict() if spec is not None else None,
@@ -366,15 +442,12 @@ class OCSFAnomalyDetector:
             "detector_config": self.config.to_dict(),
             "training": self.training,
             "k": self.k,
+            **({"calibration": self.calibration.to_dict()} if self.calibration is not None else {}),
         }
 
-    def save(self, directory: str | os.PathLike, overwrite: bool = False) -> Path:
-        """Write the detector to ``directory`` (``weights.pt``, ``config.json``,
-        ``reference_embeddings.npy``, ``reference_features.npy`` for the fusion scorers and
-        ``reference_sample.json`` when it has one) atomically
-        (:func:`~tabresnet_course.artifacts.atomic_write_directory`).
-        An existing ``directory`` is refused (:class:`InputError`) unless ``overwrite=True``, and
-        is only ever replaced when it is empty or holds a saved detector. Returns the directory."""
+    def saved_files(self) -> dict[str, bytes]:
+        """The files of the saved detector by name, ``config.json`` (with every other file's
+        checksum) included."""
         if self.reference_embeddings is None:
             raise NotFittedError("cannot save a detector without a reference set")
         weights = torch_bytes({name: tensor.detach().cpu() for name, tensor in self.model.state_dict().items()})
@@ -383,9 +456,24 @@ class OCSFAnomalyDetector:
             files[FEATURES_FILE] = npy_bytes(self.reference_features)
         if self.reference_sample is not None:
             files[REFERENCE_SAMPLE_FILE] = sample_bytes(self.reference_sample)
+        if self.calibration is not None:
+            files[CALIBRATION_FILE] = calibration_bytes(self.calibration)
+        if isinstance(self.scorer_, ReferenceRankFusion):
+            files[REFERENCE_SCORES_FILE] = float64_npy_bytes(np.stack(self.scorer_.reference_scores_))
         config = self.config_dict()
         config["files"] = {name: sha256(data) for name, data in files.items()}
         files[CONFIG_FILE] = json_bytes(config)
+        return files
+
+    def save(self, directory: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write the detector to ``directory`` (:meth:`saved_files`: ``weights.pt``,
+        ``config.json``, ``reference_embeddings.npy``, ``reference_features.npy`` for the fusion
+        scorers, ``reference_sample.json`` and ``calibration_scores.npy`` when it has them)
+        atomically (:func:`~tabresnet_course.artifacts.atomic_write_directory`).
+        An existing ``directory`` is refused (:class:`InputError`) unless ``overwrite=True``, and
+        is only ever replaced when it is empty or holds a saved detector. Returns the directory."""
+        files = self.saved_files()
+        self.checksum_ = sha256(files[CONFIG_FILE])
         return atomic_write_directory(
             directory, files, overwrite=overwrite, what="saved detector", replaceable=is_saved_detector
         )
@@ -423,7 +511,22 @@ class OCSFAnomalyDetector:
         if len(DETECTOR_SCORERS[detector_config.scorer]) > 1:
             data = read_checked_bytes(directory / FEATURES_FILE, checksums.get(FEATURES_FILE), CONFIG_FILE)
             features = read_features(data, directory / FEATURES_FILE, len(embeddings))
-        return cls(
+        calibration = None
+        if CALIBRATION_FILE in checksums:  # detectors saved before format 2 have none
+            data = read_checked_bytes(directory / CALIBRATION_FILE, checksums[CALIBRATION_FILE], CONFIG_FILE)
+            calibration = read_calibration(data, directory / CALIBRATION_FILE, config.get("calibration"))
+        scores = None
+        if features is not None and REFERENCE_SCORES_FILE in checksums:
+            data = read_checked_bytes(directory / REFERENCE_SCORES_FILE, checksums[REFERENCE_SCORES_FILE], CONFIG_FILE)
+            members = len(DETECTOR_SCORERS[detector_config.scorer])
+            scores = read_reference_scores(data, directory / REFERENCE_SCORES_FILE, members, len(embeddings))
+        elif features is not None and config["format_version"] < 3:
+            warnings.warn(
+                f"{directory} was saved before format 3 and keeps no {REFERENCE_SCORES_FILE}: its reference "
+                "scores are recomputed at every load (slow with a large reference); retrain it to store them",
+                stacklevel=2,
+            )
+        detector = cls(
             model.to(resolve_device(device)),
             featurizer,
             preprocessor,
@@ -432,8 +535,12 @@ class OCSFAnomalyDetector:
             config=detector_config,
             training=config.get("training") or {},
             reference_sample=sample,
+            calibration=calibration,
             knn_backend=knn_backend,
+            reference_scores=scores,
         )
+        detector.checksum_ = sha256((directory / CONFIG_FILE).read_bytes())
+        return detector
 
 
 def _complete_chunks(
@@ -478,6 +585,12 @@ def train_ocsf_anomaly_detector(
     ``num_epochs``, ``learning_rate``, ``patience``, ``seed``, ``device``, ``progress``,
     ``temperature``, ``precision``, ...). Under ``torchrun`` every process calls this
     function; the trainer shards the batches.
+
+    Last, the detector is calibrated: every reference row is scored by a copy of the scorer
+    fitted on the other nine tenths of the reference
+    (:func:`~tabresnet_course.detection.calibration.cross_fitted_scores`), and these held-out
+    normal scores, with the baseline's events per day, become its ``calibration``
+    (:meth:`OCSFAnomalyDetector.percentiles`, :meth:`OCSFAnomalyDetector.alert_threshold`).
     """
     from tabresnet_course.detection.explain import reference_sample
 
@@ -499,11 +612,20 @@ def train_ocsf_anomaly_detector(
         reference_sample=reference_sample(frame.iloc[reference_rows], featurizer, config.seed),
     )
     features = detector.raw_features(frame, numerical, categorical)
-    detector.set_reference_embeddings(
-        detector.embed_arrays(
-            numerical[reference_rows], categorical[reference_rows], progress=config.training.progress
-        ),
-        None if features is None else features[reference_rows],
+    embeddings = detector.embed_arrays(
+        numerical[reference_rows], categorical[reference_rows], progress=config.training.progress
+    )
+    kept = detector.refined_rows(embeddings, None if features is None else features[reference_rows])
+    reference_rows = reference_rows[kept]
+    detector.set_reference_embeddings(embeddings[kept], None if features is None else features[reference_rows])
+    reference = (
+        detector.reference_embeddings
+        if features is None
+        else [detector.reference_embeddings, detector.reference_features]
+    )
+    detector.calibration = Calibration(
+        cross_fitted_scores(detector.scorer_, reference, seed=config.seed),
+        events_per_day(frame["time"]) if "time" in frame.columns else None,
     )
     detector.training = {
         "config": training.to_dict(),

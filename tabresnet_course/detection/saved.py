@@ -6,8 +6,15 @@ preprocessing state and the training record as plain JSON, with a checksum of ev
 and ``reference_embeddings.npy`` (``allow_pickle=False``), plus ``reference_features.npy`` for
 the fusion scorers (the raw reference rows, numericals next to category codes; the kNN index or
 the seeded forest is rebuilt from them at load time) and ``reference_sample.json`` (a bounded
-sample of the raw reference events, for explanations; detectors saved without it still load):
-nothing is pickled. :meth:`~tabresnet_course.detection.detector.OCSFAnomalyDetector.save` and
+sample of the raw reference events, for explanations; detectors saved without it still load)
+and, since format 2, ``calibration_scores.npy`` (the held-out normal scores of
+:mod:`tabresnet_course.detection.calibration`, float64; ``config.json``'s ``calibration`` says how
+they were made and the baseline's events per day; format 1 detectors still load, uncalibrated)
+and, since format 3, ``reference_scores.npy`` for the fusion scorers (every member's sorted
+reference scores, ``(members, n_ref)`` float64: the yardstick of
+:class:`~tabresnet_course.detection.scorers.ReferenceRankFusion`, whose leave-one-out kNN
+scores would otherwise cost a search of every reference row at every load; older detectors
+recompute them, slowly, with a warning): nothing is pickled. :meth:`~tabresnet_course.detection.detector.OCSFAnomalyDetector.save` and
 :meth:`~tabresnet_course.detection.detector.OCSFAnomalyDetector.load` write and read it; the file
 mechanics (atomic directory replace, checksums, safe loads) are :mod:`tabresnet_course.artifacts`'.
 Chapter "The OCSF pipeline" teaches this file.
@@ -16,6 +23,7 @@ Chapter "The OCSF pipeline" teaches this file.
 from __future__ import annotations
 
 import datetime
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -23,23 +31,31 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tabresnet_course.artifacts import FORMAT_VERSION, load_json, load_npy_bytes, load_state_dict_bytes, package_version
+from tabresnet_course.artifacts import load_json, load_npy_bytes, load_state_dict_bytes, package_version
+from tabresnet_course.detection.calibration import Calibration
 from tabresnet_course.detection.config import DetectorConfig
 from tabresnet_course.errors import InputError, collapse_whitespace
 from tabresnet_course.model import TabularResNet, TabularResNetConfig
 
 __all__ = [
+    "CALIBRATION_FILE",
     "CONFIG_FILE",
+    "DETECTOR_FORMAT_VERSION",
     "DETECTOR_KIND",
     "FEATURES_FILE",
     "REFERENCE_FILE",
     "REFERENCE_SAMPLE_FILE",
+    "REFERENCE_SCORES_FILE",
     "WEIGHTS_FILE",
+    "calibration_bytes",
+    "float64_npy_bytes",
     "is_saved_detector",
     "load_weights",
+    "read_calibration",
     "read_config",
     "read_features",
     "read_reference",
+    "read_reference_scores",
     "read_sample",
     "rebuild_parts",
     "sample_bytes",
@@ -52,6 +68,12 @@ CONFIG_FILE = "config.json"
 REFERENCE_FILE = "reference_embeddings.npy"
 FEATURES_FILE = "reference_features.npy"
 REFERENCE_SAMPLE_FILE = "reference_sample.json"
+CALIBRATION_FILE = "calibration_scores.npy"
+REFERENCE_SCORES_FILE = "reference_scores.npy"
+DETECTOR_FORMAT_VERSION = 3
+"""The saved detector's layout: 2 added ``calibration_scores.npy``, 3 ``reference_scores.npy``.
+Detectors of format 1 load without a calibration, of formats 1 and 2 recompute their reference
+scores at load; a newer format asks for a newer package."""
 
 
 def is_saved_detector(directory: Path) -> bool:
@@ -69,11 +91,11 @@ def read_config(path: Path) -> dict[str, Any]:
     if not isinstance(config, dict) or config.get("kind") != DETECTOR_KIND:
         raise InputError(f"{path} does not describe a saved detector (kind is not {DETECTOR_KIND!r})")
     version = config.get("format_version")
-    if version != FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= DETECTOR_FORMAT_VERSION:
         raise InputError(
             f"{path} has format_version {version!r}, but this package (tabresnet_course "
-            f"{package_version()}) reads format_version {FORMAT_VERSION}; it was written by "
-            f"tabresnet_course {config.get('package_version', 'of an unknown version')}"
+            f"{package_version()}) reads format_version 1 to {DETECTOR_FORMAT_VERSION}; it was written by "
+            f"tabresnet_course {config.get('package_version', 'of an unknown version')}: upgrade, or retrain"
         )
     missing = [key for key in ("model_config", "featurizer", "preprocessor", "k", "files") if key not in config]
     if missing:
@@ -151,6 +173,25 @@ def read_reference(data: bytes, path: Path, d_model: int) -> np.ndarray:
     return embeddings
 
 
+def float64_npy_bytes(array: np.ndarray) -> bytes:
+    """``array`` as float64 ``.npy`` bytes, without pickle (the reference scores: float64, so
+    that a loaded detector ranks exactly as the trained one)."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array, dtype=np.float64), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def read_reference_scores(data: bytes, path: Path, members: int, num_rows: int) -> np.ndarray:
+    """The fusion members' sorted reference scores ``(members, num_rows)``, read without pickle
+    and checked."""
+    scores = load_npy_bytes(data, path)
+    if scores.shape != (members, num_rows) or not np.isfinite(scores).all() or (np.diff(scores, axis=1) < 0).any():
+        raise InputError(
+            f"{path} must hold {members} sorted finite rows of {num_rows} reference scores, got shape {scores.shape}"
+        )
+    return scores.astype(np.float64)
+
+
 def sample_bytes(sample: pd.DataFrame) -> bytes:
     """The reference sample as compact JSON: a list of nested OCSF events."""
     from tabresnet_course.events.flat import frame_to_events
@@ -183,3 +224,20 @@ def read_sample(data: bytes, path: Path) -> pd.DataFrame:
         return flatten_events(events)
     except (UnicodeDecodeError, ValueError, TypeError) as error:
         raise InputError(f"{path} is not a valid reference sample: {collapse_whitespace(error)[:200]}") from None
+
+
+def calibration_bytes(calibration: Calibration) -> bytes:
+    """The held-out normal scores as a float64 ``.npy`` file (no pickle; float64 so that a loaded
+    detector's percentiles and thresholds equal the trained one's)."""
+    return float64_npy_bytes(calibration.scores)
+
+
+def read_calibration(data: bytes, path: Path, values: Any) -> Calibration:
+    """The :class:`Calibration` of :func:`calibration_bytes` and ``config.json``'s ``calibration``."""
+    scores = load_npy_bytes(data, path)
+    if not isinstance(values, dict):
+        raise InputError(f"{path}: {CONFIG_FILE} lacks the calibration's description")
+    try:
+        return Calibration.from_dict(values, scores)
+    except (TypeError, ValueError) as error:
+        raise InputError(f"{path} is not a valid calibration: {collapse_whitespace(error)}") from None
