@@ -10,10 +10,13 @@ learns what normal looks like, ``score(query)`` returns one number per query row
 - :func:`rank_fusion` / :class:`RankFusionScorer`: several scores combined by normalised ranks.
 - :class:`IsolationForestScorer`: scikit-learn's Isolation Forest, the package's one forest.
 - :class:`OneHotKNNScorer`: kNN on the raw features (numericals next to one-hot categories),
-  read from the compact codes view of :func:`tree_features` (the package's one raw kNN).
+  read from the compact codes view of :func:`tree_features` (the package's one raw kNN), searched
+  exactly without building the one-hot rows (:mod:`tabresnet_course.detection.knn`).
 - :class:`ReferenceRankFusion`: members on their own views of the same rows, each query score
   turned into its rank among the member's reference scores (:func:`reference_ranks`), then
-  averaged or maxed; a row's score does not depend on the other rows scored with it.
+  averaged or maxed; a row's score does not depend on the other rows scored with it. Its
+  reference scores can be restored from an earlier fit (``fit(references, stored_scores)``), as
+  a saved detector does, instead of recomputed.
   :func:`build_detector_scorer` builds the detector's scorer (``DetectorConfig.scorer``) from
   :data:`DETECTOR_SCORERS`.
 
@@ -39,6 +42,8 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import OneHotEncoder
 
 from tabresnet_course.detection.base import Scorer
+from tabresnet_course.detection.knn import CodesKNNIndex
+from tabresnet_course.detection.robust import MultiScaleKNNScorer
 from tabresnet_course.model import NUM_RESERVED_INDICES
 
 __all__ = [
@@ -469,10 +474,13 @@ def one_hot_features(numerical: np.ndarray, categorical: np.ndarray, cardinaliti
 
 
 class OneHotKNNScorer(Scorer):
-    """:class:`KNNScorer` (scikit-learn, sparse) on the raw features of :func:`one_hot_features`,
-    read from the codes view of :func:`tree_features` without rates: ``num_numerical`` numerical
-    columns, then one integer code per categorical column of ``cardinalities``. The detector
-    stores that compact view, not the one-hot rows. Chapter "The OCSF pipeline"."""
+    """Mean Euclidean distance to the ``k`` nearest reference rows on the raw features of
+    :func:`one_hot_features`, read from the codes view of :func:`tree_features` without rates:
+    ``num_numerical`` numerical columns, then one integer code per categorical column of
+    ``cardinalities`` (codes in ``[0, cardinality + NUM_RESERVED_INDICES)``). The detector stores
+    that compact view, not the one-hot rows, and the search never builds them
+    (:class:`~tabresnet_course.detection.knn.CodesKNNIndex`: exact, the neighbours of
+    scikit-learn's brute force on the sparse one-hot rows). Chapter "The OCSF pipeline"."""
 
     def __init__(self, num_numerical: int, cardinalities: Sequence[int], k: int = DEFAULT_K) -> None:
         _check_positive_int(num_numerical, "num_numerical", minimum=0)
@@ -483,27 +491,46 @@ class OneHotKNNScorer(Scorer):
         self.cardinalities = cardinalities
         self.k = k
 
-    def _one_hot(self, codes: Any, name: str) -> sp.csr_matrix:
-        """The one-hot rows of a codes matrix ``(n, num_numerical + n_categorical)``."""
+    def _split(self, codes: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(numerical (n, num_numerical), category codes (n, n_categorical))`` of a codes
+        matrix, every code checked to be an integer in its column's range."""
         codes = _check_matrix(codes, name, self.num_numerical + len(self.cardinalities))
         codes = codes.toarray() if sp.issparse(codes) else codes
-        numerical, categorical = codes[:, : self.num_numerical], codes[:, self.num_numerical :]
-        return one_hot_features(numerical, categorical.astype(np.int64), self.cardinalities)
+        categorical = codes[:, self.num_numerical :]
+        limits = np.asarray(self.cardinalities, dtype=np.float64) + NUM_RESERVED_INDICES
+        bad = (categorical < 0) | (categorical >= limits) | (categorical != np.round(categorical))
+        if bad.any():
+            row, column = np.argwhere(bad)[0]
+            raise ValueError(
+                f"{name} row {row}, categorical column {column}: code {float(categorical[row, column]):g} is not an "
+                f"integer in [0, {int(limits[column])})"
+            )
+        return codes[:, : self.num_numerical], categorical.astype(np.int64)
 
     def fit(self, reference: Any) -> OneHotKNNScorer:
-        """Index the one-hot rows of the reference codes."""
-        self.knn_ = KNNScorer(self.k, backend="sklearn").fit(self._one_hot(reference, "reference"))
+        """Index the reference codes; needs more than ``k`` rows."""
+        numerical, categorical = self._split(reference, "reference")
+        if len(numerical) < self.k:
+            raise ValueError(f"the reference has {len(numerical)} rows, fewer than k={self.k}")
+        self.index_ = CodesKNNIndex(numerical, categorical)
         return self
+
+    def kneighbors(self, query: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(distances, indices)``, both ``(n_query, k)``, nearest first."""
+        self.check_fitted()
+        return self.index_.kneighbors(*self._split(query, "query"), self.k)
 
     def score(self, query: Any) -> np.ndarray:
         """``(n_query,)`` mean one-hot distance of each query row to its ``k`` nearest reference rows."""
-        self.check_fitted()
-        return self.knn_.score(self._one_hot(query, "query"))
+        return self.kneighbors(query)[0].mean(axis=1)
 
     def leave_one_out_scores(self) -> np.ndarray:
-        """``(n_ref,)`` every reference row's score among the other rows (:class:`KNNScorer`)."""
+        """``(n_ref,)`` every reference row's score among the other rows (as :class:`KNNScorer`)."""
         self.check_fitted()
-        return self.knn_.leave_one_out_scores()
+        if self.k >= len(self.index_):
+            raise ValueError(f"the reference has {len(self.index_)} rows, need more than k={self.k}")
+        index = self.index_
+        return index.kneighbors(index.numerical, index.codes, self.k, exclude_self=True)[0].mean(axis=1)
 
 
 def reference_scores(member: Scorer, reference: Any) -> np.ndarray:
@@ -571,13 +598,28 @@ class ReferenceRankFusion(Scorer):
             raise ValueError(f"the {name} matrices have different numbers of rows: {sorted(rows)}")
         return views
 
-    def fit(self, references: Sequence[Any]) -> ReferenceRankFusion:
-        """Fit every member on its reference matrix and keep its sorted reference scores."""
+    def fit(self, references: Sequence[Any], stored_scores: Sequence[np.ndarray] | None = None) -> ReferenceRankFusion:
+        """Fit every member on its reference matrix and keep its sorted reference scores
+        (``reference_scores_``). ``stored_scores``: the ``reference_scores_`` of an earlier fit
+        on the same rows (a saved detector stores them), taken instead of recomputed: the
+        leave-one-out kNN scores cost a search of every reference row, refitting a member only
+        indexes the rows (or regrows its seeded forest)."""
         references = self._check_views(references, "reference")
-        self.reference_scores_ = [
-            np.sort(reference_scores(member.fit(view), _check_matrix(view, "reference")))
-            for member, view in zip(self.members, references)
-        ]
+        if stored_scores is None:
+            self.reference_scores_ = [
+                np.sort(reference_scores(member.fit(view), _check_matrix(view, "reference")))
+                for member, view in zip(self.members, references)
+            ]
+            return self
+        stored = [np.asarray(scores, dtype=np.float64) for scores in stored_scores]
+        rows = references[0].shape[0]
+        if len(stored) != len(self.members) or any(
+            a.shape != (rows,) or not np.isfinite(a).all() or (np.diff(a) < 0).any() for a in stored
+        ):
+            raise ValueError(f"stored_scores must be {len(self.members)} sorted finite arrays of {rows} scores")
+        for member, view in zip(self.members, references):
+            member.fit(view)
+        self.reference_scores_ = stored
         return self
 
     def member_ranks(self, queries: Sequence[Any]) -> np.ndarray:
@@ -607,12 +649,12 @@ DETECTOR_SCORERS: dict[str, tuple[str, ...]] = {
     "fusion_knn": ("embedding", "codes"),
     "fusion_iforest": ("embedding", "codes"),
     "fusion_rates": ("embedding", "codes+rates"),
+    "fusion_multiscale": ("embedding", "codes"),
 }
 """The detector's scorers (``DetectorConfig.scorer``) and the views of an event each reads:
 the embedding, and for the fusions the raw features of :func:`tree_features` without or with
 rate features (:mod:`tabresnet_course.features.rates`). The study measures them as ``embedding_knn``,
-``embedding_subsampled_knn``, ``detector_fusion_knn``, ``detector_fusion_iforest`` and
-``detector_fusion_rates``."""
+``embedding_subsampled_knn`` and ``detector_<name>`` for the fusions."""
 
 
 def build_detector_scorer(
@@ -628,16 +670,23 @@ def build_detector_scorer(
     embedding kNN and of a kNN on the raw features (:class:`OneHotKNNScorer`, which needs the
     preprocessed ``num_numerical`` and the ``cardinalities``); for ``"fusion_iforest"`` /
     ``"fusion_rates"`` the mean reference rank of the embedding kNN and an Isolation Forest on
-    the raw features (with rate features for ``"fusion_rates"``). Chapter "The OCSF pipeline"."""
+    the raw features (with rate features for ``"fusion_rates"``); for ``"fusion_multiscale"`` the
+    larger reference rank of :class:`~tabresnet_course.detection.robust.MultiScaleKNNScorer` on the
+    embedding and on the raw features (robust to campaigns in the baseline; the detector fits it
+    on the baseline rows that :func:`~tabresnet_course.detection.refine.refine_reference` keeps).
+    Chapter "The OCSF pipeline"."""
     if name not in DETECTOR_SCORERS:
         raise ValueError(f"scorer must be one of {sorted(DETECTOR_SCORERS)}, got {name!r}")
     if name == "knn":
         return KNNScorer(k, backend=knn_backend)
     if name == "subsampled_knn":
         return SubsampledKNNScorer(k, seed=seed)
+    if name in ("fusion_knn", "fusion_multiscale") and (num_numerical is None or cardinalities is None):
+        raise ValueError(f"scorer {name!r} needs num_numerical and cardinalities (the raw features' layout)")
     if name == "fusion_knn":
-        if num_numerical is None or cardinalities is None:
-            raise ValueError("scorer 'fusion_knn' needs num_numerical and cardinalities (the raw features' layout)")
         raw = OneHotKNNScorer(num_numerical, cardinalities, k)
         return ReferenceRankFusion([KNNScorer(k, backend=knn_backend), raw], combine="max")
+    if name == "fusion_multiscale":
+        raw = MultiScaleKNNScorer(k, num_numerical=num_numerical, cardinalities=cardinalities)
+        return ReferenceRankFusion([MultiScaleKNNScorer(k), raw], combine="max")
     return ReferenceRankFusion([KNNScorer(k, backend=knn_backend), IsolationForestScorer(seed=seed)])

@@ -2,9 +2,14 @@
 command line ``python -m tabresnet_course.study --grid default|smoke|confirm --out DIR [--jobs N]``.
 
 Outputs in ``--out``: ``runs.csv`` (one row per run x method x scenario, ``overall`` included:
-AUROC, average precision, recall at a 1% alert budget), ``summary.csv`` (means and seeded
-bootstrap 95% intervals over runs), ``meta.json`` (command, date, hardware, versions, grid) and
-plots. Chapter "The OCSF pipeline" reads the committed results.
+AUROC, average precision, recall at a 1% alert budget), ``summary.csv`` (means and hierarchical
+bootstrap 95% intervals), ``differences.csv`` (paired differences between methods on the same
+runs, with hierarchical intervals: the candidates minus the baselines, trained minus untrained),
+``meta.json`` (command, date, hardware, versions, grid) and plots. Runs are nested, training
+seeds within data seeds, so every interval resamples data seeds first and training seeds within
+them (the hierarchical bootstrap of Saravanan, Berman & Sober, 2020): a method that ignores the
+training seed does not count its repeated rows as independent evidence. Chapter "The OCSF
+pipeline" reads the committed results.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import json
 import math
 import os
 import platform
+import resource
 import sys
 import time
 from collections.abc import Sequence
@@ -29,7 +35,41 @@ from tabresnet_course import evaluation
 from tabresnet_course.study.grid import GRIDS, Grid
 from tabresnet_course.study.run import ALERT_BUDGET, METHODS, run_study
 
-__all__ = ["bootstrap_interval", "main", "plot_summary", "summarise", "write_outputs"]
+__all__ = [
+    "BASELINES",
+    "CANDIDATES",
+    "TRAINED_PAIRS",
+    "bootstrap_interval",
+    "hierarchical_interval",
+    "main",
+    "paired_differences",
+    "plot_summary",
+    "summarise",
+    "write_outputs",
+]
+
+BASELINES = ("raw_knn", "lof", "isolation_forest", "ecod")
+"""The simple methods every candidate is compared with (paired differences)."""
+CANDIDATES = (
+    "detector_fusion_knn",
+    "detector_fusion_multiscale",
+    "detector_fusion_refined",
+    "retrained_fusion_refined",
+    "raw_multiscale_knn",
+    "raw_share_knn",
+    "raw_subsampled_knn",
+)
+"""The methods compared with each of :data:`BASELINES`, the detector's scorers among them."""
+TRAINED_PAIRS = (
+    ("embedding_knn", "untrained_knn"),
+    ("embedding_multiscale_knn", "untrained_multiscale_knn"),
+    ("detector_fusion_knn", "untrained_fusion_knn"),
+    ("detector_fusion_multiscale", "untrained_fusion_multiscale"),
+    ("detector_fusion_refined", "untrained_fusion_refined"),
+)
+"""``(trained, untrained)``: the same scorer on the trained and on the untrained encoder."""
+GROUP = ["profile", "factor", "level"]
+"""The columns that identify a cell of the grid in ``runs.csv``."""
 
 
 def bootstrap_interval(
@@ -45,17 +85,47 @@ def bootstrap_interval(
     return float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail))
 
 
+def hierarchical_interval(
+    values: np.ndarray,
+    data_seeds: np.ndarray,
+    rng: np.random.Generator,
+    num_resamples: int = 2_000,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile interval of the mean of ``values`` under the hierarchical bootstrap (Saravanan,
+    Berman & Sober, 2020): each resample draws the data seeds with replacement, then, within each
+    drawn seed, its runs (training seeds) with replacement. NaN values are left out; NaN when none
+    is left."""
+    values = np.asarray(values, dtype=np.float64)
+    keep = np.isfinite(values)
+    values, data_seeds = values[keep], np.asarray(data_seeds)[keep]
+    if len(values) == 0:
+        return math.nan, math.nan
+    groups = [values[data_seeds == seed] for seed in np.unique(data_seeds)]
+    width = max(len(group) for group in groups)
+    padded = np.full((len(groups), width), np.nan)  # (data seeds, runs)
+    for row, group in enumerate(groups):
+        padded[row, : len(group)] = group
+    sizes = np.array([len(group) for group in groups])
+    seeds = rng.integers(0, len(groups), size=(num_resamples, len(groups)))  # (B, D)
+    runs = (rng.random((num_resamples, len(groups), width)) * sizes[seeds][..., None]).astype(np.int64)  # (B, D, W)
+    drawn = padded[seeds[..., None], runs]  # (B, D, W); every drawn seed keeps its number of runs
+    means = np.nanmean(np.where(np.arange(width) < sizes[seeds][..., None], drawn, np.nan), axis=(1, 2))
+    tail = (1.0 - level) / 2.0
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail))
+
+
 def summarise(runs: pd.DataFrame, seed: int = 0, num_resamples: int = 2_000) -> pd.DataFrame:
-    """Mean and bootstrap 95% interval over runs of every metric, per factor x level x method x
-    scenario (seeded ``numpy.random.Generator``)."""
+    """Mean and hierarchical bootstrap 95% interval (:func:`hierarchical_interval`) of every metric,
+    per profile x factor x level x method x scenario (seeded ``numpy.random.Generator``)."""
     rng = np.random.default_rng(seed)
     rows = []
-    keys = ["factor", "level", "method", "scenario"]
+    keys = [*GROUP, "method", "scenario"]
     for group, table in runs.groupby(keys, sort=False):
-        row = dict(zip(keys, group), runs=len(table))
+        row = dict(zip(keys, group), runs=len(table), data_seeds=table["data_seed"].nunique())
         for metric in evaluation.METRIC_COLUMNS:
             values = table[metric].to_numpy(dtype=np.float64)
-            low, high = bootstrap_interval(values, rng, num_resamples)
+            low, high = hierarchical_interval(values, table["data_seed"].to_numpy(), rng, num_resamples)
             row.update(
                 {
                     metric: float(np.nanmean(values)) if np.isfinite(values).any() else math.nan,
@@ -67,9 +137,49 @@ def summarise(runs: pd.DataFrame, seed: int = 0, num_resamples: int = 2_000) -> 
     return pd.DataFrame(rows)
 
 
+def paired_differences(
+    runs: pd.DataFrame,
+    pairs: Sequence[tuple[str, str]] | None = None,
+    seed: int = 0,
+    num_resamples: int = 2_000,
+) -> pd.DataFrame:
+    """``method`` minus ``rival`` on the same runs (same data and training seed), per profile x
+    factor x level x scenario, for AUROC and average precision: the mean difference, its
+    hierarchical bootstrap 95% interval, and the share of data seeds on which the method is ahead
+    (mean over that seed's runs). ``pairs`` defaults to every candidate minus every baseline and
+    every trained minus untrained scorer, where both were scored."""
+    if pairs is None:
+        pairs = [(method, rival) for method in CANDIDATES for rival in BASELINES] + list(TRAINED_PAIRS)
+    scored = set(runs["method"])
+    pairs = [(method, rival) for method, rival in pairs if method in scored and rival in scored]
+    rng = np.random.default_rng(seed)
+    rows = []
+    index = [*GROUP, "scenario", "data_seed", "train_seed"]
+    metrics = ["auroc", "average_precision"]
+    wide = runs.pivot_table(index=index, columns="method", values=metrics)
+    for group, table in wide.groupby(level=[*GROUP, "scenario"], sort=False):
+        data_seeds = table.index.get_level_values("data_seed").to_numpy()
+        for method, rival in pairs:
+            row = dict(zip([*GROUP, "scenario"], group), method=method, rival=rival, runs=len(table))
+            for metric in metrics:
+                difference = (table[(metric, method)] - table[(metric, rival)]).to_numpy(dtype=np.float64)
+                low, high = hierarchical_interval(difference, data_seeds, rng, num_resamples)
+                per_seed = pd.Series(difference).groupby(data_seeds).mean()
+                row.update(
+                    {
+                        metric: float(np.nanmean(difference)) if np.isfinite(difference).any() else math.nan,
+                        f"{metric}_low": low,
+                        f"{metric}_high": high,
+                        f"{metric}_seeds_ahead": float((per_seed > 0).mean()),
+                    }
+                )
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def plot_summary(summary: pd.DataFrame, out: Path) -> list[Path]:
-    """Plots of the summary: methods (overall AUROC and AP, clean vs contaminated), burst attacks
-    vs contamination, and the embedding kNN across every factor. Returns the files written."""
+    """One plot per profile: every method's overall AUROC and average precision (mean, 95%
+    hierarchical interval) at every contamination level. Returns the files written."""
     import matplotlib
 
     matplotlib.use("agg")
@@ -77,61 +187,38 @@ def plot_summary(summary: pd.DataFrame, out: Path) -> list[Path]:
 
     written = []
     overall = summary[summary["scenario"] == "overall"]
-    methods = [m for m in METHODS if m in set(overall["method"])]
-    levels = overall[overall["factor"].isin(["centre", "contamination"])]
-    fig, axes = plt.subplots(1, 2, figsize=(14, 5), sharey=True)
-    for ax, metric in zip(axes, ("auroc", "average_precision")):
-        for offset, (level, table) in enumerate(levels.groupby("level", sort=False)):
-            table = table.set_index("method").reindex(methods)
-            y = np.arange(len(methods)) + 0.15 * offset
-            ax.errorbar(
-                table[metric],
-                y,
-                xerr=[table[metric] - table[f"{metric}_low"], table[f"{metric}_high"] - table[metric]],
-                fmt="o",
-                ms=4,
-                capsize=2,
-                label="clean" if level == "centre" else f"contamination {level}",
-            )
-        ax.set_yticks(np.arange(len(methods)), methods)
-        ax.set_xlabel(f"overall {metric} (mean, 95% bootstrap interval)")
-        ax.grid(axis="x", alpha=0.3)
-    axes[0].legend(loc="lower left", fontsize=8)
-    fig.tight_layout()
-    written.append(out / "methods_overall.png")
-    fig.savefig(written[-1], dpi=120)
-    plt.close(fig)
-
-    factors = [f for f in dict.fromkeys(summary["factor"]) if f != "centre"]
-    fig, axes = plt.subplots(1, max(1, len(factors)), figsize=(3.2 * max(1, len(factors)), 3.5), squeeze=False)
-    centre = overall[overall["factor"] == "centre"].set_index("method")
-    for ax, factor in zip(axes[0], factors):
-        shown = ("detector_fusion_knn", "embedding_knn", "raw_knn", "isolation_forest", "mfp_surprisal")
-        for method in [m for m in shown if m in methods]:
-            table = pd.concat(
-                [
-                    centre.loc[[method]].assign(level="centre"),
-                    overall[(overall["factor"] == factor) & (overall["method"] == method)],
-                ]
-            )
-            ax.errorbar(
-                table["level"].astype(str),
-                table["auroc"],
-                yerr=[table["auroc"] - table["auroc_low"], table["auroc_high"] - table["auroc"]],
-                fmt="o-",
-                ms=3,
-                capsize=2,
-                label=method,
-            )
-        ax.set_title(factor)
-        ax.tick_params(axis="x", rotation=45)
-    axes[0][0].set_ylabel("overall AUROC")
-    axes[0][-1].legend(fontsize=7)
-    fig.tight_layout()
-    written.append(out / "factors_overall_auroc.png")
-    fig.savefig(written[-1], dpi=120)
-    plt.close(fig)
+    for profile, table in overall.groupby("profile", sort=False):
+        methods = [m for m in METHODS if m in set(table["method"])]
+        fig, axes = plt.subplots(1, 2, figsize=(14, 0.35 * len(methods) + 2), sharey=True)
+        for ax, metric in zip(axes, ("auroc", "average_precision")):
+            for offset, (level, rows) in enumerate(table.groupby("level", sort=False)):
+                rows = rows.set_index("method").reindex(methods)
+                ax.errorbar(
+                    rows[metric],
+                    np.arange(len(methods)) + 0.12 * offset,
+                    xerr=[rows[metric] - rows[f"{metric}_low"], rows[f"{metric}_high"] - rows[metric]],
+                    fmt="o",
+                    ms=3,
+                    capsize=2,
+                    label="clean" if level == "centre" else level,
+                )
+            ax.set_yticks(np.arange(len(methods)), methods)
+            ax.set_xlabel(f"overall {metric} (mean, 95% hierarchical bootstrap interval)")
+            ax.grid(axis="x", alpha=0.3)
+        axes[0].legend(loc="lower left", fontsize=7)
+        axes[0].set_title(profile)
+        fig.tight_layout()
+        written.append(out / f"methods_overall_{profile}.png")
+        fig.savefig(written[-1], dpi=100)
+        plt.close(fig)
     return written
+
+
+def _cpu_seconds() -> float:
+    """User and system CPU seconds of this process and of its finished worker processes (the
+    study's cost independent of what else the machine runs)."""
+    own, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
 
 
 def write_outputs(runs: pd.DataFrame, grid: Grid, out: Path, argv: Sequence[str], seconds: float) -> list[Path]:
@@ -142,10 +229,12 @@ def write_outputs(runs: pd.DataFrame, grid: Grid, out: Path, argv: Sequence[str]
     summary = summarise(runs)
     runs.to_csv(out / "runs.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
+    paired_differences(runs).to_csv(out / "differences.csv", index=False)
     meta = {
         "command": "python -m tabresnet_course.study " + " ".join(argv),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "seconds": round(seconds, 1),
+        "cpu_seconds": round(_cpu_seconds(), 1),
         "hardware": {
             "machine": platform.machine(),
             "processor": platform.processor(),
@@ -166,13 +255,15 @@ def write_outputs(runs: pd.DataFrame, grid: Grid, out: Path, argv: Sequence[str]
             "data_seeds": list(grid.data_seeds),
             "train_seeds": list(grid.train_seeds),
             "sweep_train_seeds": list(grid.sweep_train_seeds),
-            "full_seed_factors": list(grid.full_seed_factors),
+            "full_seed_levels": list(grid.full_seed_levels),
+            "profiles": list(grid.profiles),
         },
         "methods": list(grid.methods or METHODS),
         "alert_budget": ALERT_BUDGET,
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    return [out / "runs.csv", out / "summary.csv", out / "meta.json", *plot_summary(summary, out)]
+    files = ["runs.csv", "summary.csv", "differences.csv", "meta.json"]
+    return [*(out / name for name in files), *plot_summary(summary, out)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -216,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     written = write_outputs(runs, GRIDS[args.grid], args.out, argv, time.perf_counter() - started)
     overall = summarise(runs[(runs["factor"] == "centre") & (runs["scenario"] == "overall")])
     print(
-        overall[["method", "runs", "auroc", "auroc_low", "auroc_high", "average_precision"]]
+        overall[["profile", "method", "runs", "auroc", "auroc_low", "auroc_high", "average_precision"]]
         .round(3)
         .to_string(index=False)
     )

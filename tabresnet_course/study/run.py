@@ -2,10 +2,11 @@
 contaminated baselines, over seeds (``python -m tabresnet_course.study --grid default --out DIR``).
 
 One *run* is a configuration (:class:`~tabresnet_course.study.grid.StudyConfig`), a data seed and
-a training seed: generate a baseline and an evaluation period
-(:func:`~tabresnet_course.ocsf.generator.generate_baseline_and_evaluation`), optionally mix a
-share of attack events into the baseline (:func:`contaminated_baseline`), train the detector on
-it, fit every method of :data:`METHODS` on it and score the evaluation period. The grid
+a training seed: generate a baseline and an evaluation period of the configured generator profile
+with the configured contamination (:func:`study_data`:
+:func:`~tabresnet_course.ocsf.contamination.contaminated_split`, clean, spread or with a share of
+every campaign in the training window), train the detector on the baseline, fit every method of
+:data:`METHODS` on it and score the evaluation period. The grid
 (:mod:`tabresnet_course.study.grid`) varies one factor at a time around a centre configuration;
 :func:`run_study` runs it (in worker processes with ``jobs > 1``) and
 :mod:`tabresnet_course.study.report` summarises and writes the results. Chapter "The OCSF
@@ -29,36 +30,36 @@ import torch
 from sklearn.preprocessing import StandardScaler
 
 from tabresnet_course import evaluation
+from tabresnet_course.detection.config import DetectorConfig
 from tabresnet_course.detection.detector import OCSFAnomalyDetector, train_ocsf_anomaly_detector
 from tabresnet_course.detection.pipeline import pretrain_encoder
+from tabresnet_course.detection.refine import RefinedScorer, detector_refiner, refine_reference
+from tabresnet_course.detection.robust import MultiScaleKNNScorer, ReferenceShareKNNScorer
 from tabresnet_course.detection.scorers import (
     IsolationForestScorer,
     KNNScorer,
+    OneHotKNNScorer,
     PyODScorer,
     SubsampledKNNScorer,
     build_detector_scorer,
     one_hot_features,
-    rank_fusion,
     tree_features,
 )
 from tabresnet_course.detection.surprisal import MFPSurprisalScorer
 from tabresnet_course.features.rates import rate_features
 from tabresnet_course.mfp import TabularResNetWithMFP
-from tabresnet_course.ocsf.generator import (
-    GeneratedEvents,
-    generate_baseline_and_evaluation,
-    generate_ocsf_events,
-)
-from tabresnet_course.study.grid import PROTECTED, Cell, Grid, StudyConfig, study_grid
+from tabresnet_course.ocsf.contamination import contaminated_split
+from tabresnet_course.ocsf.generator import GeneratedEvents
+from tabresnet_course.study.grid import CONTAMINATIONS, PROTECTED, Cell, Grid, StudyConfig, study_grid
 
 __all__ = [
     "ALERT_BUDGET",
-    "CONTAMINATION_SEED_OFFSET",
     "DETECTOR_METHODS",
     "METHODS",
+    "REFINE_SHARE",
     "Run",
     "StudyData",
-    "contaminated_baseline",
+    "detector_method",
     "method_table",
     "run_metrics",
     "run_study",
@@ -71,33 +72,11 @@ __all__ = [
 
 ALERT_BUDGET = 0.01
 """Share of the evaluation period an operator can look at: recall is measured at this budget."""
-CONTAMINATION_SEED_OFFSET = 10_000
-"""Event seed of the attack pool mixed into a contaminated baseline: ``data_seed + offset``
-(never the baseline's ``data_seed`` or the evaluation's ``data_seed + 1``)."""
+REFINE_SHARE = 0.05
+"""Share of the baseline the ``*_fusion_refined`` methods drop (the detector's ``refine_share``)."""
 
 
 # --------------------------------------------------------------------------- data
-
-
-def contaminated_baseline(baseline: GeneratedEvents, contamination: float, seed: int) -> pd.DataFrame:
-    """The baseline's flat frame plus attack events making up ``contamination`` of the result,
-    spread across attack types in the generator's proportions and timed inside the baseline
-    period (as when a "clean" period already held attacks). The attacks come from a separate,
-    seeded period of the same organisation (:func:`~tabresnet_course.evaluation.contamination_mask` picks the same
-    share of each scenario's events), so the evaluation period stays the same at every level."""
-    if not 0.0 <= contamination < 0.5:
-        raise ValueError(f"contamination must be in [0, 0.5), got {contamination}")
-    frame = baseline.frame
-    num_attacks = round(contamination * len(frame) / (1.0 - contamination))
-    if num_attacks == 0:
-        return frame
-    pool = generate_ocsf_events(max(2_000, 60 * num_attacks), baseline.days, seed, True, baseline.start)
-    labels = pool.labels.reset_index(drop=True)
-    scenarios = sorted(set(labels.loc[labels["is_anomaly"], "scenario"]))
-    share = num_attacks / int(labels["is_anomaly"].sum())
-    moved = evaluation.contamination_mask(labels, scenarios, share, seed=seed)
-    mixed = pd.concat([frame, pool.frame.reset_index(drop=True)[moved]], ignore_index=True)
-    return mixed.iloc[np.argsort(mixed["time"].to_numpy(), kind="stable")].reset_index(drop=True)
 
 
 @dataclass
@@ -109,12 +88,13 @@ class StudyData:
 
 
 def study_data(config: StudyConfig, data_seed: int) -> StudyData:
-    """Generate the periods of ``data_seed`` and contaminate the baseline as configured."""
-    baseline, evaluation_period = generate_baseline_and_evaluation(
-        num_baseline=config.num_baseline, num_evaluation=config.num_evaluation, seed=data_seed
+    """The baseline (training frame) and evaluation period of ``data_seed`` for the configured
+    profile and contamination (:data:`~tabresnet_course.study.grid.CONTAMINATIONS`)."""
+    mode, overlap, share = CONTAMINATIONS[config.contamination]
+    split = contaminated_split(
+        config.num_baseline, config.num_evaluation, share, overlap, mode, config.profile, seed=data_seed
     )
-    train_frame = contaminated_baseline(baseline, config.contamination, data_seed + CONTAMINATION_SEED_OFFSET)
-    return StudyData(train_frame, evaluation_period)
+    return StudyData(split.baseline.frame, split.evaluation)
 
 
 # --------------------------------------------------------------------------- models (detector API calls)
@@ -122,7 +102,8 @@ def study_data(config: StudyConfig, data_seed: int) -> StudyData:
 
 def train_detector(config: StudyConfig, frame: pd.DataFrame, seed: int) -> OCSFAnomalyDetector:
     """The detector of a run, trained on CPU with the package's trainer (its scorer is the
-    plain kNN: the study scores every method itself from the embeddings)."""
+    plain kNN on the unrefined baseline: the study scores every method itself from the
+    embeddings)."""
     return train_ocsf_anomaly_detector(
         frame,
         objective=config.objective,
@@ -136,6 +117,7 @@ def train_detector(config: StudyConfig, frame: pd.DataFrame, seed: int) -> OCSFA
         temperature=config.temperature,
         protected_columns=list(PROTECTED[config.protected]),
         scorer="knn",
+        refine_share=0.0,
     )
 
 
@@ -242,6 +224,28 @@ class Run:
 
         return self.cached(("mfp_surprisal", *self.config.mfp_key(self.data_seed, self.train_seed)), compute)
 
+    def retrained_refined_scores(self) -> np.ndarray:
+        """One round of Self-supervise, Refine, Repeat (Yoon et al., 2022): the detector's
+        refinement (:func:`~tabresnet_course.detection.refine.refine_reference`, on the trained
+        embedding and the raw features) drops the most suspect baseline rows, a detector is
+        retrained on the rows kept, and ``fusion_multiscale`` on its embedding and raw features,
+        fitted on those rows, scores the query."""
+        layout = (self.detector.model.config.num_numerical_features, self.detector.cardinalities)
+        embeddings, codes = self.embeddings(True)[0], self.raw_matrices("codes")[0]
+        kept = refine_reference(embeddings, codes, self.config.k, REFINE_SHARE, self.train_seed, *layout)
+        frame = self.data.train_frame.iloc[kept].reset_index(drop=True)
+        detector = train_detector(self.config, frame, self.train_seed)
+        fusion = build_detector_scorer(
+            "fusion_multiscale",
+            self.config.k,
+            self.train_seed,
+            num_numerical=detector.model.config.num_numerical_features,
+            cardinalities=detector.cardinalities,
+        )
+        reference, query = detector.preprocess(frame), detector.preprocess(self.data.evaluation)
+        views = [detector.embed_arrays(*reference), tree_features(*reference)]
+        return fusion.fit(views).score([detector.embed_arrays(*query), tree_features(*query)])
+
 
 def method_table(run: Run) -> dict[str, Callable[[], np.ndarray]]:
     """Every method of the study: name -> a function computing its ``(n_query,)`` scores."""
@@ -251,72 +255,83 @@ def method_table(run: Run) -> dict[str, Callable[[], np.ndarray]]:
         uses_k = "knn" in name
         return lambda: run.raw_scores(name, seeded, uses_k, lambda: run.fit_score(scorer(), run.raw_matrices(kind)))
 
+    def layout() -> dict[str, Any]:
+        return {
+            "num_numerical": run.detector.model.config.num_numerical_features,
+            "cardinalities": run.detector.cardinalities,
+        }
+
+    def detector_scorer(scorer: str, kind: str, trained: bool = True) -> Callable[[], np.ndarray]:
+        def build() -> Any:
+            if scorer != "fusion_refined":
+                return build_detector_scorer(scorer, k, seed, **layout())
+            fusion = build_detector_scorer("fusion_multiscale", k, seed, **layout())
+            return RefinedScorer(fusion, detector_refiner(k, **layout()), REFINE_SHARE, seed=seed)
+
+        return lambda: run.fit_score(build(), tuple(zip(run.embeddings(trained), run.raw_matrices(kind))))
+
     methods: dict[str, Callable[[], np.ndarray]] = {
-        "embedding_knn": lambda: run.fit_score(KNNScorer(k), run.embeddings(True)),
-        "untrained_knn": lambda: run.fit_score(KNNScorer(k), run.embeddings(False)),
-        "embedding_subsampled_knn": lambda: run.fit_score(SubsampledKNNScorer(k, seed=seed), run.embeddings(True)),
-        "raw_knn": raw("raw_knn", False, lambda: KNNScorer(k), "one_hot"),
-        "raw_subsampled_knn": raw("raw_subsampled_knn", True, lambda: SubsampledKNNScorer(k, seed=seed), "one_hot"),
+        "raw_knn": raw("raw_knn", False, lambda: OneHotKNNScorer(k=k, **layout()), "codes"),
+        "lof": raw("lof", False, lambda: PyODScorer("lof"), "one_hot"),
         "isolation_forest": raw("isolation_forest", True, lambda: IsolationForestScorer(seed=seed), "codes"),
         "ecod": raw("ecod", False, lambda: PyODScorer("ecod"), "one_hot"),
         "copod": raw("copod", False, lambda: PyODScorer("copod"), "one_hot"),
         "hbos": raw("hbos", False, lambda: PyODScorer("hbos"), "one_hot"),
-        "lof": raw("lof", False, lambda: PyODScorer("lof"), "one_hot"),
-        "rates_raw_knn": raw("rates_raw_knn", False, lambda: KNNScorer(k), "one_hot+rates"),
-        "rates_raw_iforest": raw("rates_raw_iforest", True, lambda: IsolationForestScorer(seed=seed), "codes+rates"),
+        "raw_subsampled_knn": raw("raw_subsampled_knn", True, lambda: SubsampledKNNScorer(k, seed=seed), "one_hot"),
+        "raw_share_knn": raw("raw_share_knn", False, lambda: ReferenceShareKNNScorer(k=k, **layout()), "codes"),
+        "raw_multiscale_knn": raw("raw_multiscale_knn", False, lambda: MultiScaleKNNScorer(k, **layout()), "codes"),
+        "embedding_knn": lambda: run.fit_score(KNNScorer(k), run.embeddings(True)),
+        "untrained_knn": lambda: run.fit_score(KNNScorer(k), run.embeddings(False)),
+        "embedding_subsampled_knn": lambda: run.fit_score(SubsampledKNNScorer(k, seed=seed), run.embeddings(True)),
+        "embedding_multiscale_knn": lambda: run.fit_score(MultiScaleKNNScorer(k), run.embeddings(True)),
+        "untrained_multiscale_knn": lambda: run.fit_score(MultiScaleKNNScorer(k), run.embeddings(False)),
         "mfp_surprisal": run.mfp_surprisal,
+        "retrained_fusion_refined": run.retrained_refined_scores,
     }
-    methods["fusion_embedding_iforest"] = lambda: rank_fusion(
-        [methods["embedding_knn"](), methods["isolation_forest"]()]
-    )
-    methods["fusion_embedding_rates"] = lambda: rank_fusion(
-        [methods["embedding_knn"](), methods["rates_raw_iforest"]()]
-    )
-
-    def detector_scorer(scorer: str, kind: str, trained: bool = True) -> Callable[[], np.ndarray]:
-        return lambda: run.fit_score(
-            build_detector_scorer(
-                scorer,
-                k,
-                seed,
-                num_numerical=run.detector.model.config.num_numerical_features,
-                cardinalities=run.detector.cardinalities,
-            ),
-            tuple(zip(run.embeddings(trained), run.raw_matrices(kind))),
-        )
-
-    for scorer, kind in (("fusion_knn", "codes"), ("fusion_iforest", "codes"), ("fusion_rates", "codes+rates")):
+    for scorer, kind in (("fusion_knn", "codes"), ("fusion_rates", "codes+rates"), ("fusion_iforest", "codes")):
         methods[f"detector_{scorer}"] = detector_scorer(scorer, kind)
-    methods["untrained_fusion_knn"] = detector_scorer("fusion_knn", "codes", trained=False)
+    for scorer in ("fusion_knn", "fusion_multiscale", "fusion_refined"):
+        methods[f"detector_{scorer}"] = detector_scorer(scorer, "codes")
+        methods[f"untrained_{scorer}"] = detector_scorer(scorer, "codes", trained=False)
     return methods
 
 
 METHODS: tuple[str, ...] = (
-    "embedding_knn",
-    "untrained_knn",
-    "embedding_subsampled_knn",
     "raw_knn",
-    "raw_subsampled_knn",
+    "lof",
     "isolation_forest",
     "ecod",
     "copod",
     "hbos",
-    "lof",
-    "rates_raw_knn",
-    "rates_raw_iforest",
-    "mfp_surprisal",
-    "fusion_embedding_iforest",
-    "fusion_embedding_rates",
+    "raw_subsampled_knn",
+    "raw_share_knn",
+    "raw_multiscale_knn",
+    "embedding_knn",
+    "untrained_knn",
+    "embedding_subsampled_knn",
+    "embedding_multiscale_knn",
+    "untrained_multiscale_knn",
     "detector_fusion_knn",
     "untrained_fusion_knn",
-    "detector_fusion_iforest",
+    "detector_fusion_multiscale",
+    "untrained_fusion_multiscale",
+    "detector_fusion_refined",
+    "untrained_fusion_refined",
+    "retrained_fusion_refined",
     "detector_fusion_rates",
+    "detector_fusion_iforest",
+    "mfp_surprisal",
 )
-"""The methods a run can score, in table order. ``fusion_*`` average ranks within the scored
-period (:func:`~tabresnet_course.detection.scorers.rank_fusion`); ``detector_fusion_*`` are the
-detector's own scorers (:func:`~tabresnet_course.detection.scorers.build_detector_scorer`: ranks among the
-reference's scores, so an event's score does not depend on the others scored with it);
-``untrained_fusion_knn`` is the default scorer on the untrained encoder (what training adds)."""
+"""The methods a run can score, in table order: the raw-feature baselines (kNN, PyOD's LOF, ECOD,
+COPOD, HBOS, Isolation Forest); the robust raw-feature scorers (subsampled kNN,
+:class:`~tabresnet_course.detection.robust.ReferenceShareKNNScorer` and
+:class:`~tabresnet_course.detection.robust.MultiScaleKNNScorer` on the codes view); the same on
+the trained and the untrained embedding; the detector's scorers
+(:func:`~tabresnet_course.detection.scorers.build_detector_scorer`: ``detector_<scorer>``, and
+``untrained_<scorer>`` on the untrained encoder, which isolates what training adds);
+``retrained_fusion_refined`` (the baseline refined, the encoder retrained on the rows kept and
+``fusion_multiscale`` fitted on them: Self-supervise, Refine, Repeat, one round); and the MFP
+surprisal of chapter "Masked feature prediction"."""
 
 DETECTOR_METHODS: dict[str, str] = {
     "knn": "embedding_knn",
@@ -324,8 +339,20 @@ DETECTOR_METHODS: dict[str, str] = {
     "fusion_knn": "detector_fusion_knn",
     "fusion_iforest": "detector_fusion_iforest",
     "fusion_rates": "detector_fusion_rates",
+    "fusion_multiscale": "detector_fusion_multiscale",
 }
-"""The study method that measures each ``DetectorConfig.scorer`` (chapter "The OCSF pipeline")."""
+"""The study method that measures each ``DetectorConfig.scorer`` on an unrefined reference."""
+
+
+def detector_method(config: DetectorConfig) -> str:
+    """The study method that measures a detector with ``config``'s scorer and refinement
+    (``detector_fusion_refined`` for ``fusion_multiscale`` on a refined reference; chapter "The
+    OCSF pipeline")."""
+    if config.refine_share == 0:
+        return DETECTOR_METHODS[config.scorer]
+    if config.scorer != "fusion_multiscale" or config.refine_share != REFINE_SHARE:
+        raise ValueError(f"the study measures refinement of {REFINE_SHARE} with fusion_multiscale only, got {config}")
+    return "detector_fusion_refined"
 
 
 def run_metrics(
