@@ -60,6 +60,7 @@ def test_end_to_end_generate_train_score_evaluate(work):
         "reference_embeddings.npy",
         "reference_features.npy",
         "reference_sample.json",
+        "reference_scores.npy",
         "weights.pt",
     ]
     assert json.loads((work / "detector" / "config.json").read_text())["training"]["training_rows"] == 600

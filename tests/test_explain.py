@@ -154,11 +154,11 @@ def test_score_explain_adds_columns_that_survive_pandas(detector, periods, tmp_p
     assert plain.returncode == 0 and explained.returncode == 0, plain.stderr + explained.stderr
     table = pd.read_csv(tmp_path / "explained.csv", dtype=str, keep_default_na=False)
     assert len(table) == len(events) == len((tmp_path / "explained.csv").read_text().splitlines()) - 1
-    assert table.columns.tolist()[:4] == ["line", "uid", "score", "top_fields"]
+    assert table.columns.tolist()[:6] == ["line", "uid", "score", "percentile", "alert", "top_fields"]
     assert table.columns.tolist()[-4:] == ["field_3", "value_3", "typical_3", "contribution_3"]
     plain_table = pd.read_csv(tmp_path / "plain.csv", dtype=str, keep_default_na=False)
-    pd.testing.assert_frame_equal(table[["line", "uid", "score"]], plain_table)
-    assert plain_table.columns.tolist() == ["line", "uid", "score"]
+    pd.testing.assert_frame_equal(table[["line", "uid", "score", "percentile", "alert"]], plain_table)
+    assert plain_table.columns.tolist() == ["line", "uid", "score", "percentile", "alert"]
     wanted = explanation_columns(detector.explain(events, 3), len(events), 3)
     assert table["top_fields"].tolist() == wanted["top_fields"].tolist()
     assert table["value_1"].tolist() == wanted["value_1"].tolist()
