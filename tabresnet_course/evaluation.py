@@ -25,6 +25,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from tabresnet_course.detection.detector import OCSFAnomalyDetector
 from tabresnet_course.detection.scorers import DEFAULT_K, IsolationForestScorer, OneHotKNNScorer, tree_features
 from tabresnet_course.events.flat import as_flat_frame
+from tabresnet_course.ocsf.contamination import scenario_share_mask
 
 __all__ = [
     "METRIC_COLUMNS",
@@ -315,19 +316,8 @@ def contamination_mask(
     the very record being scored, only other events of the same campaign (as happens when the
     "clean" baseline period already contained an ongoing attack).
     """
-    if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"fraction must be between 0 and 1, got {fraction}")
-    rng = np.random.default_rng(seed)
-    labels = labels_df[label_column].to_numpy().astype(bool)
-    scenario_values = labels_df[scenario_column].astype(str).to_numpy()
-    missing = set(scenarios) - set(scenario_values[labels])
-    if missing:
-        raise ValueError(f"no anomalous records of scenario(s) {sorted(missing)} in labels_df")
-    mask = np.zeros(len(labels_df), dtype=bool)
-    for scenario in scenarios:
-        rows = np.flatnonzero(labels & (scenario_values == scenario))
-        mask[rng.choice(rows, size=round(fraction * len(rows)), replace=False)] = True
-    return mask
+    labels = labels_df[[label_column, scenario_column]].set_axis(["is_anomaly", "scenario"], axis=1)
+    return scenario_share_mask(labels, scenarios, fraction, seed)
 
 
 def contamination_effect(
