@@ -586,10 +586,11 @@ def train_ocsf_anomaly_detector(
     ``temperature``, ``precision``, ...). Under ``torchrun`` every process calls this
     function; the trainer shards the batches.
 
-    Last, the detector is calibrated: every reference row is scored by a copy of the scorer
-    fitted on the other nine tenths of the reference
-    (:func:`~tabresnet_course.detection.calibration.cross_fitted_scores`), and these held-out
-    normal scores, with the baseline's events per day, become its ``calibration``
+    Last, the detector is calibrated on every baseline row it embedded: each reference row is
+    scored by a copy of the scorer fitted on the other nine tenths of the reference
+    (:func:`~tabresnet_course.detection.calibration.cross_fitted_scores`), each row that
+    refinement dropped by the fitted scorer (which never saw it), and these held-out scores, with
+    the baseline's events per day, become its ``calibration``
     (:meth:`OCSFAnomalyDetector.percentiles`, :meth:`OCSFAnomalyDetector.alert_threshold`).
     """
     from tabresnet_course.detection.explain import reference_sample
@@ -615,7 +616,9 @@ def train_ocsf_anomaly_detector(
     embeddings = detector.embed_arrays(
         numerical[reference_rows], categorical[reference_rows], progress=config.training.progress
     )
-    kept = detector.refined_rows(embeddings, None if features is None else features[reference_rows])
+    baseline_rows = reference_rows
+    kept = detector.refined_rows(embeddings, None if features is None else features[baseline_rows])
+    dropped = np.setdiff1d(np.arange(len(baseline_rows)), kept)
     reference_rows = reference_rows[kept]
     detector.set_reference_embeddings(embeddings[kept], None if features is None else features[reference_rows])
     reference = (
@@ -623,10 +626,11 @@ def train_ocsf_anomaly_detector(
         if features is None
         else [detector.reference_embeddings, detector.reference_features]
     )
-    detector.calibration = Calibration(
-        cross_fitted_scores(detector.scorer_, reference, seed=config.seed),
-        events_per_day(frame["time"]) if "time" in frame.columns else None,
-    )
+    held_out = cross_fitted_scores(detector.scorer_, reference, seed=config.seed)
+    if len(dropped):  # rows refinement dropped are held out by construction: the fitted scorer never saw them
+        views = embeddings[dropped] if features is None else [embeddings[dropped], features[baseline_rows[dropped]]]
+        held_out = np.concatenate([held_out, detector.scorer_.score(views)])
+    detector.calibration = Calibration(held_out, events_per_day(frame["time"]) if "time" in frame.columns else None)
     detector.training = {
         "config": training.to_dict(),
         "protected_columns": protected,

@@ -321,7 +321,7 @@ def validate_event(event: dict) -> list[str]:
     requires (``user`` for 3002, ``http_response.code`` for 4002, ``api.operation`` for 6003,
     ``process`` for 1007, ``file`` for 1001, ``finding_info.uid`` for 2004, ...); for 2004 also
     its own ``status_id`` enum (1 New ... 6 Deleted) and the shape of ``evidences``,
-    ``observables`` and ``anomaly_analyses`` (:func:`_finding_problems`). Other classes get the
+    ``observables`` and ``anomaly_analyses``. Other classes get the
     base checks only (their ``status_id`` enum may differ from the base event's, so it is not
     checked).
     """
