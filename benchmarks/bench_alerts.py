@@ -1,7 +1,7 @@
 """Alerts: does a calibrated threshold give the false-alarm rate asked for, and what does it catch?
 
 ``python benchmarks/bench_alerts.py [--seeds 0 1 ... 9] [--quick]`` trains, per data seed, the
-default detector (``fusion_knn``) on a clean baseline (``--baseline`` events over 7 days) and
+default detector (its default scorer and refinement) on a clean baseline (``--baseline`` events over 7 days) and
 calibrates it as ``train`` does (:mod:`tabresnet_course.detection.calibration`). Then, at alert
 rates 0.001 and 0.01 (and at 5 alerts per day):
 
