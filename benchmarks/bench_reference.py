@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python benchmarks/bench_reference.py` from the repository root
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_streaming import cli
+from benchmarks.bench_streaming import cli, generate_events_file
 from benchmarks.common import Settings, summarize
 
 REFERENCE_SIZES = (20_000, 100_000)
@@ -140,18 +140,7 @@ def prepare(directory: Path, sizes: tuple[int, ...], events: tuple[int, ...], ks
             if not (directory / f"detector_{size}_k{k}").exists():
                 derive(directory / f"detector_{size}_k{ks[0]}", directory / f"detector_{size}_k{k}", k)
     for size in events:
-        if not (directory / f"events_{size}.jsonl").exists():
-            cli(
-                "generate",
-                "--events",
-                size,
-                "--out",
-                f"events_{size}.jsonl",
-                "--labels",
-                f"labels_{size}.csv",
-                "--overwrite",
-                cwd=directory,
-            )
+        generate_events_file(directory, size)
 
 
 def stages(detector_dir: Path, events: Path, repeats: int) -> dict[str, Any]:

@@ -84,18 +84,23 @@ def prepare(directory: Path, sizes: tuple[int, ...]) -> None:
         )
         cli("train", "--events", "baseline.jsonl", "--out", "detector", "--epochs", 2, "--device", "cpu", cwd=directory)
     for size in sizes:
-        if not (directory / f"events_{size}.jsonl").exists():
-            cli(
-                "generate",
-                "--events",
-                size,
-                "--out",
-                f"events_{size}.jsonl",
-                "--labels",
-                f"labels_{size}.csv",
-                "--overwrite",
-                cwd=directory,
-            )
+        generate_events_file(directory, size)
+
+
+def generate_events_file(directory: Path, size: int) -> None:
+    """``events_{size}.jsonl`` (generated, with attacks) and its labels, unless already there."""
+    if not (directory / f"events_{size}.jsonl").exists():
+        cli(
+            "generate",
+            "--events",
+            size,
+            "--out",
+            f"events_{size}.jsonl",
+            "--labels",
+            f"labels_{size}.csv",
+            "--overwrite",
+            cwd=directory,
+        )
 
 
 def run(settings: Settings, keep: Path | None = None) -> dict[str, Any]:
